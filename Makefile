@@ -1,0 +1,40 @@
+# Parlor's two commands: `make up` runs the system on this machine, `make test` runs
+# every check. Both build the virtualenv and install what they need on first use.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+REQUIREMENTS := requirements.txt functions/requirements.txt media_node/requirements.txt
+
+export AWS_DEFAULT_REGION ?= us-east-1
+export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
+
+.PHONY: up test lint typecheck pytest token clean
+
+$(STAMP): $(REQUIREMENTS)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.txt
+	touch $(STAMP)
+
+up: $(STAMP)
+	$(BIN)/python -m local.up
+
+# Mint a bearer token for a local user: make token USER=u-alice
+token: $(STAMP)
+	@$(BIN)/python -m local.token $(USER)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+pytest: $(STAMP)
+	$(BIN)/pytest
+
+test: lint typecheck pytest
+
+clean:
+	rm -rf $(VENV) .local cdk.out chalice.out .pytest_cache .mypy_cache .ruff_cache

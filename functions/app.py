@@ -1,0 +1,269 @@
+"""Parlor's control plane: the routes of the Spaces API. Each route reads its input,
+calls one domain function in chalicelib, and returns its result."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from contextvars import ContextVar
+from typing import Any
+
+from chalice import Chalice, Response
+from chalice.app import Request
+
+from chalicelib import eligibility, placement, roles, social, spaces
+from chalicelib import validation as v
+from chalicelib.auth import Principal, verify_bearer
+from chalicelib.config import ConfigError
+from chalicelib.errors import ApiError, NotFound
+
+app = Chalice(app_name="parlor")
+app.log.setLevel(logging.INFO)
+
+_caller: ContextVar[Principal] = ContextVar("caller")
+
+_CHALICE_ERRORS = {
+    "BadRequestError": "bad_request",
+    "UnsupportedMediaType": "unsupported_media_type",
+    "MethodNotAllowedError": "method_not_allowed",
+    "NotFoundError": "not_found",
+}
+
+
+@app.middleware("http")
+def authenticate_and_shape_errors(event: Request, get_response: Callable[..., Response]) -> Any:
+    """Every route needs a verified caller; every error leaves in one JSON shape."""
+    try:
+        _caller.set(verify_bearer(event.headers.get("authorization")))
+        response = get_response(event)
+    except ApiError as exc:
+        return Response(body=exc.body(), status_code=exc.status)
+    except ConfigError:
+        app.log.exception("configuration error")
+        return Response(body={"error": "misconfigured", "message": "The service is misconfigured"},
+                        status_code=500)
+    body = response.body
+    if response.status_code >= 400 and isinstance(body, dict) and "Code" in body:
+        code = _CHALICE_ERRORS.get(body["Code"], "internal_error")
+        return Response(body={"error": code, "message": body.get("Message", "")},
+                        status_code=response.status_code, headers=response.headers)
+    return response
+
+
+def caller() -> str:
+    return _caller.get().user_id
+
+
+def request() -> Request:
+    current = app.current_request
+    assert current is not None
+    return current
+
+
+def body(*fields: str) -> dict[str, Any]:
+    raw = request().raw_body
+    return v.json_object(raw.encode() if isinstance(raw, str) else raw, set(fields))
+
+
+def query() -> dict[str, str]:
+    return dict(request().query_params or {})
+
+
+def space_id_of(value: str) -> str:
+    return v.path_id(value, "space_id", v.SPACE_ID)
+
+
+def user_id_of(value: str) -> str:
+    return v.path_id(value, "user_id", v.USER_ID)
+
+
+# Profiles and the social graph
+
+
+@app.route("/me", methods=["GET"])
+def get_me() -> dict[str, Any]:
+    user = social.find_user(caller())
+    if user is None:
+        raise NotFound("You have no profile yet (PUT /me)", code="profile_not_found")
+    return social.profile_view(user)
+
+
+@app.route("/me", methods=["PUT"])
+def put_me() -> dict[str, Any]:
+    data = body("handle", "display_name")
+    handle = v.required_string(data, "handle", max_len=15, pattern=social.HANDLE)
+    name = v.required_string(data, "display_name", max_len=social.DISPLAY_NAME_MAX)
+    return social.profile_view(social.put_profile(caller(), handle, name))
+
+
+@app.route("/me/eligibility", methods=["GET"])
+def get_eligibility() -> dict[str, Any]:
+    return eligibility.evaluate(social.find_user(caller())).view()
+
+
+@app.route("/users/{user_id}", methods=["GET"])
+def get_user(user_id: str) -> dict[str, Any]:
+    return social.profile_view(social.get_user(user_id_of(user_id)))
+
+
+@app.route("/users/by-handle/{handle}", methods=["GET"])
+def get_user_by_handle(handle: str) -> dict[str, Any]:
+    return social.profile_view(social.user_by_handle(handle))
+
+
+@app.route("/users/{user_id}/follow", methods=["PUT"])
+def follow(user_id: str) -> dict[str, Any]:
+    target = user_id_of(user_id)
+    social.follow(caller(), target)
+    return {"following": True, "user": social.profile_view(social.get_user(target))}
+
+
+@app.route("/users/{user_id}/follow", methods=["DELETE"])
+def unfollow(user_id: str) -> dict[str, Any]:
+    target = user_id_of(user_id)
+    social.unfollow(caller(), target)
+    return {"following": False, "user": social.profile_view(social.get_user(target))}
+
+
+@app.route("/users/{user_id}/followers", methods=["GET"])
+def list_followers(user_id: str) -> dict[str, Any]:
+    return social.followers(user_id_of(user_id), query())
+
+
+@app.route("/users/{user_id}/following", methods=["GET"])
+def list_following(user_id: str) -> dict[str, Any]:
+    return social.following(user_id_of(user_id), query())
+
+
+@app.route("/users/{user_id}/suspension", methods=["PUT"])
+def suspend(user_id: str) -> dict[str, Any]:
+    data = body("suspended")
+    flag = v.boolean(data, "suspended")
+    if flag is None:
+        raise v.InvalidField("suspended", "'suspended' is required")
+    user = social.set_suspended(_caller.get().is_admin, user_id_of(user_id), flag)
+    return social.profile_view(user)
+
+
+@app.route("/users/{user_id}/spaces/scheduled", methods=["GET"])
+def list_scheduled(user_id: str) -> dict[str, Any]:
+    return spaces.list_scheduled(user_id_of(user_id), query())
+
+
+# Spaces
+
+
+@app.route("/spaces", methods=["POST"])
+def create_space() -> Response:
+    data = body("title", "topics", "scheduled_start")
+    title = v.required_string(data, "title", max_len=spaces.TITLE_MAX)
+    topics = v.string_list(data, "topics", max_items=spaces.TOPICS_MAX,
+                           max_len=spaces.TOPIC_MAX_LEN)
+    start = v.number(data, "scheduled_start")
+    space = spaces.create(caller(), title, topics, start)
+    return Response(body=spaces.detail(space, caller()), status_code=201)
+
+
+@app.route("/spaces/live", methods=["GET"])
+def list_live() -> dict[str, Any]:
+    return spaces.list_live(query())
+
+
+@app.route("/spaces/{space_id}", methods=["GET"])
+def get_space(space_id: str) -> dict[str, Any]:
+    return spaces.detail(spaces.load(space_id_of(space_id)), caller())
+
+
+@app.route("/spaces/{space_id}/start", methods=["POST"])
+def start_space(space_id: str) -> dict[str, Any]:
+    return spaces.detail(spaces.start(caller(), space_id_of(space_id)), caller())
+
+
+@app.route("/spaces/{space_id}/end", methods=["POST"])
+def end_space(space_id: str) -> dict[str, Any]:
+    return spaces.detail(spaces.end(caller(), space_id_of(space_id)), caller())
+
+
+@app.route("/spaces/{space_id}/join", methods=["POST"])
+def join_space(space_id: str) -> dict[str, Any]:
+    return placement.join(space_id_of(space_id), caller())
+
+
+@app.route("/spaces/{space_id}/leave", methods=["POST"])
+def leave_space(space_id: str) -> dict[str, Any]:
+    return roles.leave(space_id_of(space_id), caller())
+
+
+# Roles: requests to speak, invitations, moderation
+
+
+@app.route("/spaces/{space_id}/requests", methods=["POST"])
+def request_to_speak(space_id: str) -> dict[str, Any]:
+    return roles.request_to_speak(space_id_of(space_id), caller())
+
+
+@app.route("/spaces/{space_id}/requests", methods=["DELETE"])
+def cancel_request(space_id: str) -> dict[str, Any]:
+    return roles.cancel_request(space_id_of(space_id), caller())
+
+
+@app.route("/spaces/{space_id}/requests", methods=["GET"])
+def list_requests(space_id: str) -> dict[str, Any]:
+    return roles.list_requests(space_id_of(space_id), caller())
+
+
+@app.route("/spaces/{space_id}/requests/{user_id}/approve", methods=["POST"])
+def approve_request(space_id: str, user_id: str) -> dict[str, Any]:
+    return roles.approve(space_id_of(space_id), caller(), user_id_of(user_id))
+
+
+@app.route("/spaces/{space_id}/requests/{user_id}/deny", methods=["POST"])
+def deny_request(space_id: str, user_id: str) -> dict[str, Any]:
+    return roles.deny(space_id_of(space_id), caller(), user_id_of(user_id))
+
+
+@app.route("/spaces/{space_id}/invitations/{user_id}", methods=["POST"])
+def invite(space_id: str, user_id: str) -> dict[str, Any]:
+    return roles.invite(space_id_of(space_id), caller(), user_id_of(user_id))
+
+
+@app.route("/spaces/{space_id}/invitation", methods=["POST"])
+def answer_invitation(space_id: str) -> dict[str, Any]:
+    accept = v.boolean(body("accept"), "accept")
+    if accept is None:
+        raise v.InvalidField("accept", "'accept' is required")
+    return roles.answer_invitation(space_id_of(space_id), caller(), accept)
+
+
+@app.route("/spaces/{space_id}/co-hosts", methods=["POST"])
+def add_co_host(space_id: str) -> dict[str, Any]:
+    target = v.required_string(body("user_id"), "user_id", max_len=128, pattern=v.USER_ID)
+    return roles.add_co_host(space_id_of(space_id), caller(), target)
+
+
+@app.route("/spaces/{space_id}/members/{user_id}/demote", methods=["POST"])
+def demote(space_id: str, user_id: str) -> dict[str, Any]:
+    return roles.demote(space_id_of(space_id), caller(), user_id_of(user_id))
+
+
+@app.route("/spaces/{space_id}/members/{user_id}/mute", methods=["POST"])
+def mute(space_id: str, user_id: str) -> dict[str, Any]:
+    return roles.mute(space_id_of(space_id), caller(), user_id_of(user_id))
+
+
+@app.route("/spaces/{space_id}/members/{user_id}/remove", methods=["POST"])
+def remove(space_id: str, user_id: str) -> dict[str, Any]:
+    return roles.remove(space_id_of(space_id), caller(), user_id_of(user_id))
+
+
+@app.route("/spaces/{space_id}/me/mute", methods=["PUT"])
+def set_own_mute(space_id: str) -> dict[str, Any]:
+    muted = v.boolean(body("muted"), "muted")
+    if muted is None:
+        raise v.InvalidField("muted", "'muted' is required")
+    return roles.set_own_mute(space_id_of(space_id), caller(), muted)
+
+
+@app.route("/spaces/{space_id}/mute-all", methods=["POST"])
+def mute_all(space_id: str) -> dict[str, Any]:
+    return roles.mute_all(space_id_of(space_id), caller())

@@ -1,0 +1,71 @@
+"""Settings of the control plane, read once from the environment.
+
+Lambda gets these as stage environment variables from the CDK stack; the local
+runtime and the tests set the same variables, so one code path serves all three.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+
+
+class ConfigError(RuntimeError):
+    """A setting is missing or malformed: the deployment, not the caller, is at fault."""
+
+
+def _int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from exc
+
+
+@dataclass(frozen=True)
+class Settings:
+    # Identity of callers: a Cognito user pool in AWS, the local issuer elsewhere.
+    auth_issuer: str
+    auth_audience: str | None
+    auth_jwks_url: str | None
+    auth_jwks: dict[str, Any] | None
+    # Hosting policy.
+    hosting_follower_threshold: int
+    # Join tokens for the media nodes.
+    join_token_private_key_pem: str | None
+    join_token_secret_arn: str | None
+    join_token_ttl_seconds: int
+    # Media node placement.
+    node_heartbeat_max_age_seconds: int
+    ice_servers: list[dict[str, Any]] = field(default_factory=list)
+
+
+@cache
+def settings() -> Settings:
+    jwks_inline = os.environ.get("AUTH_JWKS")
+    ice_raw = os.environ.get("ICE_SERVERS", "")
+    try:
+        ice_servers = json.loads(ice_raw) if ice_raw else []
+        jwks = json.loads(jwks_inline) if jwks_inline else None
+    except ValueError as exc:
+        raise ConfigError("ICE_SERVERS and AUTH_JWKS must be JSON") from exc
+    issuer = os.environ.get("AUTH_ISSUER", "")
+    if not issuer:
+        raise ConfigError("AUTH_ISSUER is not set")
+    return Settings(
+        auth_issuer=issuer,
+        auth_audience=os.environ.get("AUTH_AUDIENCE") or None,
+        auth_jwks_url=os.environ.get("AUTH_JWKS_URL") or None,
+        auth_jwks=jwks,
+        hosting_follower_threshold=_int("HOSTING_FOLLOWER_THRESHOLD", 600),
+        join_token_private_key_pem=os.environ.get("JOIN_TOKEN_PRIVATE_KEY") or None,
+        join_token_secret_arn=os.environ.get("JOIN_TOKEN_SECRET_ARN") or None,
+        join_token_ttl_seconds=_int("JOIN_TOKEN_TTL_SECONDS", 60),
+        node_heartbeat_max_age_seconds=_int("NODE_HEARTBEAT_MAX_AGE_SECONDS", 15),
+        ice_servers=ice_servers,
+    )

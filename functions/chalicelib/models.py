@@ -1,0 +1,268 @@
+"""The data design: one PynamoDB model per item type, one table per model.
+
+Table names come from the environment (the CDK stack passes the names it made; the
+local runtime and tests use the defaults). These classes are the single definition
+of keys and indexes: the CDK data construct and the local runtime both derive their
+tables from them (see `table_specs`).
+
+Counters that limits depend on (speakers, co-hosts, followers) live on the parent
+item and change only inside transactions with a condition, never read-then-write.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from pynamodb.attributes import (
+    BooleanAttribute,
+    ListAttribute,
+    NumberAttribute,
+    UnicodeAttribute,
+)
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjection
+from pynamodb.models import Model
+
+
+def _name(env: str, default: str) -> str:
+    return os.environ.get(env, default)
+
+
+class User(Model):
+    """A profile. `live_space_id` is the host's lock: set while they host a live Space."""
+
+    class Meta:
+        table_name = _name("USERS_TABLE", "parlor-users")
+
+    user_id = UnicodeAttribute(hash_key=True)
+    handle = UnicodeAttribute()
+    display_name = UnicodeAttribute()
+    follower_count = NumberAttribute(default=0)
+    following_count = NumberAttribute(default=0)
+    suspended = BooleanAttribute(default=False)
+    live_space_id = UnicodeAttribute(null=True)
+    created_at = NumberAttribute()
+
+
+class Handle(Model):
+    """Claims a handle for one user, so two accounts can never share one."""
+
+    class Meta:
+        table_name = _name("HANDLES_TABLE", "parlor-handles")
+
+    handle_key = UnicodeAttribute(hash_key=True)  # the handle, lower-cased
+    user_id = UnicodeAttribute()
+
+
+class FollowersIndex(GlobalSecondaryIndex["Follow"]):
+    class Meta:
+        index_name = "followers"
+        projection = KeysOnlyProjection()
+
+    followee_id = UnicodeAttribute(hash_key=True)
+    follower_id = UnicodeAttribute(range_key=True)
+
+
+class Follow(Model):
+    """`follower_id` follows `followee_id`. The table key lists whom a user follows;
+    the `followers` index lists a user's followers (the alert fan-out reads it)."""
+
+    class Meta:
+        table_name = _name("FOLLOWS_TABLE", "parlor-follows")
+
+    follower_id = UnicodeAttribute(hash_key=True)
+    followee_id = UnicodeAttribute(range_key=True)
+    created_at = NumberAttribute()
+    followers = FollowersIndex()
+
+
+class LiveIndex(GlobalSecondaryIndex["Space"]):
+    """Sparse: only live Spaces carry `live_partition`, newest first by `started_at`."""
+
+    class Meta:
+        index_name = "live"
+        projection = AllProjection()
+
+    live_partition = UnicodeAttribute(hash_key=True)
+    started_at = NumberAttribute(range_key=True)
+
+
+class ScheduledIndex(GlobalSecondaryIndex["Space"]):
+    """Sparse: only scheduled Spaces carry `scheduled_host_id`, soonest first."""
+
+    class Meta:
+        index_name = "scheduled"
+        projection = AllProjection()
+
+    scheduled_host_id = UnicodeAttribute(hash_key=True)
+    scheduled_start = NumberAttribute(range_key=True)
+
+
+LIVE_PARTITION = "live"
+
+
+class Space(Model):
+    class Meta:
+        table_name = _name("SPACES_TABLE", "parlor-spaces")
+        stream_view_type = "NEW_AND_OLD_IMAGES"
+
+    space_id = UnicodeAttribute(hash_key=True)
+    host_id = UnicodeAttribute()
+    title = UnicodeAttribute()
+    topics = ListAttribute(of=UnicodeAttribute, default=list)
+    state = UnicodeAttribute()  # scheduled | live | ended
+    created_at = NumberAttribute()
+    scheduled_start = NumberAttribute(null=True)
+    started_at = NumberAttribute(null=True)
+    ended_at = NumberAttribute(null=True)
+    node_id = UnicodeAttribute(null=True)
+    co_host_count = NumberAttribute(default=0)
+    speaker_count = NumberAttribute(default=0)
+    listener_count = NumberAttribute(default=0)
+    live_partition = UnicodeAttribute(null=True)
+    scheduled_host_id = UnicodeAttribute(null=True)
+    live = LiveIndex()
+    scheduled = ScheduledIndex()
+
+
+class StageIndex(GlobalSecondaryIndex["Member"]):
+    """Sparse: members on stage (host, co-hosts, speakers) carry `stage_space_id`."""
+
+    class Meta:
+        index_name = "stage"
+        projection = AllProjection()
+
+    stage_space_id = UnicodeAttribute(hash_key=True)
+    user_id = UnicodeAttribute(range_key=True)
+
+
+class RequestsIndex(GlobalSecondaryIndex["Member"]):
+    """Sparse: listeners with a pending request to speak carry `request_space_id`."""
+
+    class Meta:
+        index_name = "requests"
+        projection = AllProjection()
+
+    request_space_id = UnicodeAttribute(hash_key=True)
+    requested_at = NumberAttribute(range_key=True)
+
+
+class Member(Model):
+    """A user's place in one Space: role, pending request or invitation, mute, removal.
+
+    A removed member keeps the item (role `removed`) so that they cannot rejoin."""
+
+    class Meta:
+        table_name = _name("MEMBERS_TABLE", "parlor-members")
+
+    space_id = UnicodeAttribute(hash_key=True)
+    user_id = UnicodeAttribute(range_key=True)
+    role = UnicodeAttribute()  # host | co_host | speaker | listener | removed
+    muted = BooleanAttribute(default=False)
+    invited = BooleanAttribute(default=False)
+    requested_at = NumberAttribute(null=True)
+    joined_at = NumberAttribute()
+    stage_space_id = UnicodeAttribute(null=True)
+    request_space_id = UnicodeAttribute(null=True)
+    stage = StageIndex()
+    requests = RequestsIndex()
+
+
+class MediaNode(Model):
+    """The media node registry. Nodes write their own entry (heartbeats); the control
+    plane only reads it to place Spaces. `expires_at` is the table's TTL attribute."""
+
+    class Meta:
+        table_name = _name("NODES_TABLE", "parlor-media-nodes")
+
+    node_id = UnicodeAttribute(hash_key=True)
+    url = UnicodeAttribute()
+    command_queue_url = UnicodeAttribute()
+    capacity = NumberAttribute(default=1000)
+    rooms = NumberAttribute(default=0)
+    participants = NumberAttribute(default=0)
+    cpu = NumberAttribute(default=0)
+    heartbeat_at = NumberAttribute()
+    draining = BooleanAttribute(default=False)
+    expires_at = NumberAttribute(null=True)
+
+
+ALL_MODELS: tuple[type[Model], ...] = (User, Handle, Follow, Space, Member, MediaNode)
+
+TTL_ATTRIBUTES: dict[type[Model], str] = {MediaNode: "expires_at"}
+
+
+@dataclass(frozen=True)
+class IndexSpec:
+    name: str
+    hash_key: tuple[str, str]
+    range_key: tuple[str, str] | None
+    projection: str  # ALL | KEYS_ONLY
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """What infrastructure needs to create a model's table, in neutral terms."""
+
+    logical_name: str
+    env_var: str
+    table_name: str
+    hash_key: tuple[str, str]  # (attribute name, DynamoDB type S|N|B)
+    range_key: tuple[str, str] | None
+    indexes: tuple[IndexSpec, ...]
+    stream: str | None
+    ttl_attribute: str | None
+
+
+_ENV_VARS: dict[type[Model], str] = {
+    User: "USERS_TABLE",
+    Handle: "HANDLES_TABLE",
+    Follow: "FOLLOWS_TABLE",
+    Space: "SPACES_TABLE",
+    Member: "MEMBERS_TABLE",
+    MediaNode: "NODES_TABLE",
+}
+
+
+def _key_of(attrs: dict[str, Any], which: str) -> tuple[str, str] | None:
+    for name, attr in attrs.items():
+        if getattr(attr, which, False):
+            return (attr.attr_name or name, attr.attr_type)
+    return None
+
+
+def table_specs() -> list[TableSpec]:
+    """Every table as the models define it: read by cdk/data.py and the local runtime."""
+    specs = []
+    for model in ALL_MODELS:
+        attrs = model.get_attributes()
+        hash_key = _key_of(attrs, "is_hash_key")
+        assert hash_key is not None
+        indexes = []
+        for index in model._indexes.values():
+            index_attrs = {a.attr_name: a for a in index.Meta.attributes.values()}
+            index_hash = _key_of(index_attrs, "is_hash_key")
+            assert index_hash is not None
+            projection = index.Meta.projection.projection_type
+            indexes.append(
+                IndexSpec(
+                    name=index.Meta.index_name,
+                    hash_key=index_hash,
+                    range_key=_key_of(index_attrs, "is_range_key"),
+                    projection=projection,
+                )
+            )
+        specs.append(
+            TableSpec(
+                logical_name=model.__name__,
+                env_var=_ENV_VARS[model],
+                table_name=model.Meta.table_name,
+                hash_key=hash_key,
+                range_key=_key_of(attrs, "is_range_key"),
+                indexes=tuple(indexes),
+                stream=getattr(model.Meta, "stream_view_type", None),
+                ttl_attribute=TTL_ATTRIBUTES.get(model),
+            )
+        )
+    return specs

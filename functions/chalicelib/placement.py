@@ -1,0 +1,99 @@
+"""Joining a Space's audio: a seat in the Space, a media node, and a join token.
+
+A Space is placed on the least loaded healthy node the first time someone joins and
+keeps that node while it stays healthy; if it stops heartbeating, the next join moves
+the Space (clients rejoin through this same call)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from . import jointoken, spaces
+from .config import settings
+from .db import Tx, TxFailed
+from .errors import Conflict, Forbidden, Unavailable
+from .models import MediaNode, Member, Space
+from .spaces import LISTENER, REMOVED
+
+
+def healthy(node: MediaNode, now: float) -> bool:
+    fresh = now - float(node.heartbeat_at) <= settings().node_heartbeat_max_age_seconds
+    return fresh and not node.draining and int(node.participants) < int(node.capacity)
+
+
+def _load_ratio(node: MediaNode) -> float:
+    return int(node.participants) / max(int(node.capacity), 1)
+
+
+def _node_of(space: Space, now: float) -> MediaNode:
+    """The Space's node, placing (or re-placing) it when needed."""
+    # The registry holds one small item per node: a scan is a few reads.
+    nodes = {n.node_id: n for n in MediaNode.scan(consistent_read=True)}
+    current = nodes.get(space.node_id) if space.node_id else None
+    if current is not None and now - float(current.heartbeat_at) <= \
+            settings().node_heartbeat_max_age_seconds:
+        return current
+    candidates = [n for n in nodes.values() if healthy(n, now)]
+    if not candidates:
+        raise Unavailable("No media node is available; try again shortly",
+                          code="no_media_node")
+    chosen = min(candidates, key=lambda n: (_load_ratio(n), n.node_id))
+    condition = (Space.node_id.does_not_exist() if space.node_id is None
+                 else Space.node_id == space.node_id)
+    try:
+        Space(space.space_id).update(actions=[Space.node_id.set(chosen.node_id)],
+                                     condition=condition)
+    except Exception:
+        # Another join placed it first: use that node.
+        placed = spaces.load(space.space_id)
+        if placed.node_id and placed.node_id in nodes:
+            return nodes[placed.node_id]
+        raise
+    return chosen
+
+
+def _seat(space_id: str, user_id: str) -> Member:
+    """The caller's membership, created as a listener on their first join."""
+    member = spaces.find_member(space_id, user_id)
+    if member is not None:
+        if member.role == REMOVED:
+            raise Forbidden("You were removed from this Space", code="removed")
+        return member
+    member = Member(space_id, user_id, role=LISTENER, muted=False, invited=False,
+                    joined_at=time.time())
+    tx = (Tx().put("member", member, condition=Member.user_id.does_not_exist())
+          .update("space", Space(space_id), [Space.listener_count.add(1)],
+                  condition=Space.state == spaces.LIVE))
+    try:
+        tx.commit()
+    except TxFailed as exc:
+        if "space" in exc.failed:
+            spaces.require_live(spaces.load(space_id))
+        existing = spaces.find_member(space_id, user_id)
+        if existing is None:
+            raise Conflict("The Space changed meanwhile; try again",
+                           code="space_state_changed") from exc
+        return _seat(space_id, user_id)
+    return member
+
+
+def join(space_id: str, user_id: str) -> dict[str, Any]:
+    space = spaces.load(space_id)
+    spaces.require_live(space)
+    member = _seat(space_id, user_id)
+    node = _node_of(space, time.time())
+    token, expires_at = jointoken.mint(user_id, space_id, member.role, node.node_id,
+                                       bool(member.muted))
+    return {
+        "space_id": space_id,
+        "role": member.role,
+        "muted": bool(member.muted),
+        "token": token,
+        "expires_at": expires_at,
+        "node_id": node.node_id,
+        "media": {
+            "url": f"{node.url.rstrip('/')}/media/spaces/{space_id}/sessions",
+            "ice_servers": settings().ice_servers,
+        },
+    }

@@ -1,0 +1,105 @@
+"""The embedded AWS: moto in server mode on a local port, and the tables created from
+the same model definitions the CDK stack reads (chalicelib.models.table_specs)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import boto3
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+from werkzeug.serving import BaseWSGIServer, make_server
+
+from chalicelib.models import TableSpec, table_specs
+
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+def atomic(app: WsgiApp) -> WsgiApp:
+    """Runs one request at a time, as DynamoDB applies one conditional write or
+    transaction atomically. moto's in-memory backends are not safe against two
+    threads interleaving inside one transaction, which DynamoDB never allows; without
+    this a concurrency test would measure moto's races instead of the code's."""
+    lock = threading.Lock()
+
+    def wrapped(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        with lock:
+            return list(app(environ, start_response))
+
+    return wrapped
+
+
+class EmbeddedAws:
+    """moto's server in a thread of this process."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        app = DomainDispatcherApplication(create_backend_app)
+        self._server: BaseWSGIServer = make_server(host, port, atomic(app), threaded=True)
+        self.host = host
+        self.port = self._server.server_port
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True,
+                                        name="embedded-aws")
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> EmbeddedAws:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def _key_schema(hash_key: tuple[str, str], range_key: tuple[str, str] | None) -> list[Any]:
+    schema = [{"AttributeName": hash_key[0], "KeyType": "HASH"}]
+    if range_key is not None:
+        schema.append({"AttributeName": range_key[0], "KeyType": "RANGE"})
+    return schema
+
+
+def create_table(client: Any, spec: TableSpec) -> None:
+    definitions = {spec.hash_key[0]: spec.hash_key[1]}
+    if spec.range_key:
+        definitions[spec.range_key[0]] = spec.range_key[1]
+    indexes = []
+    for index in spec.indexes:
+        definitions[index.hash_key[0]] = index.hash_key[1]
+        if index.range_key:
+            definitions[index.range_key[0]] = index.range_key[1]
+        indexes.append({
+            "IndexName": index.name,
+            "KeySchema": _key_schema(index.hash_key, index.range_key),
+            "Projection": {"ProjectionType": index.projection},
+        })
+    kwargs: dict[str, Any] = {
+        "TableName": spec.table_name,
+        "KeySchema": _key_schema(spec.hash_key, spec.range_key),
+        "AttributeDefinitions": [{"AttributeName": n, "AttributeType": t}
+                                 for n, t in definitions.items()],
+        "BillingMode": "PAY_PER_REQUEST",
+    }
+    if indexes:
+        kwargs["GlobalSecondaryIndexes"] = indexes
+    if spec.stream:
+        kwargs["StreamSpecification"] = {"StreamEnabled": True, "StreamViewType": spec.stream}
+    client.create_table(**kwargs)
+    if spec.ttl_attribute:
+        client.update_time_to_live(
+            TableName=spec.table_name,
+            TimeToLiveSpecification={"Enabled": True, "AttributeName": spec.ttl_attribute})
+
+
+def create_tables(endpoint_url: str | None = None) -> list[str]:
+    """Creates every table the models define (skipping those that exist)."""
+    client = boto3.client("dynamodb", endpoint_url=endpoint_url)
+    existing = set(client.list_tables()["TableNames"])
+    made = []
+    for spec in table_specs():
+        if spec.table_name not in existing:
+            create_table(client, spec)
+            made.append(spec.table_name)
+    return made

@@ -1,0 +1,33 @@
+"""Shared set-up: dummy AWS credentials, a local token issuer, and the join-token keys.
+
+The environment is set at import, before any test imports the Chalice app, because
+the app reads its settings once (as a warm Lambda would)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from chalicelib.jointoken import new_key_pair
+from local.issuer import LocalIssuer
+
+os.environ.update({
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SECURITY_TOKEN": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION": "1",
+})
+
+ISSUER = LocalIssuer.generate()
+JOIN_PRIVATE_KEY, JOIN_PUBLIC_KEY = new_key_pair()
+ICE_SERVERS = [{"urls": ["stun:stun.example.org:3478"]}]
+
+os.environ.update({
+    "AUTH_ISSUER": ISSUER.issuer,
+    "AUTH_JWKS": json.dumps(ISSUER.jwks()),
+    "JOIN_TOKEN_PRIVATE_KEY": JOIN_PRIVATE_KEY,
+    "ICE_SERVERS": json.dumps(ICE_SERVERS),
+})
+os.environ.pop("AWS_ENDPOINT_URL", None)

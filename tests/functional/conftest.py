@@ -1,0 +1,129 @@
+"""The API through chalice.test.Client, against moto's DynamoDB and SQS."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+import pytest
+from chalice.test import Client
+from moto import mock_aws
+
+from chalicelib.config import settings
+from chalicelib.models import MediaNode, User
+from local.aws import create_tables
+from tests.conftest import ISSUER
+
+
+@dataclass
+class Reply:
+    status: int
+    json: Any
+    headers: dict[str, str]
+
+
+class Caller:
+    """One user of the API, with their bearer token."""
+
+    def __init__(self, client: Client, user_id: str | None, token: str | None = None) -> None:
+        self.client = client
+        self.user_id = user_id
+        self.token = token if token is not None else (ISSUER.mint(user_id) if user_id else None)
+
+    def call(self, method: str, path: str, body: Any = None,
+             headers: dict[str, str] | None = None, raw: str | None = None) -> Reply:
+        all_headers = {"Content-Type": "application/json"}
+        if self.token:
+            all_headers["Authorization"] = f"Bearer {self.token}"
+        all_headers.update(headers or {})
+        payload = raw if raw is not None else (json.dumps(body) if body is not None else None)
+        response = getattr(self.client.http, method.lower())(
+            path, headers=all_headers, body=payload)
+        text = response.body.decode() if response.body else ""
+        return Reply(response.status_code, json.loads(text) if text else None,
+                     dict(response.headers))
+
+    def get(self, path: str) -> Reply:
+        return self.call("GET", path)
+
+    def post(self, path: str, body: Any = None) -> Reply:
+        return self.call("POST", path, body)
+
+    def put(self, path: str, body: Any = None) -> Reply:
+        return self.call("PUT", path, body)
+
+    def delete(self, path: str) -> Reply:
+        return self.call("DELETE", path)
+
+
+class World:
+    """Users of one test, made through the API, plus direct set-up where a test needs
+    many followers (writing 600 follow items per test would only slow the suite)."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+
+    def caller(self, user_id: str | None, token: str | None = None) -> Caller:
+        return Caller(self.client, user_id, token)
+
+    def user(self, handle: str, followers: int = 0) -> Caller:
+        caller = self.caller(f"u-{handle}")
+        reply = caller.put("/me", {"handle": handle, "display_name": handle.title()})
+        assert reply.status == 200, reply.json
+        if followers:
+            User(caller.user_id).update(actions=[User.follower_count.set(followers)])
+        return caller
+
+    def host(self, handle: str = "alice") -> Caller:
+        return self.user(handle, followers=settings().hosting_follower_threshold)
+
+    def live_space(self, host: Caller, title: str = "Morning chat") -> str:
+        reply = host.post("/spaces", {"title": title, "topics": ["tech"]})
+        assert reply.status == 201, reply.json
+        return str(reply.json["space_id"])
+
+    def node(self, node_id: str = "node-a", *, participants: int = 0, capacity: int = 100,
+             age: float = 0.0, draining: bool = False) -> str:
+        """Registers a media node as a node's heartbeat would, with its command queue."""
+        queue_url = boto3.client("sqs").create_queue(QueueName=f"cmd-{node_id}")["QueueUrl"]
+        now = time.time()
+        MediaNode(node_id, url=f"http://{node_id}.test:8700", command_queue_url=queue_url,
+                  capacity=capacity, participants=participants, rooms=0, cpu=0,
+                  heartbeat_at=now - age, draining=draining, expires_at=int(now + 60)).save()
+        return queue_url
+
+    def commands(self, queue_url: str) -> list[dict[str, Any]]:
+        sqs = boto3.client("sqs")
+        found: list[dict[str, Any]] = []
+        while True:
+            batch = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10,
+                                        WaitTimeSeconds=0).get("Messages", [])
+            if not batch:
+                return found
+            for message in batch:
+                found.append(json.loads(message["Body"]))
+                sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+
+@pytest.fixture
+def aws() -> Iterator[None]:
+    with mock_aws():
+        create_tables()
+        yield
+
+
+@pytest.fixture
+def client(aws: None) -> Iterator[Client]:
+    from app import app
+
+    with Client(app, project_dir="functions") as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def world(client: Client) -> World:
+    return World(client)
