@@ -23,7 +23,7 @@ up: $(STAMP)
 
 # Mint a bearer token for a local user: make token USER=u-alice
 token: $(STAMP)
-	@$(BIN)/python -m local.token $(USER)
+	@$(BIN)/python -m local.mint $(USER)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

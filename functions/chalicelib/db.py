@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
+from functools import cache
 from typing import Any
 
 from pynamodb.connection import Connection
@@ -21,6 +22,13 @@ from pynamodb.transactions import TransactWrite
 
 _RETRYABLE = {"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"}
 _ATTEMPTS = 8
+
+
+@cache
+def _connection() -> Connection:
+    # One connection (and so one botocore client) per process: building a client
+    # loads service models from disk, about 0.1 s, which no request should pay.
+    return Connection()
 
 
 class TxFailed(Exception):
@@ -62,7 +70,7 @@ class Tx:
                    for op in self._groups[group]]
         for attempt in range(_ATTEMPTS):
             try:
-                with TransactWrite(connection=Connection()) as tw:
+                with TransactWrite(connection=_connection()) as tw:
                     for _, add in ordered:
                         add(tw)
                 return

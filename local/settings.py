@@ -1,0 +1,16 @@
+"""Where the local runtime keeps its state and which ports it uses."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+STATE = ROOT / ".local"
+ISSUER_KEY = STATE / "issuer.pem"
+JOIN_TOKEN_KEY = STATE / "join-token.pem"
+
+HOST = os.environ.get("PARLOR_HOST", "127.0.0.1")
+AWS_PORT = int(os.environ.get("PARLOR_AWS_PORT", "4566"))
+API_PORT = int(os.environ.get("PARLOR_API_PORT", "8000"))
+MEDIA_PORT = int(os.environ.get("PARLOR_MEDIA_PORT", "8700"))

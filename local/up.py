@@ -1,0 +1,121 @@
+"""`make up`: Parlor on one machine.
+
+Starts the embedded AWS (moto server), creates the tables from the models, loads demo
+data, serves the API, and runs one media node process; prints how to sign in; Ctrl-C
+stops it all."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from typing import Any
+
+import boto3
+
+from local import settings
+from local.issuer import LocalIssuer
+from local.keys import join_token_keys
+
+MEDIA_EVENTS_QUEUE = "parlor-media-events"
+
+
+def _environment(aws_url: str, issuer: LocalIssuer, private_pem: str) -> dict[str, str]:
+    return {
+        "AWS_ENDPOINT_URL": aws_url,
+        "AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
+        "AWS_ACCESS_KEY_ID": "local",
+        "AWS_SECRET_ACCESS_KEY": "local",
+        "AUTH_ISSUER": issuer.issuer,
+        "AUTH_JWKS": json.dumps(issuer.jwks()),
+        "JOIN_TOKEN_PRIVATE_KEY": private_pem,
+        "HOSTING_FOLLOWER_THRESHOLD": os.environ.get("HOSTING_FOLLOWER_THRESHOLD", "600"),
+    }
+
+
+def _start_media_node(public_pem: str, events_url: str) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "HOST": settings.HOST,
+        "PORT": str(settings.MEDIA_PORT),
+        "PUBLIC_URL": f"http://{settings.HOST}:{settings.MEDIA_PORT}",
+        "JOIN_TOKEN_PUBLIC_KEY": public_pem,
+        "MEDIA_EVENTS_QUEUE_URL": events_url,
+        "NODE_ID": "node-local",
+    }
+    return subprocess.Popen([sys.executable, "-m", "media_node"], env=env, cwd=settings.ROOT)
+
+
+def _banner(users: list[Any], issuer: LocalIssuer) -> str:
+    api = f"http://{settings.HOST}:{settings.API_PORT}"
+    lines = [
+        "",
+        "Parlor is running on this machine.",
+        f"  API          {api}",
+        f"  media node   http://{settings.HOST}:{settings.MEDIA_PORT}",
+        f"  embedded AWS http://{settings.HOST}:{settings.AWS_PORT}",
+        "",
+        "Demo users (mint a fresh token with: make token USER=<user id>):",
+    ]
+    for user in users:
+        lines.append(f"  {user.user_id:<8} @{user.handle:<6} {user.note}")
+    token = issuer.mint("u-alice", ttl_seconds=12 * 3600)
+    lines += [
+        "",
+        "Try it as alice:",
+        f"  TOKEN={token}",
+        f'  curl -s {api}/me/eligibility -H "Authorization: Bearer $TOKEN"',
+        "",
+        "Ctrl-C stops everything.",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    settings.STATE.mkdir(exist_ok=True)
+    issuer = LocalIssuer.load_or_create(settings.ISSUER_KEY)
+    private_pem, public_pem = join_token_keys(settings.JOIN_TOKEN_KEY)
+
+    from local.aws import EmbeddedAws, create_tables
+
+    aws = EmbeddedAws(settings.HOST, settings.AWS_PORT).start()
+    os.environ.update(_environment(aws.url, issuer, private_pem))
+    create_tables()
+    events_url = boto3.client("sqs").create_queue(QueueName=MEDIA_EVENTS_QUEUE)["QueueUrl"]
+
+    from local.api import server
+    from local.seed import seed
+
+    print("Loading demo data...", flush=True)
+    users = seed()
+    api = server(settings.HOST, settings.API_PORT)
+    threading.Thread(target=api.serve_forever, daemon=True, name="api").start()
+    node = _start_media_node(public_pem, events_url)
+    print(_banner(users, issuer), flush=True)
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    while not stop.is_set() and node.poll() is None:
+        stop.wait(0.5)
+    if node.poll() is not None and not stop.is_set():
+        print(f"The media node exited with {node.returncode}; stopping.", flush=True)
+    print("Stopping...", flush=True)
+    if node.poll() is None:
+        node.send_signal(signal.SIGTERM)
+        try:
+            node.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            node.kill()
+    api.shutdown()
+    aws.stop()
+    time.sleep(0.1)
+    print("Stopped.", flush=True)
+
+
+if __name__ == "__main__":
+    main()
