@@ -30,6 +30,7 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
+	$(BIN)/mypy app.py
 
 pytest: $(STAMP)
 	$(BIN)/pytest

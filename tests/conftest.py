@@ -7,9 +7,20 @@ from __future__ import annotations
 
 import json
 import os
+import sys
+from pathlib import Path
 
-from chalicelib.jointoken import new_key_pair
-from local.issuer import LocalIssuer
+# Two modules are called `app`: the CDK app at the top (the brief's layout) and the
+# Chalice app in functions/. Tests, like Lambda, mean the Chalice one: it is imported
+# here, once, so every later `import app` (Chalice's packager's too) finds it, whatever
+# pytest does to the path.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "functions"))
+import app as _chalice_app
+
+assert hasattr(_chalice_app.app, "routes"), "the Chalice app must be the one imported as app"
+
+from chalicelib.jointoken import new_key_pair  # noqa: E402
+from local.issuer import LocalIssuer  # noqa: E402
 
 os.environ.update({
     "AWS_DEFAULT_REGION": "us-east-1",

@@ -16,6 +16,7 @@ from moto import mock_aws
 from chalicelib.config import settings
 from chalicelib.models import MediaNode, User
 from local.aws import create_tables
+from tests import openapi
 from tests.conftest import ISSUER
 
 
@@ -44,8 +45,10 @@ class Caller:
         response = getattr(self.client.http, method.lower())(
             path, headers=all_headers, body=payload)
         text = response.body.decode() if response.body else ""
-        return Reply(response.status_code, json.loads(text) if text else None,
-                     dict(response.headers))
+        reply = Reply(response.status_code, json.loads(text) if text else None,
+                      dict(response.headers))
+        openapi.check_response(method, path, reply.status, reply.json)
+        return reply
 
     def get(self, path: str) -> Reply:
         return self.call("GET", path)

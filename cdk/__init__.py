@@ -1,0 +1,1 @@
+"""Parlor's infrastructure as CDK constructs, one per concern, composed in stack.py."""

@@ -1,0 +1,63 @@
+"""The synthesized CloudFormation template (synthesized once per test session)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aws_cdk as cdk
+import pytest
+from aws_cdk.assertions import Match, Template
+
+from cdk.stack import ParlorStack
+from chalicelib.models import table_specs
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="session")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Template:
+    outdir = tmp_path_factory.mktemp("cdk.out")
+    app = cdk.App(outdir=str(outdir))
+    stack = ParlorStack(app, "Parlor", env=cdk.Environment(region="us-east-1"))
+    return Template.from_stack(stack)
+
+
+def _key_schema(hash_key: tuple[str, str], range_key: tuple[str, str] | None) -> list[Any]:
+    schema = [{"AttributeName": hash_key[0], "KeyType": "HASH"}]
+    if range_key:
+        schema.append({"AttributeName": range_key[0], "KeyType": "RANGE"})
+    return schema
+
+
+def test_every_model_has_its_table_with_the_same_keys(template: Template) -> None:
+    specs = table_specs()
+    assert len(template.find_resources("AWS::DynamoDB::Table")) == len(specs)
+    for spec in specs:
+        indexes = [Match.object_like({"IndexName": i.name,
+                                      "KeySchema": _key_schema(i.hash_key, i.range_key),
+                                      "Projection": {"ProjectionType": i.projection}})
+                   for i in spec.indexes]
+        template.has_resource_properties("AWS::DynamoDB::Table", {
+            "KeySchema": _key_schema(spec.hash_key, spec.range_key),
+            "BillingMode": "PAY_PER_REQUEST",
+            "SSESpecification": {"SSEEnabled": True},
+            "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
+            **({"GlobalSecondaryIndexes": Match.array_with(indexes)} if indexes else {}),
+            **({"StreamSpecification": {"StreamViewType": spec.stream}} if spec.stream else {}),
+            **({"TimeToLiveSpecification": {"AttributeName": spec.ttl_attribute,
+                                            "Enabled": True}}
+               if spec.ttl_attribute else {}),
+        })
+
+
+def test_the_api_function_gets_table_names_and_the_issuer(template: Template) -> None:
+    functions = template.find_resources("AWS::Serverless::Function")
+    assert functions, "the Chalice app's function is missing"
+    (function,) = functions.values()
+    variables = function["Properties"]["Environment"]["Variables"]
+    for spec in table_specs():
+        assert "Ref" in variables[spec.env_var], spec.env_var
+    assert variables["HOSTING_FOLLOWER_THRESHOLD"] == "600"
+    assert "Fn::Join" in variables["AUTH_ISSUER"]
+    template.resource_count_is("AWS::Cognito::UserPool", 1)
+    template.resource_count_is("AWS::Cognito::UserPoolClient", 1)
