@@ -4,14 +4,20 @@ calls one domain function in chalicelib, and returns its result."""
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any
 
+from aws_lambda_powertools.utilities.batch import (
+    BatchProcessor,
+    EventType,
+    process_partial_response,
+)
 from chalice import Chalice, Response
-from chalice.app import Request
+from chalice.app import Request, SQSEvent
 
-from chalicelib import eligibility, placement, roles, social, spaces
+from chalicelib import eligibility, placement, presence, roles, social, spaces
 from chalicelib import validation as v
 from chalicelib.auth import Principal, verify_bearer
 from chalicelib.config import ConfigError
@@ -267,3 +273,19 @@ def set_own_mute(space_id: str) -> dict[str, Any]:
 @app.route("/spaces/{space_id}/mute-all", methods=["POST"])
 def mute_all(space_id: str) -> dict[str, Any]:
     return roles.mute_all(space_id_of(space_id), caller())
+
+
+# Events from the media nodes (docs/media-contract.md). The queue's ARN reaches the
+# decorator through the stage's environment when Chalice packages the app.
+
+MEDIA_EVENTS_QUEUE_ARN = os.environ.get(
+    "MEDIA_EVENTS_QUEUE_ARN", "arn:aws:sqs:us-east-1:000000000000:parlor-media-events")
+_media_events = BatchProcessor(event_type=EventType.SQS)
+
+
+@app.on_sqs_message(queue_arn=MEDIA_EVENTS_QUEUE_ARN, batch_size=10)
+def handle_media_events(event: SQSEvent) -> dict[str, Any]:
+    """Records presence; a record that fails is reported back alone (partial batch
+    failure), so SQS retries only it and, after a few tries, moves it to the DLQ."""
+    return dict(process_partial_response(
+        event=event.to_dict(), record_handler=presence.record_from_sqs, processor=_media_events))

@@ -20,6 +20,7 @@ from pynamodb.attributes import (
     ListAttribute,
     NumberAttribute,
     UnicodeAttribute,
+    UnicodeSetAttribute,
 )
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjection
 from pynamodb.models import Model
@@ -122,6 +123,9 @@ class Space(Model):
     listener_count = NumberAttribute(default=0)
     live_partition = UnicodeAttribute(null=True)
     scheduled_host_id = UnicodeAttribute(null=True)
+    # Who is "speaking in the Space": on stage and connected to the node. Maintained from
+    # the media node's events; the alerts read its changes on the table's stream.
+    on_stage_connected = UnicodeSetAttribute(null=True)
     live = LiveIndex()
     scheduled = ScheduledIndex()
 
@@ -165,6 +169,11 @@ class Member(Model):
     joined_at = NumberAttribute()
     stage_space_id = UnicodeAttribute(null=True)
     request_space_id = UnicodeAttribute(null=True)
+    # Presence, from the media node: connected to the audio, speaking now, and the time
+    # of the latest event applied (events can arrive out of order).
+    connected = BooleanAttribute(default=False)
+    speaking = BooleanAttribute(default=False)
+    presence_at = NumberAttribute(null=True)
     stage = StageIndex()
     requests = RequestsIndex()
 

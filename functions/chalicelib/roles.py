@@ -75,10 +75,16 @@ def _move(member: Member, to_role: str, *, member_condition: Condition | None = 
     condition = Member.role == member.role
     if member_condition is not None:
         condition &= member_condition
+    space_actions = _counter_actions(member.role, to_role)
+    # Keep "speaking in the Space" (connected and on stage) in step with the role.
+    if to_role not in STAGE_ROLES:
+        space_actions.append(Space.on_stage_connected.delete({member.user_id}))
+    elif member.connected:
+        space_actions.append(Space.on_stage_connected.add({member.user_id}))
+        condition &= Member.connected == True  # noqa: E712
     tx = Tx().update("member", Member(space_id, member.user_id), actions, condition=condition)
-    counter_actions = _counter_actions(member.role, to_role)
-    if counter_actions:
-        tx.update("space", Space(space_id), counter_actions,
+    if space_actions:
+        tx.update("space", Space(space_id), space_actions,
                   condition=_space_condition(to_role))
     else:
         tx.check("space", Space, space_id, condition=_space_condition(None))
@@ -319,9 +325,10 @@ def leave(space_id: str, user_id: str) -> dict[str, Any]:
     if member is None or member.role == REMOVED or space.state != spaces.LIVE:
         return {"space_id": space_id, "left": True, "state": space.state}
     tx = Tx().delete("member", Member(space_id, user_id), condition=Member.role == member.role)
-    counter_actions = _counter_actions(member.role, None)
-    if counter_actions:
-        tx.update("space", Space(space_id), counter_actions)
+    space_actions = _counter_actions(member.role, None)
+    space_actions.append(Space.on_stage_connected.delete({user_id}))
+    if space_actions:
+        tx.update("space", Space(space_id), space_actions)
     try:
         tx.commit()
     except TxFailed as exc:

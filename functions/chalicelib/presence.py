@@ -1,0 +1,117 @@
+"""Presence from the media nodes' events (docs/media-contract.md, section 5).
+
+The node reports who connected, left and spoke; the control plane, the only writer of
+room state, records it: on the member (connected, speaking) and, for people on stage,
+in the Space's `on_stage_connected` set, which is what "speaking in a Space" means to
+the alerts. Events carry the node's timestamp; an event older than the one already
+applied to a member is ignored, since SQS does not keep order."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from pynamodb.exceptions import UpdateError
+
+from .db import Tx, TxFailed
+from .models import Member, Space
+
+log = logging.getLogger(__name__)
+
+CONNECTED, LEFT = "participant_connected", "participant_left"
+SPEAKING_STARTED, SPEAKING_STOPPED = "speaking_started", "speaking_stopped"
+NODE_DRAINING = "node_draining"
+_PARTICIPANT_EVENTS = {CONNECTED, LEFT, SPEAKING_STARTED, SPEAKING_STOPPED}
+STAGE_ROLES = ("host", "co_host", "speaker")
+
+
+class InvalidEvent(ValueError):
+    """The message is not a media event of a known version and shape."""
+
+
+@dataclass(frozen=True)
+class MediaEvent:
+    kind: str
+    node_id: str
+    at: float
+    space_id: str | None = None
+    user_id: str | None = None
+
+    @classmethod
+    def parse(cls, body: Any) -> MediaEvent:
+        if not isinstance(body, dict) or body.get("v") != 1:
+            raise InvalidEvent("not a version 1 media event")
+        kind, node_id, at = body.get("type"), body.get("node_id"), body.get("at")
+        if kind not in _PARTICIPANT_EVENTS | {NODE_DRAINING}:
+            raise InvalidEvent(f"unknown event type {kind!r}")
+        if not isinstance(node_id, str) or isinstance(at, bool) or \
+                not isinstance(at, int | float):
+            raise InvalidEvent("node_id and at are required")
+        if kind == NODE_DRAINING:
+            return cls(kind, node_id, float(at))
+        space_id, user_id = body.get("space_id"), body.get("user_id")
+        if not isinstance(space_id, str) or not isinstance(user_id, str):
+            raise InvalidEvent("space_id and user_id are required")
+        return cls(kind, node_id, float(at), space_id, user_id)
+
+
+def _newer(at: float) -> Any:
+    return Member.presence_at.does_not_exist() | (Member.presence_at <= at)
+
+
+def apply(event: MediaEvent) -> bool:
+    """Records the event; False when it changed nothing (stale, unknown member)."""
+    if event.kind == NODE_DRAINING:
+        log.info("node %s is draining", event.node_id)
+        return False
+    assert event.space_id is not None
+    assert event.user_id is not None
+    member_key = Member(event.space_id, event.user_id)
+    if event.kind in (SPEAKING_STARTED, SPEAKING_STOPPED):
+        try:
+            member_key.update(
+                actions=[Member.speaking.set(event.kind == SPEAKING_STARTED),
+                         Member.presence_at.set(event.at)],
+                condition=Member.user_id.exists() & _newer(event.at))
+        except UpdateError:
+            return False
+        return True
+    connected = event.kind == CONNECTED
+    actions: list[Any] = [Member.connected.set(connected), Member.presence_at.set(event.at)]
+    if not connected:
+        actions.append(Member.speaking.set(False))
+    present = Member.user_id.exists() & (Member.role != "removed") & _newer(event.at)
+    if not connected:
+        # Whoever leaves leaves the set, whatever their role.
+        tx = (Tx().update("member", member_key, actions, condition=present)
+              .update("space", Space(event.space_id),
+                      [Space.on_stage_connected.delete({event.user_id})]))
+    else:
+        # Only someone on stage joins it.
+        tx = (Tx().update("member", member_key, actions,
+                          condition=present & Member.role.is_in(*STAGE_ROLES))
+              .update("space", Space(event.space_id),
+                      [Space.on_stage_connected.add({event.user_id})],
+                      condition=Space.state == "live"))
+    try:
+        tx.commit()
+    except TxFailed:
+        if not connected:
+            return False
+        # A listener connected (or the Space is not live): the member alone records it.
+        try:
+            member_key.update(actions=actions, condition=present)
+        except UpdateError:
+            return False
+    return True
+
+
+def record_from_sqs(record: Any) -> None:
+    """One SQS record of the media-events queue (a Powertools SQSRecord)."""
+    try:
+        body = json.loads(record.body)
+    except ValueError as exc:
+        raise InvalidEvent("the message body is not JSON") from exc
+    apply(MediaEvent.parse(body))
