@@ -1,0 +1,1 @@
+"""Parlor's media node: WebRTC audio rooms mixed once per Space (aiortc)."""

@@ -1,0 +1,102 @@
+"""The node's configuration, read from environment variables only."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from .ice import DISCOVER_ON_ECS
+
+
+class ConfigError(ValueError):
+    """A variable is missing or malformed; the node refuses to start."""
+
+
+@dataclass(frozen=True)
+class Config:
+    node_id: str
+    host: str
+    port: int
+    public_url: str
+    announced_address: str | None
+    join_token_public_key: str
+    nodes_table: str
+    media_events_queue_url: str | None
+    command_queue_prefix: str
+    capacity: int
+    heartbeat_seconds: float
+    drain_timeout_seconds: float
+    metrics_seconds: float
+
+    @property
+    def command_queue_name(self) -> str:
+        return f"{self.command_queue_prefix}{self.node_id}"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
+        env = os.environ if env is None else env
+        key = env.get("JOIN_TOKEN_PUBLIC_KEY", "").strip()
+        if not key:
+            raise ConfigError("JOIN_TOKEN_PUBLIC_KEY (PEM) is required to admit anyone")
+        # Keys passed through env files often arrive with literal "\n" escapes.
+        key = key.replace("\\n", "\n")
+        node_id = env.get("NODE_ID") or f"node-{secrets.token_hex(4)}"
+        host = env.get("HOST", "0.0.0.0")
+        port = _int(env, "PORT", 8700, minimum=1)
+        public_url = env.get("PUBLIC_URL") or f"http://127.0.0.1:{port}"
+        prefix = env.get("COMMAND_QUEUE_PREFIX", "parlor-media-node-")
+        if len(prefix + node_id) > 80:
+            raise ConfigError("COMMAND_QUEUE_PREFIX + NODE_ID exceed SQS's 80-character name")
+        announced = env.get("ANNOUNCED_ADDRESS") or None
+        if announced is not None and announced != DISCOVER_ON_ECS:
+            try:
+                ipaddress.ip_address(announced)
+            except ValueError:
+                raise ConfigError(
+                    f"ANNOUNCED_ADDRESS must be an IP address or {DISCOVER_ON_ECS!r}: {announced!r}"
+                ) from None
+        return cls(
+            node_id=node_id,
+            host=host,
+            port=port,
+            public_url=public_url.rstrip("/"),
+            announced_address=announced,
+            join_token_public_key=key,
+            nodes_table=env.get("NODES_TABLE", "parlor-media-nodes"),
+            media_events_queue_url=env.get("MEDIA_EVENTS_QUEUE_URL") or None,
+            command_queue_prefix=prefix,
+            capacity=_int(env, "CAPACITY", 500, minimum=1),
+            heartbeat_seconds=_float(env, "HEARTBEAT_SECONDS", 5.0),
+            # Fargate kills a task 120 s (its longest stopTimeout) after SIGTERM.
+            drain_timeout_seconds=_float(env, "DRAIN_TIMEOUT_SECONDS", 110.0),
+            metrics_seconds=_float(env, "METRICS_SECONDS", 60.0),
+        )
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int) -> int:
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if value <= 0:
+        raise ConfigError(f"{name} must be positive, got {value}")
+    return value

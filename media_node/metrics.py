@@ -1,0 +1,116 @@
+"""Node metrics as CloudWatch embedded-metric-format (EMF) lines on stdout.
+
+The awslogs driver ships stdout to CloudWatch Logs, which turns EMF lines into metrics
+without any API call from the node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+from .logs import emit_line
+
+NAMESPACE = "Parlor/Media"
+SERVICE = "parlor-media"
+
+log = logging.getLogger("media_node.metrics")
+
+
+@dataclass
+class Counters:
+    """Running totals since start; the reporter turns them into per-interval counts."""
+
+    packets_in: int = 0
+    packets_out: int = 0
+    late_ticks: int = 0
+
+
+class CpuMeter:
+    """This process's CPU use since the previous reading, in percent of one core."""
+
+    def __init__(self) -> None:
+        self._cpu = time.process_time()
+        self._wall = time.monotonic()
+
+    def read(self) -> float:
+        cpu, wall = time.process_time(), time.monotonic()
+        elapsed = wall - self._wall
+        percent = 100.0 * (cpu - self._cpu) / elapsed if elapsed > 0 else 0.0
+        self._cpu, self._wall = cpu, wall
+        return round(percent, 1)
+
+
+class Observed(Protocol):
+    node_id: str
+    counters: Counters
+
+    def room_count(self) -> int: ...
+
+    def participant_count(self) -> int: ...
+
+    async def inbound_totals(self) -> tuple[int, int]:
+        """(packets received, packets lost) over the node's live inbound streams."""
+        ...
+
+
+class MetricsReporter:
+    def __init__(self, node: Observed, interval: float) -> None:
+        self._node = node
+        self._interval = interval
+        self._cpu = CpuMeter()
+        self._last = Counters()
+        self._last_inbound: tuple[int, int] | None = None
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            try:
+                await self.report()
+            except Exception:
+                log.exception("could not report metrics")
+
+    async def report(self) -> None:
+        node, counters = self._node, self._node.counters
+        received, lost = await node.inbound_totals()
+        # Loss over the interval; streams that ended in between make the totals drop,
+        # so a negative difference only means "restart from here".
+        if self._last_inbound is None:
+            loss = 0.0
+        else:
+            got = received - self._last_inbound[0]
+            missed = lost - self._last_inbound[1]
+            loss = 100.0 * missed / (got + missed) if got > 0 and missed > 0 else 0.0
+        self._last_inbound = (received, lost)
+        values = {
+            "Rooms": (node.room_count(), "Count"),
+            "Participants": (node.participant_count(), "Count"),
+            "PacketsIn": (counters.packets_in - self._last.packets_in, "Count"),
+            "PacketsOut": (counters.packets_out - self._last.packets_out, "Count"),
+            "InboundLossPercent": (round(loss, 2), "Percent"),
+            "LateMixTicks": (counters.late_ticks - self._last.late_ticks, "Count"),
+            "CpuPercent": (self._cpu.read(), "Percent"),
+        }
+        self._last = Counters(counters.packets_in, counters.packets_out, counters.late_ticks)
+        emit_line(
+            {
+                "_aws": {
+                    "Timestamp": int(time.time() * 1000),
+                    "CloudWatchMetrics": [
+                        {
+                            "Namespace": NAMESPACE,
+                            "Dimensions": [["Service"], ["Service", "NodeId"]],
+                            "Metrics": [
+                                {"Name": name, "Unit": unit} for name, (_, unit) in values.items()
+                            ],
+                        }
+                    ],
+                },
+                "Service": SERVICE,
+                "NodeId": node.node_id,
+                **{name: value for name, (value, _) in values.items()},
+            }
+        )

@@ -1,0 +1,354 @@
+"""A Space on this node: its participants, its clock-driven mixer and its data channels."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from aiortc import RTCDataChannel, RTCPeerConnection
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from av import AudioFrame
+
+from .events import MediaEvents
+from .metrics import Counters
+from .mixer import (
+    FRAME_SAMPLES,
+    FRAME_SECONDS,
+    JitterBuffer,
+    Mix,
+    OpusEncoder,
+    Speech,
+    VoiceActivity,
+    level_dbfs,
+    to_mono,
+)
+from .tokens import PUBLISHING_ROLES, JoinClaims
+from .tracks import MixTrack
+
+log = logging.getLogger("media_node.room")
+
+REACTIONS_PER_WINDOW = 5
+REACTION_WINDOW_SECONDS = 10.0
+MAX_EMOJI_LENGTH = 16
+MAX_CHANNEL_MESSAGE = 1024
+# Time for a last data-channel notice ("removed", "space_ended") to leave before the
+# transport under it closes.
+FAREWELL_SECONDS = 0.3
+# A mixer more than this far behind its clock skips ahead instead of bursting.
+MAX_LAG_SECONDS = 0.2
+
+
+class Participant:
+    """One peer connection in a room: what it publishes and what it is sent."""
+
+    def __init__(
+        self, room: Room, session_id: str, claims: JoinClaims, pc: RTCPeerConnection
+    ) -> None:
+        self.room = room
+        self.session_id = session_id
+        self.user_id = claims.user_id
+        self.role = claims.role
+        self.muted = claims.muted
+        self.pc = pc
+        self.track = MixTrack()
+        self.jitter = JitterBuffer()
+        self.vad = VoiceActivity()
+        self.encoder: OpusEncoder | None = OpusEncoder() if self.may_publish else None
+        self.channel: RTCDataChannel | None = None
+        self.connected = False
+        self.closed = False
+        self._reader: asyncio.Task[None] | None = None
+        self._reactions: deque[float] = deque()
+
+    @property
+    def may_publish(self) -> bool:
+        return self.role in PUBLISHING_ROLES
+
+    @property
+    def audible(self) -> bool:
+        return self.may_publish and not self.muted
+
+    def describe(self) -> dict[str, str]:
+        return {
+            "space_id": self.room.space_id,
+            "user_id": self.user_id,
+            "session_id": self.session_id,
+            "role": self.role,
+        }
+
+    def receive(self, track: MediaStreamTrack) -> None:
+        """Read the peer's audio for as long as it lasts.
+
+        The track is read even when the participant may not publish: aiortc queues
+        every decoded frame on the track, and an unread queue only grows. Whether a
+        frame reaches the mix is decided per frame, so a promotion takes effect at once.
+        """
+        if self._reader is not None:
+            self._reader.cancel()
+        self._reader = asyncio.create_task(self._read(track), name=f"read-{self.session_id}")
+
+    async def _read(self, track: MediaStreamTrack) -> None:
+        counters = self.room.counters
+        while True:
+            try:
+                frame = await track.recv()
+            except MediaStreamError:
+                return
+            counters.packets_in += 1
+            if not self.audible or not isinstance(frame, AudioFrame):
+                continue
+            try:
+                self.jitter.push(to_mono(frame))
+            except ValueError:
+                log.warning("unusable audio frame dropped", extra=self.describe())
+
+    def attach_channel(self, channel: RTCDataChannel) -> None:
+        self.channel = channel
+        channel.on("message", self._on_message)
+        self.send(
+            {
+                "type": "welcome",
+                "session_id": self.session_id,
+                "user_id": self.user_id,
+                "role": self.role,
+                "muted": self.muted,
+                "speaking": self.room.speaking_users(),
+            }
+        )
+
+    def send(self, message: dict[str, Any]) -> None:
+        self.send_text(json.dumps(message))
+
+    def send_text(self, text: str) -> None:
+        channel = self.channel
+        if channel is not None and channel.readyState == "open":
+            channel.send(text)
+
+    def _on_message(self, message: str | bytes) -> None:
+        if len(message) > MAX_CHANNEL_MESSAGE:
+            return
+        try:
+            data = json.loads(message)
+        except ValueError:
+            return
+        if not isinstance(data, dict) or data.get("type") != "reaction":
+            return
+        emoji = data.get("emoji")
+        if not isinstance(emoji, str) or not 0 < len(emoji) <= MAX_EMOJI_LENGTH:
+            return
+        if not self._take_reaction_allowance():
+            return
+        self.room.broadcast({"type": "reaction", "user_id": self.user_id, "emoji": emoji})
+
+    def _take_reaction_allowance(self) -> bool:
+        now = time.monotonic()
+        while self._reactions and now - self._reactions[0] >= REACTION_WINDOW_SECONDS:
+            self._reactions.popleft()
+        if len(self._reactions) >= REACTIONS_PER_WINDOW:
+            return False
+        self._reactions.append(now)
+        return True
+
+    async def close(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+        await self.pc.close()
+        self.track.stop()
+
+
+class Room:
+    """A Space: every 20 ms, mix the audible speakers and send each participant its mix.
+
+    Listeners all receive one encoding of the full mix; each publisher receives an
+    encoding of the mix without their own voice. The clock never waits for a speaker:
+    a speaker with nothing buffered simply adds nothing to this tick.
+    """
+
+    def __init__(
+        self,
+        space_id: str,
+        events: MediaEvents,
+        counters: Counters,
+        on_closed: Callable[[Room], None],
+    ) -> None:
+        self.space_id = space_id
+        self.events = events
+        self.counters = counters
+        self.participants: dict[str, Participant] = {}
+        self.closed = False
+        # (kind, user id) -> issued_at of the latest command applied, see commands.py.
+        self.command_times: dict[tuple[str, str], float] = {}
+        self._on_closed = on_closed
+        self._listener_encoder = OpusEncoder()
+        self._pts = 0
+        self._clock: asyncio.Task[None] | None = None
+
+    def add(self, participant: Participant) -> None:
+        self.participants[participant.session_id] = participant
+        if self._clock is None:
+            self._clock = asyncio.create_task(self._run(), name=f"mix-{self.space_id}")
+
+    def of_user(self, user_id: str) -> list[Participant]:
+        return [p for p in self.participants.values() if p.user_id == user_id]
+
+    def speaking_users(self) -> list[str]:
+        return [p.user_id for p in self.participants.values() if p.vad.speaking]
+
+    def broadcast(self, message: dict[str, Any]) -> None:
+        text = json.dumps(message)
+        for participant in self.participants.values():
+            participant.send_text(text)
+
+    # -- the mixer -------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time()
+        while True:
+            try:
+                self.tick()
+            except Exception:
+                log.exception("mix tick failed", extra={"space_id": self.space_id})
+            deadline += FRAME_SECONDS
+            lag = loop.time() - deadline
+            if lag > 0:
+                self.counters.late_ticks += 1
+                if lag > MAX_LAG_SECONDS:
+                    deadline = loop.time()
+            await asyncio.sleep(max(0.0, deadline - loop.time()))
+
+    def tick(self) -> None:
+        pts = self._pts
+        self._pts += FRAME_SAMPLES
+        total: Mix = np.zeros(FRAME_SAMPLES, dtype=np.int32)
+        own: dict[str, Mix] = {}
+        for participant in list(self.participants.values()):
+            if not participant.may_publish:
+                continue
+            samples = participant.jitter.pop_frame() if participant.audible else None
+            if samples is not None:
+                voice = samples.astype(np.int32)
+                total += voice
+                own[participant.session_id] = voice
+            change = participant.vad.update(
+                level_dbfs(samples) if samples is not None else float("-inf")
+            )
+            if change is not None:
+                self._speech_changed(participant, change)
+
+        listener_packets = self._listener_encoder.encode(total, pts)
+        for participant in self.participants.values():
+            if participant.encoder is not None:
+                mine = own.get(participant.session_id)
+                mix = total - mine if mine is not None else total
+                packets = participant.encoder.encode(mix, pts)
+            else:
+                packets = listener_packets
+            # Until ICE and DTLS are up there is no sender to take the packets.
+            if participant.connected:
+                for packet in packets:
+                    participant.track.push(packet)
+                self.counters.packets_out += len(packets)
+
+    def _speech_changed(self, participant: Participant, change: Speech) -> None:
+        event = "speaking_started" if change is Speech.STARTED else "speaking_stopped"
+        self.broadcast({"type": event, "user_id": participant.user_id})
+        self.events.publish(
+            event,
+            space_id=self.space_id,
+            user_id=participant.user_id,
+            role=participant.role,
+            session_id=participant.session_id,
+        )
+
+    # -- membership and commands -----------------------------------------------------
+
+    def connected(self, participant: Participant) -> None:
+        if participant.connected or participant.closed:
+            return
+        participant.connected = True
+        log.info("participant connected", extra=participant.describe())
+        self.events.publish("participant_connected", **participant.describe())
+
+    async def remove(self, participant: Participant, reason: str) -> None:
+        """Close a participant's connection; safe to call more than once."""
+        if participant.closed:
+            return
+        participant.closed = True
+        self.participants.pop(participant.session_id, None)
+        stopped = participant.vad.reset()
+        if stopped is not None:
+            self._speech_changed(participant, stopped)
+        if participant.connected:
+            log.info("participant left", extra={**participant.describe(), "reason": reason})
+            self.events.publish("participant_left", **participant.describe(), reason=reason)
+        await participant.close()
+        if not self.participants:
+            await self.close()
+
+    def set_role(self, user_id: str, role: str) -> bool:
+        found = self.of_user(user_id)
+        for participant in found:
+            if participant.role == role:
+                continue
+            participant.role = role
+            if participant.may_publish:
+                if participant.encoder is None:
+                    participant.encoder = OpusEncoder()
+            else:
+                participant.encoder = None
+                self._silence(participant)
+            self.broadcast({"type": "role_changed", "user_id": user_id, "role": role})
+        return bool(found)
+
+    def set_muted(self, user_id: str, muted: bool) -> bool:
+        found = self.of_user(user_id)
+        for participant in found:
+            if participant.muted == muted:
+                continue
+            participant.muted = muted
+            if muted:
+                self._silence(participant)
+            self.broadcast({"type": "muted" if muted else "unmuted", "user_id": user_id})
+        return bool(found)
+
+    def _silence(self, participant: Participant) -> None:
+        # Audio buffered before the mute or demotion must not play after it.
+        participant.jitter.clear()
+        stopped = participant.vad.reset()
+        if stopped is not None:
+            self._speech_changed(participant, stopped)
+
+    async def remove_user(self, user_id: str, reason: str) -> bool:
+        found = self.of_user(user_id)
+        if found:
+            self.broadcast({"type": "removed", "user_id": user_id})
+            await asyncio.sleep(FAREWELL_SECONDS)
+            for participant in found:
+                await self.remove(participant, reason)
+        return bool(found)
+
+    async def end(self, notice: dict[str, Any], reason: str) -> None:
+        """Close every participant, after telling them why."""
+        self.broadcast(notice)
+        await asyncio.sleep(FAREWELL_SECONDS)
+        for participant in list(self.participants.values()):
+            await self.remove(participant, reason)
+        await self.close()
+
+    async def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self._clock is not None:
+            self._clock.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._clock
+        self._on_closed(self)

@@ -1,0 +1,242 @@
+"""WHIP/WHEP-shaped signaling: POST an offer to join, PATCH to renegotiate, DELETE to leave.
+
+ICE is not trickled: the client gathers its candidates before it POSTs, and the answer
+carries all of the node's. The session URL holds a 128-bit random id and is the
+capability for PATCH and DELETE, because a join token expires a minute after it is
+minted while a session lasts as long as the Space.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+from aiortc import (
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCRtpSender,
+    RTCSessionDescription,
+)
+from aiortc import sdp as aiortc_sdp
+from aiortc.exceptions import InvalidAccessError, InvalidStateError, OperationError
+from aiortc.mediastreams import MediaStreamTrack
+
+from .ice import announce_address
+from .room import Participant, Room
+from .tokens import TokenError
+
+if TYPE_CHECKING:
+    from .node import Node
+
+log = logging.getLogger("media_node.signaling")
+
+SDP_CONTENT_TYPE = "application/sdp"
+MAX_SDP_BYTES = 64 * 1024
+# A peer that has not completed ICE and DTLS by then is not coming.
+CONNECT_TIMEOUT_SECONDS = 20.0
+NEGOTIATION_ERRORS = (ValueError, OperationError, InvalidAccessError, InvalidStateError)
+
+
+class SignalingError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def error_response(status: int, code: str, message: str) -> web.Response:
+    return web.json_response({"error": code, "message": message}, status=status)
+
+
+@web.middleware
+async def json_errors(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except (SignalingError, TokenError) as exc:
+        return error_response(exc.status, exc.code, exc.message)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = (exc.reason or "error").lower().replace(" ", "_")
+        return error_response(exc.status, code, exc.reason or "error")
+    except Exception:
+        log.exception("request failed", extra={"path": request.path})
+        return error_response(500, "internal_error", "the media node failed to handle this")
+
+
+def check_offer(body: bytes) -> str:
+    """The offer as text, if it is one this node can answer: one audio section, Opus.
+
+    aiortc raises assorted exceptions on garbage, so the offer is parsed here first and
+    any failure becomes a 400 instead of a 500.
+    """
+    if not body:
+        raise SignalingError(400, "invalid_sdp", "the body must be an SDP offer")
+    if len(body) > MAX_SDP_BYTES:
+        raise SignalingError(400, "invalid_sdp", "the SDP offer is too large")
+    try:
+        text = body.decode("utf-8")
+        description = aiortc_sdp.SessionDescription.parse(text)
+    except Exception as exc:
+        raise SignalingError(400, "invalid_sdp", f"the SDP offer does not parse: {exc}") from None
+    kinds = [media.kind for media in description.media]
+    if not kinds:
+        raise SignalingError(400, "invalid_sdp", "the SDP offer has no media sections")
+    if kinds.count("audio") != 1 or any(k not in ("audio", "application") for k in kinds):
+        raise SignalingError(
+            400, "unsupported_offer", "the offer must have one audio section and no video"
+        )
+    audio = next(media for media in description.media if media.kind == "audio")
+    if audio.ice is None or not audio.ice.usernameFragment or audio.dtls is None:
+        raise SignalingError(400, "invalid_sdp", "the offer lacks ICE or DTLS parameters")
+    if not any(codec.mimeType.lower() == "audio/opus" for codec in audio.rtp.codecs):
+        raise SignalingError(400, "unsupported_offer", "the offer's audio must include Opus")
+    return text
+
+
+def _content_type_must_be_sdp(request: web.Request) -> None:
+    if request.content_type != SDP_CONTENT_TYPE:
+        raise SignalingError(
+            415, "unsupported_media_type", f"Content-Type must be {SDP_CONTENT_TYPE}"
+        )
+
+
+class Signaling:
+    def __init__(self, node: Node) -> None:
+        self._node = node
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[json_errors], client_max_size=MAX_SDP_BYTES)
+        app.router.add_get("/health", self.health)
+        app.router.add_post("/media/spaces/{space_id}/sessions", self.create_session)
+        app.router.add_patch("/media/spaces/{space_id}/sessions/{session_id}", self.renegotiate)
+        app.router.add_delete("/media/spaces/{space_id}/sessions/{session_id}", self.leave)
+        return app
+
+    async def health(self, request: web.Request) -> web.Response:
+        node = self._node
+        return web.json_response(
+            {
+                "status": "draining" if node.draining else "ok",
+                "node_id": node.node_id,
+                "rooms": node.room_count(),
+                "participants": node.participant_count(),
+                "capacity": node.config.capacity,
+                "draining": node.draining,
+            }
+        )
+
+    async def create_session(self, request: web.Request) -> web.Response:
+        space_id = request.match_info["space_id"]
+        claims = self._node.verifier.verify(request.headers.get("Authorization"), space_id)
+        _content_type_must_be_sdp(request)
+        offer = check_offer(await request.read())
+        room = self._node.open_room(claims)
+        # Spent only now, so that a request refused for its body can be retried.
+        self._node.verifier.consume(claims)
+
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        participant = Participant(room, secrets.token_urlsafe(16), claims, pc)
+        self._wire(room, participant)
+        # The transceiver exists before the offer is applied so that the offer's audio
+        # section lands on it and only Opus is negotiated: the mix is Opus packets, which
+        # a sender that had agreed on PCMU would send under the wrong payload type.
+        transceiver = pc.addTransceiver(participant.track, direction="sendrecv")
+        transceiver.setCodecPreferences(
+            [
+                codec
+                for codec in RTCRtpSender.getCapabilities("audio").codecs
+                if codec.mimeType.lower() == "audio/opus"
+            ]
+        )
+        room.add(participant)
+        try:
+            answer = await self._answer(pc, offer)
+        except BaseException:
+            # Whatever stopped the answer (a refused offer, the request cancelled), the
+            # half-made peer must not linger in the room.
+            await room.remove(participant, reason="negotiation_failed")
+            raise
+
+        for earlier in room.of_user(participant.user_id):
+            # A user rejoining (a reload, a new device) replaces their earlier session.
+            if earlier is not participant:
+                await room.remove(earlier, reason="replaced")
+        self._expire_if_unconnected(room, participant)
+        log.info("session created", extra=participant.describe())
+        location = f"/media/spaces/{space_id}/sessions/{participant.session_id}"
+        return web.Response(
+            status=201,
+            text=answer,
+            content_type=SDP_CONTENT_TYPE,
+            headers={"Location": location},
+        )
+
+    async def renegotiate(self, request: web.Request) -> web.Response:
+        participant = self._session(request)
+        _content_type_must_be_sdp(request)
+        offer = check_offer(await request.read())
+        if participant.pc.signalingState != "stable":
+            raise SignalingError(409, "negotiation_in_progress", "a negotiation is under way")
+        answer = await self._answer(participant.pc, offer)
+        log.info("session renegotiated", extra=participant.describe())
+        return web.Response(status=200, text=answer, content_type=SDP_CONTENT_TYPE)
+
+    async def leave(self, request: web.Request) -> web.Response:
+        participant = self._session(request)
+        await participant.room.remove(participant, reason="left")
+        return web.Response(status=204)
+
+    def _session(self, request: web.Request) -> Participant:
+        participant = self._node.find_session(
+            request.match_info["space_id"], request.match_info["session_id"]
+        )
+        if participant is None:
+            raise SignalingError(404, "unknown_session", "no such session on this node")
+        return participant
+
+    async def _answer(self, pc: RTCPeerConnection, offer: str) -> str:
+        try:
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
+            await pc.setLocalDescription(await pc.createAnswer())
+        except NEGOTIATION_ERRORS as exc:
+            raise SignalingError(400, "invalid_sdp", f"the offer was refused: {exc}") from None
+        local = pc.localDescription
+        address = self._node.config.announced_address
+        return announce_address(local.sdp, address) if address else local.sdp
+
+    def _wire(self, room: Room, participant: Participant) -> None:
+        pc = participant.pc
+
+        @pc.on("track")
+        def on_track(track: MediaStreamTrack) -> None:
+            if track.kind == "audio":
+                participant.receive(track)
+
+        pc.on("datachannel", participant.attach_channel)
+
+        @pc.on("connectionstatechange")
+        async def on_state() -> None:
+            state = pc.connectionState
+            if state == "connected":
+                room.connected(participant)
+            elif state in ("failed", "closed"):
+                await room.remove(participant, reason=f"connection_{state}")
+
+    def _expire_if_unconnected(self, room: Room, participant: Participant) -> None:
+        async def expire() -> None:
+            await asyncio.sleep(CONNECT_TIMEOUT_SECONDS)
+            if not participant.connected:
+                await room.remove(participant, reason="connect_timeout")
+
+        task = asyncio.create_task(expire())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)

@@ -1,0 +1,183 @@
+"""Test peers: aiortc clients that join a media node as a browser would, and listen."""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import json
+import time
+from typing import Any
+
+import aiohttp
+import numpy as np
+from aiortc import (
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from av import AudioFrame
+
+SAMPLE_RATE = 48000
+FRAME = 960
+# A 100 ms window holds a whole number of cycles of 440, 550 and 660 Hz: no leakage.
+WINDOW = 4800
+
+
+class ToneTrack(MediaStreamTrack):
+    """A microphone that hums one frequency, paced in real time."""
+
+    kind = "audio"
+
+    def __init__(self, hz: float, amplitude: float = 0.25) -> None:
+        super().__init__()
+        self._hz = hz
+        self._amplitude = amplitude
+        self._sent = 0
+        self._start: float | None = None
+
+    async def recv(self) -> AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        if self._start is None:
+            self._start = time.monotonic()
+        due = self._start + self._sent / SAMPLE_RATE
+        await asyncio.sleep(max(0.0, due - time.monotonic()))
+        t = (self._sent + np.arange(FRAME)) / SAMPLE_RATE
+        wave = self._amplitude * 32767 * np.sin(2 * np.pi * self._hz * t)
+        frame = AudioFrame.from_ndarray(
+            wave.astype(np.int16).reshape(1, -1), format="s16", layout="mono"
+        )
+        frame.sample_rate = SAMPLE_RATE
+        frame.pts = self._sent
+        frame.time_base = fractions.Fraction(1, SAMPLE_RATE)
+        self._sent += FRAME
+        return frame
+
+
+def tone_level(samples: np.ndarray, hz: float) -> float:
+    """Amplitude (as a fraction of full scale) of the `hz` component of `samples`."""
+    if samples.size == 0:
+        return 0.0
+    window = np.hanning(samples.size)
+    t = np.arange(samples.size) / SAMPLE_RATE
+    component = np.sum(samples * window * np.exp(-2j * np.pi * hz * t))
+    return float(2 * abs(component) / np.sum(window) / 32768)
+
+
+def peak_hz(samples: np.ndarray) -> float:
+    spectrum = np.abs(np.fft.rfft(samples * np.hanning(samples.size)))
+    return float(np.fft.rfftfreq(samples.size, 1 / SAMPLE_RATE)[int(np.argmax(spectrum))])
+
+
+class Peer:
+    """One participant: publishes a tone if given one, records what it hears and is told."""
+
+    def __init__(self, base_url: str, space_id: str, tone_hz: float | None = None) -> None:
+        self.base_url = base_url
+        self.space_id = space_id
+        self.tone_hz = tone_hz
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self.channel = self.pc.createDataChannel("events")
+        self.messages: list[dict[str, Any]] = []
+        self.location: str | None = None
+        self._heard: list[tuple[float, np.ndarray]] = []
+        self._reader: asyncio.Task[None] | None = None
+        self.channel.on("message", lambda m: self.messages.append(json.loads(m)))
+
+        @self.pc.on("track")
+        def on_track(track: MediaStreamTrack) -> None:
+            self._reader = asyncio.create_task(self._listen(track))
+
+    async def offer(self) -> str:
+        if self.tone_hz is None:
+            self.pc.addTransceiver("audio", direction="recvonly")
+        else:
+            self.pc.addTransceiver(ToneTrack(self.tone_hz), direction="sendrecv")
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        return self.pc.localDescription.sdp
+
+    async def join(self, token: str, sdp: str | None = None) -> None:
+        """POST the offer; raises for any answer other than 201."""
+        offer = sdp if sdp is not None else await self.offer()
+        status, body, headers = await post_offer(self.base_url, self.space_id, token, offer)
+        if status != 201:
+            raise AssertionError(f"join refused: {status} {body}")
+        self.location = headers["Location"]
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=body, type="answer"))
+
+    async def connected(self, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while self.channel.readyState != "open" or not self._heard:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"not connected: {self.pc.connectionState}")
+            await asyncio.sleep(0.05)
+
+    async def _listen(self, track: MediaStreamTrack) -> None:
+        while True:
+            try:
+                frame = await track.recv()
+            except MediaStreamError:
+                return
+            assert isinstance(frame, AudioFrame)
+            data = frame.to_ndarray().reshape(-1, len(frame.layout.channels))[:, 0]
+            self._heard.append((time.monotonic(), data.astype(np.float64)))
+
+    def heard_since(self, since: float) -> np.ndarray:
+        frames = [samples for at, samples in self._heard if at >= since]
+        return np.concatenate(frames) if frames else np.zeros(0)
+
+    def recent(self, seconds: float = 0.5) -> np.ndarray:
+        return self.heard_since(time.monotonic() - seconds)
+
+    async def hear(self, hz: float, present: bool, timeout: float = 5.0) -> float:
+        """Wait until the tone is (or is no longer) in the last 100 ms heard; the delay."""
+        start = time.monotonic()
+        while True:
+            window = self.heard_since(time.monotonic() - 0.12)[-WINDOW:]
+            if window.size == WINDOW and (tone_level(window, hz) > 0.02) == present:
+                return time.monotonic() - start
+            if time.monotonic() - start > timeout:
+                state = "present" if present else "absent"
+                raise AssertionError(f"{hz} Hz not {state} after {timeout} s")
+            await asyncio.sleep(0.02)
+
+    def told(self, kind: str, **fields: Any) -> bool:
+        return any(
+            m.get("type") == kind and all(m.get(k) == v for k, v in fields.items())
+            for m in self.messages
+        )
+
+    async def wait_told(self, kind: str, timeout: float = 5.0, **fields: Any) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.told(kind, **fields):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"never told {kind} {fields}; got {self.messages}")
+            await asyncio.sleep(0.05)
+
+    async def wait_closed(self, timeout: float = 5.0) -> None:
+        deadline = time.monotonic() + timeout
+        while self.pc.connectionState not in ("closed", "failed"):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"still {self.pc.connectionState}")
+            await asyncio.sleep(0.05)
+
+    async def close(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+        await self.pc.close()
+
+
+async def post_offer(
+    base_url: str, space_id: str, token: str | None, sdp: str, content_type: str = "application/sdp"
+) -> tuple[int, str, dict[str, str]]:
+    headers = {"Content-Type": content_type}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            f"{base_url}/media/spaces/{space_id}/sessions", data=sdp, headers=headers
+        ) as response,
+    ):
+        return response.status, await response.text(), dict(response.headers)
