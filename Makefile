@@ -14,7 +14,7 @@ export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 
 $(STAMP): $(REQUIREMENTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet 'pip>=24,<26.3'  # chalice 1.34 packages with pip and pins it
 	$(BIN)/pip install --quiet -r requirements.txt
 	touch $(STAMP)
 

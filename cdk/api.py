@@ -8,6 +8,7 @@ from pathlib import Path
 from aws_cdk import Stack
 from aws_cdk import aws_cognito as cognito
 from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_sqs as sqs
 from chalice.cdk import Chalice
 from constructs import Construct
 
@@ -16,7 +17,8 @@ FUNCTIONS = Path(__file__).resolve().parent.parent / "functions"
 
 class Api(Construct):
     def __init__(self, scope: Construct, construct_id: str, *,
-                 tables: dict[str, dynamodb.Table], hosting_follower_threshold: int) -> None:
+                 tables: dict[str, dynamodb.Table], media_events: sqs.Queue,
+                 hosting_follower_threshold: int) -> None:
         super().__init__(scope, construct_id)
         region = Stack.of(self).region
         self.user_pool = cognito.UserPool(
@@ -41,3 +43,12 @@ class Api(Construct):
         role = self.chalice.get_role("DefaultRole")
         for table in tables.values():
             table.grant_read_write_data(role)
+        media_events.grant_consume_messages(role)
+        # The decorator names the queue before the stack has made it, and cannot ask for
+        # partial batch responses (the handler returns them): both are set here, on the
+        # event source itself, whatever the app read when it was imported.
+        source = "Events.HandleMediaEventsSqsEventSource.Properties"
+        handler = self.chalice.get_resource("HandleMediaEvents")
+        handler.add_property_override(f"{source}.Queue", media_events.queue_arn)
+        handler.add_property_override(f"{source}.FunctionResponseTypes",
+                                      ["ReportBatchItemFailures"])

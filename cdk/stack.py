@@ -9,6 +9,7 @@ from constructs import Construct
 
 from cdk.api import Api
 from cdk.data import Data
+from cdk.messaging import Messaging
 
 
 class ParlorStack(Stack):
@@ -16,6 +17,8 @@ class ParlorStack(Stack):
         super().__init__(scope, construct_id, **kwargs)
         threshold = int(self.node.try_get_context("hosting_follower_threshold") or 600)
         data = Data(self, "Data")
-        api = Api(self, "Api", tables=data.tables, hosting_follower_threshold=threshold)
+        messaging = Messaging(self, "Messaging")
+        api = Api(self, "Api", tables=data.tables, media_events=messaging.media_events,
+                  hosting_follower_threshold=threshold)
         CfnOutput(self, "UserPoolId", value=api.user_pool.user_pool_id)
         CfnOutput(self, "UserPoolClientId", value=api.user_pool_client.user_pool_client_id)

@@ -4,7 +4,6 @@ calls one domain function in chalicelib, and returns its result."""
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any
@@ -275,11 +274,10 @@ def mute_all(space_id: str) -> dict[str, Any]:
     return roles.mute_all(space_id_of(space_id), caller())
 
 
-# Events from the media nodes (docs/media-contract.md). The queue's ARN reaches the
-# decorator through the stage's environment when Chalice packages the app.
+# Events from the media nodes (docs/media-contract.md). The CDK stack points this event
+# source at the queue it creates (cdk/api.py); the name here is the local runtime's.
 
-MEDIA_EVENTS_QUEUE_ARN = os.environ.get(
-    "MEDIA_EVENTS_QUEUE_ARN", "arn:aws:sqs:us-east-1:000000000000:parlor-media-events")
+MEDIA_EVENTS_QUEUE_ARN = "arn:aws:sqs:us-east-1:000000000000:parlor-media-events"
 _media_events = BatchProcessor(event_type=EventType.SQS)
 
 

@@ -3,6 +3,7 @@ the same model definitions the CDK stack reads (chalicelib.models.table_specs)."
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -16,14 +17,17 @@ from chalicelib.models import TableSpec, table_specs
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
-def atomic(app: WsgiApp) -> WsgiApp:
-    """Runs one request at a time, as DynamoDB applies one conditional write or
-    transaction atomically. moto's in-memory backends are not safe against two
-    threads interleaving inside one transaction, which DynamoDB never allows; without
-    this a concurrency test would measure moto's races instead of the code's."""
+def atomic_dynamodb(app: WsgiApp) -> WsgiApp:
+    """Applies one DynamoDB request at a time, as DynamoDB applies each conditional write
+    or transaction atomically. moto's in-memory tables are not safe against two threads
+    interleaving inside one transaction, which DynamoDB never allows; without this a
+    concurrency test would measure moto's races instead of the code's. Other services
+    pass through unserialized: an SQS long poll must not stall the tables."""
     lock = threading.Lock()
 
     def wrapped(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if not environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB"):
+            return app(environ, start_response)
         with lock:
             return list(app(environ, start_response))
 
@@ -34,8 +38,10 @@ class EmbeddedAws:
     """moto's server in a thread of this process."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        # One log line per AWS call would bury everything else a developer reads.
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
         app = DomainDispatcherApplication(create_backend_app)
-        self._server: BaseWSGIServer = make_server(host, port, atomic(app), threaded=True)
+        self._server: BaseWSGIServer = make_server(host, port, atomic_dynamodb(app), threaded=True)
         self.host = host
         self.port = self._server.server_port
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True,

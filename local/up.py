@@ -46,8 +46,13 @@ def _start_media_node(public_pem: str, events_url: str) -> subprocess.Popen[byte
         "JOIN_TOKEN_PUBLIC_KEY": public_pem,
         "MEDIA_EVENTS_QUEUE_URL": events_url,
         "NODE_ID": "node-local",
+        # Ctrl-C should not wait out a cloud-sized drain.
+        "DRAIN_TIMEOUT_SECONDS": "3",
     }
-    return subprocess.Popen([sys.executable, "-m", "media_node"], env=env, cwd=settings.ROOT)
+    # Its own session: Ctrl-C reaches only this supervisor, which drains the node with
+    # SIGTERM as ECS would.
+    return subprocess.Popen([sys.executable, "-m", "media_node"], env=env, cwd=settings.ROOT,
+                            start_new_session=True)
 
 
 def _banner(users: list[Any], issuer: LocalIssuer) -> str:

@@ -50,14 +50,33 @@ def test_every_model_has_its_table_with_the_same_keys(template: Template) -> Non
         })
 
 
-def test_the_api_function_gets_table_names_and_the_issuer(template: Template) -> None:
-    functions = template.find_resources("AWS::Serverless::Function")
-    assert functions, "the Chalice app's function is missing"
-    (function,) = functions.values()
-    variables = function["Properties"]["Environment"]["Variables"]
-    for spec in table_specs():
-        assert "Ref" in variables[spec.env_var], spec.env_var
-    assert variables["HOSTING_FOLLOWER_THRESHOLD"] == "600"
-    assert "Fn::Join" in variables["AUTH_ISSUER"]
+def _functions(template: Template) -> dict[str, Any]:
+    return template.find_resources("AWS::Serverless::Function")
+
+
+def test_every_function_gets_table_names_and_the_issuer(template: Template) -> None:
+    functions = _functions(template)
+    assert set(functions) == {"APIHandler", "HandleMediaEvents"}
+    for function in functions.values():
+        variables = function["Properties"]["Environment"]["Variables"]
+        for spec in table_specs():
+            assert "Ref" in variables[spec.env_var], spec.env_var
+        assert variables["HOSTING_FOLLOWER_THRESHOLD"] == "600"
+        assert "Fn::Join" in variables["AUTH_ISSUER"]
     template.resource_count_is("AWS::Cognito::UserPool", 1)
     template.resource_count_is("AWS::Cognito::UserPoolClient", 1)
+
+
+def test_media_events_reach_the_handler_with_partial_failures_and_a_dlq(
+    template: Template,
+) -> None:
+    source = _functions(template)["HandleMediaEvents"]["Properties"]["Events"][
+        "HandleMediaEventsSqsEventSource"]
+    assert source["Type"] == "SQS"
+    assert source["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    queues = template.find_resources("AWS::SQS::Queue")
+    (queue_id,) = [k for k in queues if k.startswith("MessagingMediaEvents")
+                   and "Dlq" not in k]
+    assert source["Properties"]["Queue"] == {"Fn::GetAtt": [queue_id, "Arn"]}
+    redrive = queues[queue_id]["Properties"]["RedrivePolicy"]
+    assert redrive["maxReceiveCount"] == 5
