@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-STATE = ROOT / ".local"
+STATE = Path(os.environ.get("PARLOR_STATE_DIR", ROOT / ".local"))
 ISSUER_KEY = STATE / "issuer.pem"
 JOIN_TOKEN_KEY = STATE / "join-token.pem"
 

@@ -13,15 +13,17 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from typing import Any
-
-import boto3
 
 from local import settings
 from local.issuer import LocalIssuer
 from local.keys import join_token_keys
+from local.pumps import SqsPump, queue_with_dlq
 
 MEDIA_EVENTS_QUEUE = "parlor-media-events"
+# As in cdk/messaging.py: a record that fails this often goes to the dead-letter queue.
+MAX_RECEIVES = 5
 
 
 def _environment(aws_url: str, issuer: LocalIssuer, private_pem: str) -> dict[str, str]:
@@ -53,6 +55,23 @@ def _start_media_node(public_pem: str, events_url: str) -> subprocess.Popen[byte
     # SIGTERM as ECS would.
     return subprocess.Popen([sys.executable, "-m", "media_node"], env=env, cwd=settings.ROOT,
                             start_new_session=True)
+
+
+def _wait_for_node(node: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    """Returns once the node answers and has registered, so the first join finds it."""
+    from chalicelib.models import MediaNode
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and node.poll() is None:
+        try:
+            with urllib.request.urlopen(
+                    f"http://{settings.HOST}:{settings.MEDIA_PORT}/health", timeout=2):
+                if MediaNode.count() > 0:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit("The media node did not start; see its log above.")
 
 
 def _banner(users: list[Any], issuer: LocalIssuer) -> str:
@@ -90,7 +109,7 @@ def main() -> None:
     aws = EmbeddedAws(settings.HOST, settings.AWS_PORT).start()
     os.environ.update(_environment(aws.url, issuer, private_pem))
     create_tables()
-    events_url = boto3.client("sqs").create_queue(QueueName=MEDIA_EVENTS_QUEUE)["QueueUrl"]
+    events_url, _ = queue_with_dlq(MEDIA_EVENTS_QUEUE, MAX_RECEIVES)
 
     from local.api import server
     from local.seed import seed
@@ -99,7 +118,11 @@ def main() -> None:
     users = seed()
     api = server(settings.HOST, settings.API_PORT)
     threading.Thread(target=api.serve_forever, daemon=True, name="api").start()
+    import app as handlers
+
+    pumps = [SqsPump("media-events", events_url, handlers.handle_media_events).start()]
     node = _start_media_node(public_pem, events_url)
+    _wait_for_node(node)
     print(_banner(users, issuer), flush=True)
 
     stop = threading.Event()
@@ -116,6 +139,8 @@ def main() -> None:
             node.wait(timeout=15)
         except subprocess.TimeoutExpired:
             node.kill()
+    for pump in pumps:
+        pump.stop()
     api.shutdown()
     aws.stop()
     time.sleep(0.1)

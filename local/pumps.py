@@ -1,0 +1,117 @@
+"""Pumps: what Lambda's event source mappings do in AWS, done locally.
+
+An SQS pump long-polls a queue, hands the batch to the same handler Lambda would call,
+in the exact shape Lambda delivers it, and deletes the records the handler did not
+report as failed (ReportBatchItemFailures). Failed records become visible again after
+the queue's visibility timeout, and the queue's redrive policy moves a record that
+keeps failing to its dead-letter queue, as in AWS."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import boto3
+from chalice.local import LambdaContext
+
+log = logging.getLogger("parlor.pumps")
+
+Handler = Callable[[dict[str, Any], Any], Any]
+
+
+def sqs_record(message: Mapping[str, Any], queue_arn: str, region: str) -> dict[str, Any]:
+    """An SQS message (ReceiveMessage's shape) as Lambda's SQS event record."""
+    attributes = {
+        name: {
+            "stringValue": value.get("StringValue"),
+            "binaryValue": value.get("BinaryValue"),
+            "stringListValues": [],
+            "binaryListValues": [],
+            "dataType": value["DataType"],
+        }
+        for name, value in message.get("MessageAttributes", {}).items()
+    }
+    return {
+        "messageId": message["MessageId"],
+        "receiptHandle": message["ReceiptHandle"],
+        "body": message["Body"],
+        "attributes": message.get("Attributes", {}),
+        "messageAttributes": attributes,
+        "md5OfBody": message.get("MD5OfBody") or hashlib.md5(  # noqa: S324
+            message["Body"].encode()).hexdigest(),
+        "eventSource": "aws:sqs",
+        "eventSourceARN": queue_arn,
+        "awsRegion": region,
+    }
+
+
+class SqsPump:
+    def __init__(self, name: str, queue_url: str, handler: Handler, batch_size: int = 10) -> None:
+        self.name = name
+        self.queue_url = queue_url
+        self._handler = handler
+        self._batch_size = batch_size
+        self._sqs = boto3.client("sqs")
+        self._arn = self._sqs.get_queue_attributes(
+            QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        self._region = self._sqs.meta.region_name
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"pump-{name}", daemon=True)
+
+    def start(self) -> SqsPump:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def pump_once(self, wait_seconds: int = 1) -> int:
+        """One receive and one invocation; returns how many records were handed over."""
+        messages = self._sqs.receive_message(
+            QueueUrl=self.queue_url, MaxNumberOfMessages=self._batch_size,
+            WaitTimeSeconds=wait_seconds, AttributeNames=["All"],
+            MessageAttributeNames=["All"]).get("Messages", [])
+        if not messages:
+            return 0
+        records = [sqs_record(m, self._arn, self._region) for m in messages]
+        context = LambdaContext(self.name, memory_size=256, max_runtime_ms=60_000)
+        try:
+            response = self._handler({"Records": records}, context)
+        except Exception:
+            # A handler that raises fails the whole batch, as in Lambda.
+            log.exception("%s: the handler failed the whole batch", self.name)
+            return len(records)
+        failed = {f["itemIdentifier"] for f in (response or {}).get("batchItemFailures", [])}
+        done = [m for m in messages if m["MessageId"] not in failed]
+        for start in range(0, len(done), 10):
+            self._sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=[
+                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
+                for i, m in enumerate(done[start:start + 10])])
+        if failed:
+            log.warning("%s: %d of %d records failed; they will be retried", self.name,
+                        len(failed), len(records))
+        return len(records)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.pump_once()
+            except Exception:
+                log.exception("%s: receive failed", self.name)
+                self._stop.wait(1)
+
+
+def queue_with_dlq(name: str, max_receives: int, visibility_timeout: int = 5) -> tuple[str, str]:
+    """(queue URL, dead-letter queue URL), the pair the CDK stack makes in AWS."""
+    sqs = boto3.client("sqs")
+    dlq_url = sqs.create_queue(QueueName=f"{name}-dlq")["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(
+        QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    redrive = f'{{"deadLetterTargetArn": "{dlq_arn}", "maxReceiveCount": "{max_receives}"}}'
+    url = sqs.create_queue(QueueName=name, Attributes={
+        "RedrivePolicy": redrive, "VisibilityTimeout": str(visibility_timeout)})["QueueUrl"]
+    return url, dlq_url
