@@ -20,6 +20,7 @@ from local import settings
 from local.issuer import LocalIssuer
 from local.keys import join_token_keys
 from local.pumps import SqsPump, queue_with_dlq
+from local.web import WebServer, application
 
 MEDIA_EVENTS_QUEUE = "parlor-media-events"
 # As in cdk/messaging.py: a record that fails this often goes to the dead-letter queue.
@@ -44,7 +45,9 @@ def _start_media_node(public_pem: str, events_url: str) -> subprocess.Popen[byte
         **os.environ,
         "HOST": settings.HOST,
         "PORT": str(settings.MEDIA_PORT),
-        "PUBLIC_URL": f"http://{settings.HOST}:{settings.MEDIA_PORT}",
+        # Clients reach the node's signaling through the web origin's /media/*, as
+        # through CloudFront in AWS.
+        "PUBLIC_URL": f"http://{settings.HOST}:{settings.WEB_PORT}",
         "JOIN_TOKEN_PUBLIC_KEY": public_pem,
         "MEDIA_EVENTS_QUEUE_URL": events_url,
         "NODE_ID": "node-local",
@@ -79,11 +82,12 @@ def _banner(users: list[Any], issuer: LocalIssuer) -> str:
     lines = [
         "",
         "Parlor is running on this machine.",
+        f"  open         http://{settings.HOST}:{settings.WEB_PORT}   (the browser client)",
         f"  API          {api}",
         f"  media node   http://{settings.HOST}:{settings.MEDIA_PORT}",
         f"  embedded AWS http://{settings.HOST}:{settings.AWS_PORT}",
         "",
-        "Demo users (mint a fresh token with: make token USER=<user id>):",
+        "Demo users (sign in as one in the browser; for curl: make token USER=<user id>):",
     ]
     for user in users:
         lines.append(f"  {user.user_id:<8} @{user.handle:<6} {user.note}")
@@ -121,6 +125,11 @@ def main() -> None:
     import app as handlers
 
     pumps = [SqsPump("media-events", events_url, handlers.handle_media_events).start()]
+    demo = [{"user_id": u.user_id, "handle": u.handle, "note": u.note} for u in users]
+    web_server = WebServer(application(
+        issuer, f"http://{settings.HOST}:{settings.API_PORT}",
+        f"http://{settings.HOST}:{settings.MEDIA_PORT}", demo),
+        settings.HOST, settings.WEB_PORT).start()
     node = _start_media_node(public_pem, events_url)
     _wait_for_node(node)
     print(_banner(users, issuer), flush=True)
@@ -141,6 +150,7 @@ def main() -> None:
             node.kill()
     for pump in pumps:
         pump.stop()
+    web_server.stop()
     api.shutdown()
     aws.stop()
     time.sleep(0.1)

@@ -3,100 +3,29 @@ then audio from a host to a listener through the media node, then Ctrl-C."""
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import pytest
 
-from local.issuer import LocalIssuer
+from tests.localrun import ROOT, LocalRun
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@dataclass
-class Local:
-    api: str
-    env: dict[str, str]
-    issuer: LocalIssuer
-    process: subprocess.Popen[str]
-
-    def call(self, method: str, path: str, user: str, body: Any = None) -> tuple[int, Any]:
-        request = urllib.request.Request(
-            self.api + path, method=method,
-            data=json.dumps(body).encode() if body is not None else None,
-            headers={"Authorization": f"Bearer {self.issuer.mint(user)}",
-                     "Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(request, timeout=30) as response:
-                return response.status, json.loads(response.read())
-        except urllib.error.HTTPError as error:
-            return error.code, json.loads(error.read())
-
-
-def _start(env: dict[str, str]) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "local.up"], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-
-def _wait_for_banner(process: subprocess.Popen[str], timeout: float = 90) -> str:
-    assert process.stdout is not None
-    seen = []
-    deadline = time.time() + timeout
-    for line in process.stdout:
-        seen.append(line)
-        if "Ctrl-C stops everything" in line:
-            return "".join(seen)
-        if time.time() > deadline:
-            break
-    raise AssertionError("make up never became ready:\n" + "".join(seen[-40:]))
-
-
-def _stop(process: subprocess.Popen[str]) -> float:
-    started = time.time()
-    process.send_signal(signal.SIGINT)
-    process.wait(timeout=30)
-    return time.time() - started
-
-
 @pytest.fixture(scope="module")
-def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Local]:
-    state = tmp_path_factory.mktemp("local-state")
-    ports = {name: str(_free_port()) for name in ("AWS", "API", "MEDIA")}
-    env = {**os.environ, "PARLOR_STATE_DIR": str(state),
-           **{f"PARLOR_{name}_PORT": port for name, port in ports.items()}}
-    for key in ("AWS_ENDPOINT_URL", "AUTH_JWKS", "AUTH_ISSUER", "JOIN_TOKEN_PRIVATE_KEY"):
-        env.pop(key, None)
-    process = _start(env)
+def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRun]:
+    run = LocalRun.prepare(tmp_path_factory.mktemp("local-state")).start()
     try:
-        banner = _wait_for_banner(process)
-        assert f"http://127.0.0.1:{ports['API']}" in banner
-        issuer = LocalIssuer.load_or_create(state / "issuer.pem")
-        yield Local(f"http://127.0.0.1:{ports['API']}", env, issuer, process)
+        assert run.web in run.banner
+        yield run
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        run.kill()
 
 
-def _peer(local: Local, user: str, space_id: str, seconds: float,
+def _peer(local: LocalRun, user: str, space_id: str, seconds: float,
           tone: float = 440) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "local.peer", "--as", user, "--space", space_id,
@@ -104,7 +33,7 @@ def _peer(local: Local, user: str, space_id: str, seconds: float,
         cwd=ROOT, env=local.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def test_the_walkthrough_from_token_to_hearing_the_host(local: Local) -> None:
+def test_the_walkthrough_from_token_to_hearing_the_host(local: LocalRun) -> None:
     status, verdict = local.call("GET", "/me/eligibility", "u-alice")
     assert (status, verdict["eligible"]) == (200, True)
     status, refused = local.call("POST", "/spaces", "u-bob", {"title": "Me too"})
@@ -125,13 +54,11 @@ def test_the_walkthrough_from_token_to_hearing_the_host(local: Local) -> None:
     assert "loudest at 440 Hz" in heard, heard
 
 
-def test_ctrl_c_stops_everything_and_it_starts_again(local: Local) -> None:
-    assert _stop(local.process) < 20
-    again = _start(local.env)
+def test_ctrl_c_stops_everything_and_it_starts_again(local: LocalRun) -> None:
+    assert local.stop() < 20
+    again = LocalRun(local.env, local.state).start()
     try:
-        _wait_for_banner(again)
-        status, _ = Local(local.api, local.env, local.issuer, again).call(
-            "GET", "/me/eligibility", "u-alice")
+        status, _ = again.call("GET", "/me/eligibility", "u-alice")
         assert status == 200
     finally:
-        assert _stop(again) < 20
+        assert again.stop() < 20

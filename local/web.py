@@ -1,0 +1,120 @@
+"""The browser client's origin on this machine, shaped like CloudFront in AWS: the
+static client at /, the API under /api/*, media-node signaling under /media/*. One origin
+means no CORS, locally as in the cloud.
+
+It also serves what only local mode has: /config.json for the client, and /local/token,
+the local issuer's sign-in (any user id gets a token; there is no password locally)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from chalicelib.validation import USER_ID
+from local import settings
+from local.issuer import LocalIssuer
+
+WEB_ROOT = settings.ROOT / "web"
+TOKEN_HOURS = 12
+_HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "upgrade", "host",
+               "content-length", "content-encoding"}
+
+
+def _proxy(upstream: str, strip: str) -> Callable[[web.Request], Any]:
+    async def forward(request: web.Request) -> web.StreamResponse:
+        path = request.rel_url.path[len(strip):] or "/"
+        url = upstream + path + (f"?{request.rel_url.query_string}"
+                                 if request.rel_url.query_string else "")
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP}
+        session: aiohttp.ClientSession = request.app["client"]
+        # No body means no data: aiohttp would otherwise label an empty body
+        # application/octet-stream, which the API refuses.
+        body = await request.read()
+        async with session.request(request.method, url, headers=headers,
+                                   data=body or None) as answer:
+            out = {k: v for k, v in answer.headers.items() if k.lower() not in _HOP_BY_HOP}
+            return web.Response(status=answer.status, body=await answer.read(), headers=out)
+
+    return forward
+
+
+def application(issuer: LocalIssuer, api_url: str, media_url: str,
+                demo_users: list[dict[str, str]]) -> web.Application:
+    app = web.Application()
+
+    async def client_session(app: web.Application) -> Any:
+        app["client"] = aiohttp.ClientSession(auto_decompress=False)
+        yield
+        await app["client"].close()
+
+    app.cleanup_ctx.append(client_session)
+
+    async def config(_: web.Request) -> web.Response:
+        return web.json_response({
+            "auth": {"mode": "local"},
+            "api_url": "/api",
+            "websocket_url": None,
+            "demo_users": demo_users,
+        })
+
+    async def token(request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+        except ValueError:
+            body = None
+        user_id = body.get("user_id") if isinstance(body, dict) else None
+        if not isinstance(user_id, str) or not USER_ID.fullmatch(user_id):
+            return web.json_response({"error": "invalid_field", "field": "user_id",
+                                      "message": "'user_id' is 1 to 128 letters, digits or _.:@-"},
+                                     status=400)
+        ttl = TOKEN_HOURS * 3600
+        return web.json_response({"token": issuer.mint(user_id, ttl_seconds=ttl),
+                                  "user_id": user_id, "expires_at": int(time.time()) + ttl})
+
+    async def index(_: web.Request) -> web.FileResponse:
+        return web.FileResponse(WEB_ROOT / "index.html")
+
+    app.router.add_get("/config.json", config)
+    app.router.add_post("/local/token", token)
+    app.router.add_route("*", "/api/{tail:.*}", _proxy(api_url, "/api"))
+    app.router.add_route("*", "/media/{tail:.*}", _proxy(media_url, ""))
+    app.router.add_get("/", index)
+    app.router.add_static("/", WEB_ROOT)
+    return app
+
+
+class WebServer:
+    """The aiohttp app on its own thread and event loop, beside the other services."""
+
+    def __init__(self, app: web.Application, host: str, port: int) -> None:
+        self._app, self._host, self._port = app, host, port
+        self._loop = asyncio.new_event_loop()
+        self._runner = web.AppRunner(app, access_log=None)
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="web", daemon=True)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._loop.run_until_complete(self._runner.setup())
+        site = web.TCPSite(self._runner, self._host, self._port)
+        self._loop.run_until_complete(site.start())
+        self._ready.set()
+        self._loop.run_forever()
+
+    def start(self) -> WebServer:
+        self._thread.start()
+        if not self._ready.wait(10):
+            raise RuntimeError("the web server did not start")
+        return self
+
+    def stop(self) -> None:
+        future = asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop)
+        future.result(timeout=10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5)

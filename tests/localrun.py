@@ -1,0 +1,103 @@
+"""`make up` started by a test: the local runtime as its own process on free ports, with
+its own state folder, and a way to call its API as any user."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from local.issuer import LocalIssuer
+
+ROOT = Path(__file__).resolve().parents[1]
+# Variables the test session sets for moto that must not leak into the real runtime.
+_TEST_ONLY = ("AWS_ENDPOINT_URL", "AUTH_JWKS", "AUTH_ISSUER", "JOIN_TOKEN_PRIVATE_KEY",
+              "ICE_SERVERS")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class LocalRun:
+    env: dict[str, str]
+    state: Path
+    process: subprocess.Popen[str] | None = None
+    banner: str = ""
+
+    @classmethod
+    def prepare(cls, state: Path) -> LocalRun:
+        env = {k: v for k, v in os.environ.items() if k not in _TEST_ONLY}
+        env["PARLOR_STATE_DIR"] = str(state)
+        for name in ("AWS", "API", "MEDIA", "WEB"):
+            env[f"PARLOR_{name}_PORT"] = str(free_port())
+        return cls(env, state)
+
+    def port(self, name: str) -> int:
+        return int(self.env[f"PARLOR_{name}_PORT"])
+
+    @property
+    def api(self) -> str:
+        return f"http://127.0.0.1:{self.port('API')}"
+
+    @property
+    def web(self) -> str:
+        return f"http://127.0.0.1:{self.port('WEB')}"
+
+    @property
+    def issuer(self) -> LocalIssuer:
+        return LocalIssuer.load_or_create(self.state / "issuer.pem")
+
+    def start(self, timeout: float = 90) -> LocalRun:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "local.up"], cwd=ROOT, env=self.env,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        assert self.process.stdout is not None
+        seen: list[str] = []
+        deadline = time.time() + timeout
+        for line in self.process.stdout:
+            seen.append(line)
+            if "Ctrl-C stops everything" in line:
+                self.banner = "".join(seen)
+                return self
+            if time.time() > deadline:
+                break
+        self.kill()
+        raise AssertionError("make up never became ready:\n" + "".join(seen[-40:]))
+
+    def stop(self) -> float:
+        """Ctrl-C, as a developer would; returns how long it took to stop."""
+        assert self.process is not None
+        started = time.time()
+        self.process.send_signal(signal.SIGINT)
+        self.process.wait(timeout=30)
+        return time.time() - started
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def call(self, method: str, path: str, user: str, body: Any = None) -> tuple[int, Any]:
+        request = urllib.request.Request(
+            self.api + path, method=method,
+            data=json.dumps(body).encode() if body is not None else None,
+            headers={"Authorization": f"Bearer {self.issuer.mint(user)}",
+                     "Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read())
