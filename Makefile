@@ -6,6 +6,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 REQUIREMENTS := requirements.txt functions/requirements.txt media_node/requirements.txt
+# Debian packages the browser tests need: Chromium (driven by Playwright, which may not
+# download browsers here) and a colour emoji font for the reactions.
+DEBIAN_PACKAGES := chromium fonts-noto-color-emoji
+DEBIAN_STAMP := $(VENV)/.debian-stamp
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 export AWS_DEFAULT_REGION ?= us-east-1
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
@@ -17,6 +22,11 @@ $(STAMP): $(REQUIREMENTS)
 	$(BIN)/pip install --quiet 'pip>=24,<26.3'  # chalice 1.34 packages with pip and pins it
 	$(BIN)/pip install --quiet -r requirements.txt
 	touch $(STAMP)
+
+$(DEBIAN_STAMP): | $(STAMP)
+	dpkg -s $(DEBIAN_PACKAGES) >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEBIAN_PACKAGES); }
+	touch $(DEBIAN_STAMP)
 
 up: $(STAMP)
 	$(BIN)/python -m local.up
@@ -32,7 +42,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/mypy app.py
 
-pytest: $(STAMP)
+pytest: $(STAMP) $(DEBIAN_STAMP)
 	$(BIN)/pytest
 
 test: lint typecheck pytest

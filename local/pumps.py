@@ -4,14 +4,23 @@ An SQS pump long-polls a queue, hands the batch to the same handler Lambda would
 in the exact shape Lambda delivers it, and deletes the records the handler did not
 report as failed (ReportBatchItemFailures). Failed records become visible again after
 the queue's visibility timeout, and the queue's redrive policy moves a record that
-keeps failing to its dead-letter queue, as in AWS."""
+keeps failing to its dead-letter queue, as in AWS.
+
+A stream pump reads a table's DynamoDB stream in order. A batch with failures is
+retried from the first failed record, as Lambda does with ReportBatchItemFailures; after
+`max_retries` the failed part is described on the on-failure queue (Lambda's OnFailure
+destination message) and the pump moves on. moto's records lack `eventSourceARN`, carry
+a fixed region and a datetime for `ApproximateCreationDateTime`: the pump fills them in
+as Lambda delivers them."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import threading
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import boto3
@@ -102,6 +111,122 @@ class SqsPump:
                 self.pump_once()
             except Exception:
                 log.exception("%s: receive failed", self.name)
+                self._stop.wait(1)
+
+
+def stream_record(record: Mapping[str, Any], stream_arn: str, region: str) -> dict[str, Any]:
+    """A GetRecords record as Lambda's DynamoDB stream event record."""
+    out = dict(record)
+    dynamodb = dict(record["dynamodb"])
+    created = dynamodb.get("ApproximateCreationDateTime")
+    if isinstance(created, datetime):
+        dynamodb["ApproximateCreationDateTime"] = float(int(created.timestamp()))
+    out["dynamodb"] = dynamodb
+    out["awsRegion"] = region
+    out["eventSourceARN"] = stream_arn
+    return out
+
+
+class StreamPump:
+    def __init__(self, name: str, table_name: str, handler: Handler, *, batch_size: int = 100,
+                 max_retries: int = 3, on_failure_queue_url: str | None = None) -> None:
+        self.name = name
+        self._handler = handler
+        self._batch_size = batch_size
+        self._max_retries = max_retries
+        self._on_failure = on_failure_queue_url
+        self._streams = boto3.client("dynamodbstreams")
+        self._sqs = boto3.client("sqs")
+        self.stream_arn = boto3.client("dynamodb").describe_table(
+            TableName=table_name)["Table"]["LatestStreamArn"]
+        self._region = self._streams.meta.region_name
+        shard = self._streams.describe_stream(
+            StreamArn=self.stream_arn)["StreamDescription"]["Shards"][0]["ShardId"]
+        self._shard_id = shard
+        self._iterator = self._streams.get_shard_iterator(
+            StreamArn=self.stream_arn, ShardId=shard,
+            ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+        self._pending: list[dict[str, Any]] = []
+        self._attempts = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"pump-{name}", daemon=True)
+
+    def start(self) -> StreamPump:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def pump_once(self) -> int:
+        """One batch: reads more records if none are waiting for a retry, invokes the
+        handler, and keeps what failed for the next call. Returns the batch's size."""
+        if not self._pending:
+            answer = self._streams.get_records(ShardIterator=self._iterator,
+                                               Limit=self._batch_size)
+            self._iterator = answer["NextShardIterator"]
+            self._pending = [stream_record(r, self.stream_arn, self._region)
+                             for r in answer["Records"]]
+            self._attempts = 0
+        batch = self._pending
+        if not batch:
+            return 0
+        context = LambdaContext(self.name, memory_size=256, max_runtime_ms=60_000)
+        try:
+            response = self._handler({"Records": batch}, context)
+            failed = {f["itemIdentifier"] for f in (response or {}).get("batchItemFailures", [])}
+        except Exception:
+            log.exception("%s: the handler failed the whole batch", self.name)
+            failed = {batch[0]["dynamodb"]["SequenceNumber"]}
+        sequence = [r["dynamodb"]["SequenceNumber"] for r in batch]
+        if not failed:
+            self._pending = []
+            return len(batch)
+        # Lambda retries from the first failed record; an unknown id fails the batch.
+        positions = [i for i, number in enumerate(sequence) if number in failed]
+        first = positions[0] if positions else 0
+        self._attempts += 1
+        if self._attempts > self._max_retries:
+            self._give_up(batch[first:])
+            self._pending = []
+        else:
+            self._pending = batch[first:]
+        return len(batch)
+
+    def _give_up(self, records: list[dict[str, Any]]) -> None:
+        log.error("%s: %d records failed %d times; sent to the on-failure queue", self.name,
+                  len(records), self._attempts)
+        if self._on_failure is None:
+            return
+        info = {
+            "shardId": self._shard_id,
+            "startSequenceNumber": records[0]["dynamodb"]["SequenceNumber"],
+            "endSequenceNumber": records[-1]["dynamodb"]["SequenceNumber"],
+            "approximateArrivalOfFirstRecord":
+                records[0]["dynamodb"].get("ApproximateCreationDateTime"),
+            "approximateArrivalOfLastRecord":
+                records[-1]["dynamodb"].get("ApproximateCreationDateTime"),
+            "batchSize": len(records),
+            "streamArn": self.stream_arn,
+        }
+        message = {
+            "version": "1.0",
+            "timestamp": datetime.now(UTC).isoformat(),
+            "requestContext": {"functionArn": self.name, "condition": "RetryAttemptsExhausted",
+                               "approximateInvokeCount": self._attempts},
+            "responseContext": {"statusCode": 200, "executedVersion": "$LATEST"},
+            "DDBStreamBatchInfo": info,
+        }
+        self._sqs.send_message(QueueUrl=self._on_failure, MessageBody=json.dumps(message))
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                if self.pump_once() == 0:
+                    self._stop.wait(0.2)
+            except Exception:
+                log.exception("%s: reading the stream failed", self.name)
                 self._stop.wait(1)
 
 

@@ -1,0 +1,73 @@
+"""A real browser (Debian's Chromium, driven by Playwright) against `make up` started by
+the tests, with a fake microphone that beeps."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from playwright.sync_api import Browser, Page, sync_playwright
+
+from tests.localrun import LocalRun
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = [
+    "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream", "--no-sandbox",
+    "--disable-background-networking", "--disable-component-update", "--no-first-run",
+    "--disable-gpu", "--disable-quic", "--autoplay-policy=no-user-gesture-required",
+]
+
+
+@pytest.fixture(scope="module")
+def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRun]:
+    run = LocalRun.prepare(tmp_path_factory.mktemp("browser-state")).start()
+    try:
+        yield run
+    finally:
+        run.kill()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield chromium
+        chromium.close()
+
+
+class Person:
+    """One person at their own browser window."""
+
+    def __init__(self, browser: Browser, local: LocalRun, user_id: str) -> None:
+        self.context = browser.new_context(permissions=["microphone"])
+        self.page: Page = self.context.new_page()
+        self.local = local
+        self.user_id = user_id
+
+    def sign_in(self, handle: str) -> Person:
+        self.page.goto(self.local.web)
+        self.page.get_by_role("button", name=f"Sign in as @{handle}").click()
+        self.page.get_by_text(f"@{handle}", exact=True).wait_for()
+        return self
+
+    def audio_energy(self) -> float:
+        return float(self.page.evaluate(
+            "window.parlorRoom && window.parlorRoom.connection"
+            " ? window.parlorRoom.connection.inboundAudioEnergy() : 0"))
+
+    def close(self) -> None:
+        self.context.close()
+
+
+@pytest.fixture
+def people(browser: Browser, local: LocalRun) -> Iterator[dict[str, Person]]:
+    opened: dict[str, Person] = {}
+
+    class Opener(dict[str, Person]):
+        def __missing__(self, user_id: str) -> Person:
+            opened[user_id] = self[user_id] = Person(browser, local, user_id)
+            return opened[user_id]
+
+    yield Opener()
+    for person in opened.values():
+        person.close()
