@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from .ice import DISCOVER_ON_ECS
+from .rtp_fanout import Fanout
 
 
 class ConfigError(ValueError):
@@ -30,6 +31,7 @@ class Config:
     heartbeat_seconds: float
     drain_timeout_seconds: float
     metrics_seconds: float
+    fanout: Fanout = Fanout.FAST
 
     @property
     def command_queue_name(self) -> str:
@@ -58,6 +60,11 @@ class Config:
                 raise ConfigError(
                     f"ANNOUNCED_ADDRESS must be an IP address or {DISCOVER_ON_ECS!r}: {announced!r}"
                 ) from None
+        try:
+            fanout = Fanout(env.get("RTP_FANOUT") or Fanout.FAST.value)
+        except ValueError:
+            choices = ", ".join(f.value for f in Fanout)
+            raise ConfigError(f"RTP_FANOUT must be one of {choices}") from None
         return cls(
             node_id=node_id,
             host=host,
@@ -73,6 +80,7 @@ class Config:
             # Fargate kills a task 120 s (its longest stopTimeout) after SIGTERM.
             drain_timeout_seconds=_float(env, "DRAIN_TIMEOUT_SECONDS", 110.0),
             metrics_seconds=_float(env, "METRICS_SECONDS", 60.0),
+            fanout=fanout,
         )
 
 

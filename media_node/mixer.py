@@ -167,6 +167,16 @@ class VoiceActivity:
         return Speech.STOPPED if was_speaking else None
 
 
+def mix_frame(mix: Mix, pts: int) -> av.AudioFrame:
+    """A mix as a decoded audio frame (mono s16, 48 kHz) stamped with the room clock."""
+    samples = np.clip(mix, -32768, 32767).astype(np.int16).reshape(1, -1)
+    frame = av.AudioFrame.from_ndarray(samples, format="s16", layout="mono")
+    frame.sample_rate = SAMPLE_RATE
+    frame.time_base = TIME_BASE
+    frame.pts = pts
+    return frame
+
+
 class OpusEncoder:
     """libopus tuned for speech: mono, 32 kbit/s, the VoIP application mode.
 
@@ -186,12 +196,7 @@ class OpusEncoder:
         self._codec = codec
 
     def encode(self, mix: Mix, pts: int) -> list[av.Packet]:
-        samples = np.clip(mix, -32768, 32767).astype(np.int16).reshape(1, -1)
-        frame = av.AudioFrame.from_ndarray(samples, format="s16", layout="mono")
-        frame.sample_rate = SAMPLE_RATE
-        frame.time_base = TIME_BASE
-        frame.pts = pts
-        packets = list(self._codec.encode(frame))
+        packets = list(self._codec.encode(mix_frame(mix, pts)))
         for packet in packets:
             packet.pts = pts
             packet.time_base = TIME_BASE

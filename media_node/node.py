@@ -67,7 +67,7 @@ class Node:
         if self.participant_count() >= self.config.capacity:
             raise SignalingError(503, "full", "this node is at capacity")
         if room is None:
-            room = Room(space_id, self.events, self.counters, self._room_closed)
+            room = Room(space_id, self.events, self.counters, self._room_closed, self.config.fanout)
             self.rooms[space_id] = room
             log.info("room opened", extra={"space_id": space_id})
         return room

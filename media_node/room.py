@@ -12,8 +12,10 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from aiortc import RTCDataChannel, RTCPeerConnection
+from aiortc import RTCDataChannel, RTCPeerConnection, RTCRtpSender
+from aiortc.clock import current_ntp_time
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.rtcrtpparameters import RTCRtpSendParameters
 from av import AudioFrame
 
 from .events import MediaEvents
@@ -27,8 +29,10 @@ from .mixer import (
     Speech,
     VoiceActivity,
     level_dbfs,
+    mix_frame,
     to_mono,
 )
+from .rtp_fanout import Fanout, RtpStream, StreamGone, send_to_all, take_over
 from .tokens import PUBLISHING_ROLES, JoinClaims
 from .tracks import MixTrack
 
@@ -43,6 +47,11 @@ MAX_CHANNEL_MESSAGE = 1024
 FAREWELL_SECONDS = 0.3
 # A mixer more than this far behind its clock skips ahead instead of bursting.
 MAX_LAG_SECONDS = 0.2
+# Every this many ticks (half a second) the fast streams refresh their route; every
+# REPORT_UPKEEPS upkeeps (5 s) each sends a sender report, at an offset of its own so
+# the reports of a large room spread out. Cheap, and off the per-packet path.
+STREAM_UPKEEP_TICKS = 25
+REPORT_UPKEEPS = 10
 
 
 class Participant:
@@ -57,6 +66,7 @@ class Participant:
         self.role = claims.role
         self.muted = claims.muted
         self.pc = pc
+        self.stream: RtpStream | None = None
         self.track = MixTrack()
         self.jitter = JitterBuffer()
         self.vad = VoiceActivity()
@@ -156,9 +166,33 @@ class Participant:
         self._reactions.append(now)
         return True
 
+    def take_over_sending(self, sender: RTCRtpSender) -> None:
+        """Send this peer's audio with the room's fast path, not aiortc's sender."""
+        take_over(sender, lambda parameters: self._sending_started(sender, parameters))
+
+    def _sending_started(self, sender: RTCRtpSender, parameters: RTCRtpSendParameters) -> None:
+        if self.closed:
+            return
+        try:
+            if self.stream is None:
+                self.stream = RtpStream(sender, parameters)
+            else:
+                # A renegotiation may move the payload type or the mid's extension id.
+                self.stream.configure(parameters)
+        except StreamGone as exc:
+            # aiortc only starts senders on a connected transport, so this is a peer
+            # leaving at that very moment: its state change removes it.
+            log.warning("no outbound stream: %s", exc, extra=self.describe())
+
+    def close_stream(self) -> None:
+        if self.stream is not None:
+            self.stream.close()
+            self.stream = None
+
     async def close(self) -> None:
         if self._reader is not None:
             self._reader.cancel()
+        self.close_stream()
         await self.pc.close()
         self.track.stop()
 
@@ -177,8 +211,10 @@ class Room:
         events: MediaEvents,
         counters: Counters,
         on_closed: Callable[[Room], None],
+        fanout: Fanout = Fanout.FAST,
     ) -> None:
         self.space_id = space_id
+        self.fanout = fanout
         self.events = events
         self.counters = counters
         self.participants: dict[str, Participant] = {}
@@ -188,6 +224,7 @@ class Room:
         self._on_closed = on_closed
         self._listener_encoder = OpusEncoder()
         self._pts = 0
+        self._ticks = 0
         self._clock: asyncio.Task[None] | None = None
 
     def add(self, participant: Participant) -> None:
@@ -244,6 +281,10 @@ class Room:
                 self._speech_changed(participant, change)
 
         listener_packets = self._listener_encoder.encode(total, pts)
+        # The baseline of aiortc's examples: every listener's sender encodes the mix.
+        listener_frame = mix_frame(total, pts) if self.fanout is Fanout.AIORTC_ENCODE else None
+        listener_streams: list[RtpStream] = []
+        sent = 0
         for participant in self.participants.values():
             if participant.encoder is not None:
                 mine = own.get(participant.session_id)
@@ -252,10 +293,44 @@ class Room:
             else:
                 packets = listener_packets
             # Until ICE and DTLS are up there is no sender to take the packets.
-            if participant.connected:
+            if not participant.connected:
+                continue
+            stream = participant.stream
+            if stream is not None and packets is listener_packets:
+                listener_streams.append(stream)
+            elif stream is not None:
+                for packet in packets:
+                    sent += send_to_all((stream,), bytes(packet), pts)
+            elif listener_frame is not None and packets is listener_packets:
+                participant.track.push(listener_frame)
+                sent += 1
+            else:
                 for packet in packets:
                     participant.track.push(packet)
-                self.counters.packets_out += len(packets)
+                sent += len(packets)
+        for packet in listener_packets:
+            sent += send_to_all(listener_streams, bytes(packet), pts)
+        self.counters.packets_out += sent
+        self._ticks += 1
+        if self._ticks % STREAM_UPKEEP_TICKS == 0:
+            self._upkeep_streams(pts)
+
+    def _upkeep_streams(self, pts: int) -> None:
+        ntp_time = current_ntp_time()
+        upkeep = self._ticks // STREAM_UPKEEP_TICKS
+        for participant in self.participants.values():
+            stream = participant.stream
+            if stream is None:
+                continue
+            try:
+                stream.refresh_route()
+            except StreamGone:
+                # The transport is closing; aiortc reports the state change, which
+                # removes the participant. Until then, nothing more is sent to it.
+                participant.close_stream()
+                continue
+            if (upkeep + stream.timestamp_origin) % REPORT_UPKEEPS == 0:
+                stream.send_report(ntp_time, pts)
 
     def _speech_changed(self, participant: Participant, change: Speech) -> None:
         event = "speaking_started" if change is Speech.STARTED else "speaking_stopped"

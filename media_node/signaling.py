@@ -27,6 +27,7 @@ from aiortc.mediastreams import MediaStreamTrack
 
 from .ice import announce_address
 from .room import Participant, Room
+from .rtp_fanout import Fanout
 from .tokens import TokenError
 
 if TYPE_CHECKING:
@@ -150,6 +151,8 @@ class Signaling:
         # section lands on it and only Opus is negotiated: the mix is Opus packets, which
         # a sender that had agreed on PCMU would send under the wrong payload type.
         transceiver = pc.addTransceiver(participant.track, direction="sendrecv")
+        if room.fanout is Fanout.FAST:
+            participant.take_over_sending(transceiver.sender)
         transceiver.setCodecPreferences(
             [
                 codec

@@ -1,8 +1,11 @@
-"""The outbound track of a participant: pre-encoded mix packets, handed to aiortc as is.
+"""The outbound track of a participant, for aiortc's own RTCRtpSender.
 
-A track whose `recv()` returns `av.Packet` (with pts and a 1/48000 time base) makes
-aiortc's RTCRtpSender skip its own encoder and only packetize, so the room encodes a
-mix once and all listeners' senders share the very same packet objects.
+With the fast fan-out (rtp_fanout) nothing is pushed: the track only keeps the sender's
+RTP loop asleep while the room sends for it. With the stock path, a track whose `recv()`
+returns `av.Packet` (with pts and a 1/48000 time base) makes aiortc's RTCRtpSender skip
+its own encoder and only packetize, so the room encodes a mix once and all listeners'
+senders share the very same packet objects. The encode-per-listener baseline pushes the
+decoded mix instead, which the sender encodes.
 """
 
 from __future__ import annotations
@@ -23,14 +26,14 @@ class MixTrack(MediaStreamTrack):
 
     def __init__(self) -> None:
         super().__init__()
-        self._packets: deque[av.Packet] = deque(maxlen=QUEUE_FRAMES)
+        self._packets: deque[av.Packet | av.AudioFrame] = deque(maxlen=QUEUE_FRAMES)
         self._ready = asyncio.Event()
 
-    def push(self, packet: av.Packet) -> None:
+    def push(self, packet: av.Packet | av.AudioFrame) -> None:
         self._packets.append(packet)
         self._ready.set()
 
-    async def recv(self) -> av.Packet:
+    async def recv(self) -> av.Packet | av.AudioFrame:
         while not self._packets:
             if self.readyState != "live":
                 raise MediaStreamError

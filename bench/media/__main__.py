@@ -1,0 +1,429 @@
+"""The media node benchmark: `python -m bench.media` (see docs/performance.md).
+
+One run, on this machine, of the real node (`python -m media_node`, a subprocess pinned
+to CPU 0) under a load generator in other processes (pinned to CPU 1, its own CPU
+reported): one speaker publishing tone bursts and many lightweight listeners.
+
+1. The three fan-out paths side by side, same room, same listener count: CPU
+   microseconds per outbound listener packet (total, and above the room's cost with no
+   listeners), listeners per core at 50 packets/s, speech-onset latency through the
+   node, offer-to-answer time.
+2. A saturation run of the fast path: a join storm of 500 listeners at 50/s, then more
+   listeners in steps until loss passes 0.5%; join times, loss, CPU and RSS per step.
+
+Results: bench/results/media.json and bench/results/media.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import secrets
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import boto3
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from moto.server import ThreadedMotoServer
+
+from .plot import plot
+
+REPO = Path(__file__).resolve().parents[2]
+RESULTS = REPO / "bench" / "results"
+NODES_TABLE = "parlor-media-nodes-bench"
+PACKETS_PER_SECOND = 50
+LOSS_LIMIT = 0.005
+NODE_CPU = 0
+LOAD_CPU = 1
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def percentile(values: list[float], fraction: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(fraction * len(ordered)))], 2)
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system, all threads) a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def process_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def pinned(cpu: int) -> Any:
+    cpus = {cpu} if cpu < (os.cpu_count() or 1) else None
+
+    def pin() -> None:
+        if cpus is not None:
+            os.sched_setaffinity(0, cpus)
+
+    return pin
+
+
+class Aws:
+    """An embedded AWS (moto) with the node registry table and the events queue."""
+
+    def __init__(self) -> None:
+        port = free_port()
+        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        self.server.start()
+        self.endpoint = f"http://127.0.0.1:{port}"
+        self.env = {
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_ENDPOINT_URL": self.endpoint,
+        }
+        session = boto3.Session(
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",  # noqa: S106 - moto's dummy credentials
+            region_name="us-east-1",
+        )
+        session.client("dynamodb", endpoint_url=self.endpoint).create_table(
+            TableName=NODES_TABLE,
+            KeySchema=[{"AttributeName": "node_id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "node_id", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        sqs = session.client("sqs", endpoint_url=self.endpoint)
+        self.events_queue_url = sqs.create_queue(QueueName="parlor-media-events-bench")["QueueUrl"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class MediaNode:
+    def __init__(self, aws: Aws, public_pem: str, fanout: str, log_dir: Path) -> None:
+        port = free_port()
+        self.node_id = f"node-bench-{secrets.token_hex(3)}"
+        self.url = f"http://127.0.0.1:{port}"
+        env = {
+            **os.environ,
+            **aws.env,
+            "NODE_ID": self.node_id,
+            "HOST": "127.0.0.1",
+            "PORT": str(port),
+            "PUBLIC_URL": self.url,
+            "JOIN_TOKEN_PUBLIC_KEY": public_pem,
+            "NODES_TABLE": NODES_TABLE,
+            "MEDIA_EVENTS_QUEUE_URL": aws.events_queue_url,
+            "CAPACITY": "100000",
+            "DRAIN_TIMEOUT_SECONDS": "1",
+            "RTP_FANOUT": fanout,
+        }
+        self.log = (log_dir / f"{self.node_id}-{fanout}.log").open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "media_node"],
+            cwd=REPO,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            # Pinned before exec, so every thread the node starts stays on its core.
+            preexec_fn=pinned(NODE_CPU),
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"{self.url}/health", timeout=2):  # noqa: S310
+                    return
+            except OSError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"the node did not start; see {self.log.name}") from None
+                time.sleep(0.2)
+
+    def cpu(self) -> float:
+        return process_cpu(self.process.pid)
+
+    def rss_mb(self) -> float:
+        return process_rss_mb(self.process.pid)
+
+    def stop(self) -> None:
+        # SIGKILL: a graceful drain of thousands of peers would only slow the run.
+        self.process.kill()
+        self.process.wait()
+        self.log.close()
+
+
+class LoadGenerator:
+    def __init__(self, node: MediaNode, space: str, private_pem: str, name: str) -> None:
+        settings = {
+            "url": node.url,
+            "space": space,
+            "node_id": node.node_id,
+            "private_key": private_pem,
+            "name": name,
+        }
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "bench.media.loadgen", json.dumps(settings)],
+            cwd=REPO,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            preexec_fn=pinned(LOAD_CPU),
+            text=True,
+        )
+
+    def ask(self, op: str, **fields: Any) -> dict[str, Any]:
+        assert self.process.stdin is not None
+        assert self.process.stdout is not None
+        self.process.stdin.write(json.dumps({"op": op, **fields}) + "\n")
+        self.process.stdin.flush()
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError("the load generator died")
+        reply: dict[str, Any] = json.loads(line)
+        return reply
+
+    def cpu(self) -> float:
+        return process_cpu(self.process.pid)
+
+    def stop(self) -> None:
+        self.process.kill()
+        self.process.wait()
+
+
+class Window:
+    """Node and load-generator figures over an interval of steady load."""
+
+    def __init__(self, node: MediaNode, load: LoadGenerator) -> None:
+        self.node, self.load = node, load
+        self.snapshot = load.ask("snapshot")
+        self.node_cpu = node.cpu()
+        self.load_cpu = load.cpu()
+        self.at = time.monotonic()
+
+    def close(self) -> dict[str, Any]:
+        end = self.load.ask("snapshot")
+        seconds = time.monotonic() - self.at
+        node_cpu = self.node.cpu() - self.node_cpu
+        received = end["received"] - self.snapshot["received"]
+        expected = end["expected"] - self.snapshot["expected"]
+        # Loss by sequence numbers misses ticks the node never sent (a starved mixer
+        # skips ahead), so the shortfall against 50 packets/s per listener counts too.
+        due = end["receiving"] * PACKETS_PER_SECOND * seconds
+        return {
+            "seconds": round(seconds, 2),
+            "listeners": end["listeners"],
+            "receiving": end["receiving"],
+            "packets": received,
+            "loss": round(1 - received / expected, 5) if expected else None,
+            "shortfall": round(max(0.0, 1 - received / due), 5) if due else None,
+            "node_cpu_percent": round(100 * node_cpu / seconds, 1),
+            "node_cpu_seconds": node_cpu,
+            "load_cpu_percent": round(100 * (self.load.cpu() - self.load_cpu) / seconds, 1),
+            "node_rss_mb": round(self.node.rss_mb(), 1),
+            "latency_ms": end["latency_ms"],
+        }
+
+
+def compare(
+    aws: Aws, keys: tuple[str, str], fanout: str, listeners: int, seconds: float, logs: Path
+) -> dict[str, Any]:
+    """One room, one speaker, `listeners` listeners, on one fan-out path."""
+    private_pem, public_pem = keys
+    node = MediaNode(aws, public_pem, fanout, logs)
+    load = LoadGenerator(node, f"sp_bench_{secrets.token_hex(3)}", private_pem, "c")
+    try:
+        load.ask("speaker")
+        time.sleep(3)
+        idle = Window(node, load)
+        time.sleep(5)
+        empty = idle.close()
+        joins = load.ask("join", count=listeners, rate=PACKETS_PER_SECOND)
+        time.sleep(3)
+        window = Window(node, load)
+        time.sleep(seconds)
+        steady = window.close()
+    finally:
+        load.stop()
+        node.stop()
+    packets = steady["packets"]
+    idle_cpu = empty["node_cpu_percent"] / 100 * steady["seconds"]
+    total_us = 1e6 * steady["node_cpu_seconds"] / packets if packets else None
+    marginal_us = 1e6 * (steady["node_cpu_seconds"] - idle_cpu) / packets if packets else None
+    latencies = steady.pop("latency_ms")
+    return {
+        "fanout": fanout,
+        "listeners": listeners,
+        "joined": joins["joined"],
+        "us_per_packet": round(total_us, 1) if total_us else None,
+        "us_per_packet_above_empty_room": round(marginal_us, 1) if marginal_us else None,
+        "listeners_per_core": int(1e6 / total_us / PACKETS_PER_SECOND) if total_us else None,
+        "empty_room_node_cpu_percent": empty["node_cpu_percent"],
+        "latency_ms": {
+            "p50": percentile(latencies, 0.5),
+            "p95": percentile(latencies, 0.95),
+            "samples": len(latencies),
+        },
+        "answer_ms_p50": percentile(joins["answer_ms"], 0.5),
+        "join_ms_p95": percentile(joins["join_ms"], 0.95),
+        **steady,
+    }
+
+
+def saturate(
+    aws: Aws, keys: tuple[str, str], storm: int, step: int, limit: int, logs: Path
+) -> dict[str, Any]:
+    """Fast path, one worker on one core: add listeners until loss passes 0.5%."""
+    private_pem, public_pem = keys
+    node = MediaNode(aws, public_pem, "fast", logs)
+    load = LoadGenerator(node, f"sp_bench_{secrets.token_hex(3)}", private_pem, "s")
+    steps: list[dict[str, Any]] = []
+    try:
+        load.ask("speaker")
+        time.sleep(2)
+        rss_empty = node.rss_mb()
+        storm_result = load.ask("join", count=storm, rate=PACKETS_PER_SECOND)
+        count = storm
+        while True:
+            time.sleep(3)
+            window = Window(node, load)
+            time.sleep(6)
+            result = window.close()
+            result.pop("latency_ms")
+            steps.append(result)
+            print(f"  {count} listeners: {json.dumps(result)}", flush=True)
+            lost = max(result["loss"] or 0.0, result["shortfall"] or 0.0)
+            result["lost"] = lost
+            if result["loss"] is None or lost > LOSS_LIMIT or count >= limit:
+                break
+            load.ask("join", count=step, rate=2 * PACKETS_PER_SECOND)
+            count += step
+    finally:
+        load.stop()
+        node.stop()
+    within = [s["listeners"] for s in steps if s["loss"] is not None and s["lost"] <= LOSS_LIMIT]
+    rss = [(s["listeners"], s["node_rss_mb"]) for s in steps]
+    return {
+        "join_storm": {
+            "listeners": storm,
+            "rate_per_second": PACKETS_PER_SECOND,
+            "joined": storm_result["joined"],
+            "failed": storm_result["failed"],
+            "answer_ms_p50": percentile(storm_result["answer_ms"], 0.5),
+            "join_ms_p50": percentile(storm_result["join_ms"], 0.5),
+            "join_ms_p95": percentile(storm_result["join_ms"], 0.95),
+        },
+        "steps": steps,
+        "max_listeners_within_loss_limit": max(within) if within else 0,
+        "loss_limit": LOSS_LIMIT,
+        "rss_empty_room_mb": round(rss_empty, 1),
+        "rss_mb_per_100_listeners": slope_per_100(rss),
+    }
+
+
+def slope_per_100(points: list[tuple[int, float]]) -> float | None:
+    if len(points) < 2:
+        return None
+    xs = [float(x) for x, _ in points]
+    ys = [y for _, y in points]
+    mean_x, mean_y = statistics.fmean(xs), statistics.fmean(ys)
+    spread = sum((x - mean_x) ** 2 for x in xs)
+    if spread == 0:
+        return None
+    slope = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=True)) / spread
+    return round(100 * slope, 2)
+
+
+def machine() -> dict[str, Any]:
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    return {
+        "cpu": model,
+        "cpus": os.cpu_count(),
+        "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "node_pinned_to_cpu": NODE_CPU,
+        "load_generator_pinned_to_cpu": LOAD_CPU,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--listeners", type=int, default=100, help="per comparison run")
+    parser.add_argument("--fast-listeners", type=int, default=1000, help="fast path at scale")
+    parser.add_argument("--seconds", type=float, default=10.0, help="measurement window")
+    parser.add_argument("--storm", type=int, default=500)
+    parser.add_argument("--step", type=int, default=250)
+    parser.add_argument("--limit", type=int, default=4000, help="saturation stops here")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+
+    private = Ed25519PrivateKey.generate()
+    private_pem = private.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    public_pem = (
+        private.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    keys = (private_pem, public_pem)
+    args.out.mkdir(parents=True, exist_ok=True)
+    logs = args.out / "media-logs"
+    logs.mkdir(exist_ok=True)
+    # moto's server logs every request of the nodes' heartbeats and long polls.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    aws = Aws()
+    started = time.time()
+    try:
+        runs = []
+        for fanout, listeners in (
+            ("fast", args.listeners),
+            ("aiortc", args.listeners),
+            ("aiortc-encode", args.listeners),
+            ("fast", args.fast_listeners),
+        ):
+            print(f"{fanout}, {listeners} listeners", flush=True)
+            runs.append(compare(aws, keys, fanout, listeners, args.seconds, logs))
+            print(f"  {json.dumps(runs[-1])}", flush=True)
+        print("saturation (fast path)", flush=True)
+        saturation = saturate(aws, keys, args.storm, args.step, args.limit, logs)
+    finally:
+        aws.server.stop()
+    by_fanout = {(r["fanout"], r["listeners"]): r for r in runs}
+    fast = by_fanout[("fast", args.listeners)]["us_per_packet"]
+    stock = by_fanout[("aiortc", args.listeners)]["us_per_packet"]
+    results = {
+        "command": "python -m bench.media",
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+        "duration_seconds": round(time.time() - started),
+        "machine": machine(),
+        "comparison": runs,
+        "stock_over_fast_ratio": round(stock / fast, 1) if fast and stock else None,
+        "saturation": saturation,
+    }
+    (args.out / "media.json").write_text(json.dumps(results, indent=2) + "\n")
+    plot(results, args.out / "media.png")
+    print(f"wrote {args.out / 'media.json'} and {args.out / 'media.png'}")
+
+
+if __name__ == "__main__":
+    main()
