@@ -14,9 +14,25 @@ from aws_lambda_powertools.utilities.batch import (
     process_partial_response,
 )
 from chalice import Chalice, Response
-from chalice.app import Request, SQSEvent
+from chalice.app import DynamoDBEvent, Request, SQSEvent, WebsocketEvent
 
-from chalicelib import eligibility, placement, presence, roles, social, spaces
+from chalicelib import (
+    connections,
+    delivery,
+    devices,
+    eligibility,
+    fanout,
+    jointoken,
+    placement,
+    preferences,
+    presence,
+    reminders,
+    roles,
+    social,
+    spaces,
+    timeline,
+    triggers,
+)
 from chalicelib import validation as v
 from chalicelib.auth import Principal, verify_bearer
 from chalicelib.config import ConfigError
@@ -24,6 +40,8 @@ from chalicelib.errors import ApiError, NotFound
 
 app = Chalice(app_name="parlor")
 app.log.setLevel(logging.INFO)
+# The bar's live updates go out over Chalice's WebSocket API.
+app.experimental_feature_flags.update(["WEBSOCKETS"])
 
 _caller: ContextVar[Principal] = ContextVar("caller")
 
@@ -150,6 +168,77 @@ def suspend(user_id: str) -> dict[str, Any]:
     return social.profile_view(user)
 
 
+# What the caller hears about: the bar, devices, push, blocks and mutes
+
+
+@app.route("/me/timeline/spaces", methods=["GET"])
+def get_timeline_spaces() -> dict[str, Any]:
+    return timeline.bar(caller())
+
+
+@app.route("/me/devices", methods=["GET"])
+def list_devices() -> dict[str, Any]:
+    return devices.listed(caller())
+
+
+@app.route("/me/devices", methods=["POST"])
+def register_device() -> Response:
+    data = body("platform", "token")
+    platform = v.required_string(data, "platform", max_len=8)
+    if platform not in devices.PLATFORMS:
+        raise v.InvalidField("platform", "'platform' is 'apns' or 'fcm'")
+    token = v.required_string(data, "token", max_len=devices.TOKEN_MAX)
+    return Response(body=devices.register(caller(), platform, token), status_code=201)
+
+
+@app.route("/me/devices/{device_id}", methods=["DELETE"])
+def remove_device(device_id: str) -> dict[str, Any]:
+    return devices.remove(caller(), v.path_id(device_id, "device_id", v.DEVICE_ID))
+
+
+@app.route("/me/alert-settings", methods=["GET"])
+def get_alert_settings() -> dict[str, Any]:
+    return preferences.settings_view(caller())
+
+
+@app.route("/me/alert-settings", methods=["PUT"])
+def put_alert_settings() -> dict[str, Any]:
+    enabled = v.boolean(body("push_enabled"), "push_enabled")
+    if enabled is None:
+        raise v.InvalidField("push_enabled", "'push_enabled' is required")
+    return preferences.set_push(caller(), enabled)
+
+
+@app.route("/me/blocks", methods=["GET"])
+def list_blocks() -> dict[str, Any]:
+    return preferences.listed(caller(), preferences.BLOCK, query())
+
+
+@app.route("/me/blocks/{user_id}", methods=["PUT"])
+def block(user_id: str) -> dict[str, Any]:
+    return preferences.restrict(caller(), preferences.BLOCK, user_id_of(user_id))
+
+
+@app.route("/me/blocks/{user_id}", methods=["DELETE"])
+def unblock(user_id: str) -> dict[str, Any]:
+    return preferences.unrestrict(caller(), preferences.BLOCK, user_id_of(user_id))
+
+
+@app.route("/me/muted", methods=["GET"])
+def list_muted() -> dict[str, Any]:
+    return preferences.listed(caller(), preferences.MUTE, query())
+
+
+@app.route("/me/muted/{user_id}", methods=["PUT"])
+def mute_account(user_id: str) -> dict[str, Any]:
+    return preferences.restrict(caller(), preferences.MUTE, user_id_of(user_id))
+
+
+@app.route("/me/muted/{user_id}", methods=["DELETE"])
+def unmute_account(user_id: str) -> dict[str, Any]:
+    return preferences.unrestrict(caller(), preferences.MUTE, user_id_of(user_id))
+
+
 @app.route("/users/{user_id}/spaces/scheduled", methods=["GET"])
 def list_scheduled(user_id: str) -> dict[str, Any]:
     return spaces.list_scheduled(user_id_of(user_id), query())
@@ -187,6 +276,16 @@ def start_space(space_id: str) -> dict[str, Any]:
 @app.route("/spaces/{space_id}/end", methods=["POST"])
 def end_space(space_id: str) -> dict[str, Any]:
     return spaces.detail(spaces.end(caller(), space_id_of(space_id)), caller())
+
+
+@app.route("/spaces/{space_id}/reminder", methods=["PUT"])
+def set_reminder(space_id: str) -> dict[str, Any]:
+    return reminders.remind(space_id_of(space_id), caller())
+
+
+@app.route("/spaces/{space_id}/reminder", methods=["DELETE"])
+def unset_reminder(space_id: str) -> dict[str, Any]:
+    return reminders.forget(space_id_of(space_id), caller())
 
 
 @app.route("/spaces/{space_id}/join", methods=["POST"])
@@ -287,3 +386,69 @@ def handle_media_events(event: SQSEvent) -> dict[str, Any]:
     failure), so SQS retries only it and, after a few tries, moves it to the DLQ."""
     return dict(process_partial_response(
         event=event.to_dict(), record_handler=presence.record_from_sqs, processor=_media_events))
+
+
+# Alerts (chalicelib/alerts.py has the picture). As for the media events, the CDK stack
+# points each event source at the stream or queue it creates (cdk/alerts.py) and asks
+# for partial batch responses; the names here are the local runtime's.
+
+SPACES_STREAM_ARN = ("arn:aws:dynamodb:us-east-1:000000000000:table/parlor-spaces/"
+                     "stream/2026-01-01T00:00:00.000")
+ALERT_FANOUT_QUEUE_ARN = "arn:aws:sqs:us-east-1:000000000000:parlor-alert-fanout"
+ALERT_DELIVERY_QUEUE_ARN = "arn:aws:sqs:us-east-1:000000000000:parlor-alert-delivery"
+# A batch whose every record failed is reported like any other: record by record.
+_space_changes = BatchProcessor(event_type=EventType.DynamoDBStreams,
+                                raise_on_entire_batch_failure=False)
+_fanout_pages = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+_delivery_pages = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+
+
+@app.on_dynamodb_record(stream_arn=SPACES_STREAM_ARN, batch_size=100,
+                        starting_position="LATEST")
+def handle_space_changes(event: DynamoDBEvent) -> dict[str, Any]:
+    """Starts the fan-outs a Space's change calls for; a failing record is reported
+    alone, and Lambda retries from it."""
+    return dict(process_partial_response(
+        event=event.to_dict(), record_handler=triggers.record_from_stream,
+        processor=_space_changes))
+
+
+@app.on_sqs_message(queue_arn=ALERT_FANOUT_QUEUE_ARN, batch_size=1)
+def fan_out_alerts(event: SQSEvent) -> dict[str, Any]:
+    """One page of recipients per message (hence a batch of one: a short invocation)."""
+    return dict(process_partial_response(
+        event=event.to_dict(), record_handler=fanout.record_from_sqs,
+        processor=_fanout_pages))
+
+
+@app.on_sqs_message(queue_arn=ALERT_DELIVERY_QUEUE_ARN, batch_size=2)
+def deliver_alerts(event: SQSEvent) -> dict[str, Any]:
+    channel = connections.Channel(app.websocket_api)
+    return dict(process_partial_response(
+        event=event.to_dict(),
+        record_handler=lambda record: delivery.record_from_sqs(record, channel),
+        processor=_delivery_pages))
+
+
+@app.on_ws_connect()
+def ws_connect(event: WebsocketEvent) -> Response | None:
+    """Admits a client to the bar's live updates: `?token=<bearer JWT>`."""
+    try:
+        connections.connect(event.connection_id,
+                            event.to_dict().get("queryStringParameters"))
+    except ApiError as exc:
+        return Response(body=exc.body(), status_code=exc.status)
+    return None
+
+
+@app.on_ws_disconnect()
+def ws_disconnect(event: WebsocketEvent) -> None:
+    connections.disconnect(event.connection_id)
+
+
+# Deployment: the custom resource that makes the join-token key pair (cdk/keys.py).
+
+
+@app.lambda_function(name="provision_join_token_keys")
+def provision_join_token_keys(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return jointoken.provision_key_pair(event)

@@ -16,11 +16,14 @@ import time
 import urllib.request
 from typing import Any
 
+import boto3
+
 from local import settings
 from local.issuer import LocalIssuer
 from local.keys import join_token_keys
 from local.pumps import SqsPump, queue_with_dlq
 from local.web import WebServer, application
+from local.websockets import LocalWebsockets
 
 MEDIA_EVENTS_QUEUE = "parlor-media-events"
 # As in cdk/messaging.py: a record that fails this often goes to the dead-letter queue.
@@ -37,6 +40,8 @@ def _environment(aws_url: str, issuer: LocalIssuer, private_pem: str) -> dict[st
         "AUTH_JWKS": json.dumps(issuer.jwks()),
         "JOIN_TOKEN_PRIVATE_KEY": private_pem,
         "HOSTING_FOLLOWER_THRESHOLD": os.environ.get("HOSTING_FOLLOWER_THRESHOLD", "600"),
+        # Any id: local/websockets.py stands in for API Gateway's WebSocket API.
+        "WEBSOCKET_API_ID": "local",
     }
 
 
@@ -58,6 +63,15 @@ def _start_media_node(public_pem: str, events_url: str) -> subprocess.Popen[byte
     # SIGTERM as ECS would.
     return subprocess.Popen([sys.executable, "-m", "media_node"], env=env, cwd=settings.ROOT,
                             start_new_session=True)
+
+
+def _post_to_local_websockets(websocket_api: Any) -> None:
+    """Points the app's WebsocketAPI (Chalice's, unchanged) at the local Management API.
+    Chalice builds only https endpoints from an API id, so the endpoint is set directly;
+    it then keeps it, and every post goes through boto3 as in AWS."""
+    websocket_api.session = boto3.Session()
+    websocket_api._endpoint = LocalWebsockets.management_endpoint(
+        f"http://{settings.HOST}:{settings.WEB_PORT}")
 
 
 def _wait_for_node(node: subprocess.Popen[bytes], timeout: float = 60) -> None:
@@ -126,9 +140,11 @@ def main() -> None:
 
     pumps = [SqsPump("media-events", events_url, handlers.handle_media_events).start()]
     demo = [{"user_id": u.user_id, "handle": u.handle, "note": u.note} for u in users]
+    websockets = LocalWebsockets(handlers.ws_connect, handlers.ws_disconnect)
+    _post_to_local_websockets(handlers.app.websocket_api)
     web_server = WebServer(application(
         issuer, f"http://{settings.HOST}:{settings.API_PORT}",
-        f"http://{settings.HOST}:{settings.MEDIA_PORT}", demo),
+        f"http://{settings.HOST}:{settings.MEDIA_PORT}", demo, websockets),
         settings.HOST, settings.WEB_PORT).start()
     node = _start_media_node(public_pem, events_url)
     _wait_for_node(node)

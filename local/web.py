@@ -19,6 +19,7 @@ from aiohttp import web
 from chalicelib.validation import USER_ID
 from local import settings
 from local.issuer import LocalIssuer
+from local.websockets import LocalWebsockets
 
 WEB_ROOT = settings.ROOT / "web"
 TOKEN_HOURS = 12
@@ -45,7 +46,8 @@ def _proxy(upstream: str, strip: str) -> Callable[[web.Request], Any]:
 
 
 def application(issuer: LocalIssuer, api_url: str, media_url: str,
-                demo_users: list[dict[str, str]]) -> web.Application:
+                demo_users: list[dict[str, str]],
+                websockets: LocalWebsockets | None = None) -> web.Application:
     app = web.Application()
 
     async def client_session(app: web.Application) -> Any:
@@ -55,11 +57,11 @@ def application(issuer: LocalIssuer, api_url: str, media_url: str,
 
     app.cleanup_ctx.append(client_session)
 
-    async def config(_: web.Request) -> web.Response:
+    async def config(request: web.Request) -> web.Response:
         return web.json_response({
             "auth": {"mode": "local"},
             "api_url": "/api",
-            "websocket_url": None,
+            "websocket_url": f"ws://{request.host}/ws" if websockets else None,
             "demo_users": demo_users,
         })
 
@@ -80,6 +82,8 @@ def application(issuer: LocalIssuer, api_url: str, media_url: str,
     async def index(_: web.Request) -> web.FileResponse:
         return web.FileResponse(WEB_ROOT / "index.html")
 
+    if websockets is not None:
+        websockets.routes(app)
     app.router.add_get("/config.json", config)
     app.router.add_post("/local/token", token)
     app.router.add_route("*", "/api/{tail:.*}", _proxy(api_url, "/api"))

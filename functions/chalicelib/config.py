@@ -43,6 +43,14 @@ class Settings:
     # Media node placement.
     node_heartbeat_max_age_seconds: int
     ice_servers: list[dict[str, Any]] = field(default_factory=list)
+    # Alerts: the fan-out and delivery queues, the SNS platform applications (absent
+    # when the deployment has no push credentials) and the WebSocket API.
+    alert_fanout_queue_url: str | None = None
+    alert_delivery_queue_url: str | None = None
+    apns_application_arn: str | None = None
+    fcm_application_arn: str | None = None
+    websocket_api_id: str | None = None
+    websocket_stage: str = "api"
 
 
 @cache
@@ -68,4 +76,10 @@ def settings() -> Settings:
         join_token_ttl_seconds=_int("JOIN_TOKEN_TTL_SECONDS", 60),
         node_heartbeat_max_age_seconds=_int("NODE_HEARTBEAT_MAX_AGE_SECONDS", 15),
         ice_servers=ice_servers,
+        alert_fanout_queue_url=os.environ.get("ALERT_FANOUT_QUEUE_URL") or None,
+        alert_delivery_queue_url=os.environ.get("ALERT_DELIVERY_QUEUE_URL") or None,
+        apns_application_arn=os.environ.get("APNS_APPLICATION_ARN") or None,
+        fcm_application_arn=os.environ.get("FCM_APPLICATION_ARN") or None,
+        websocket_api_id=os.environ.get("WEBSOCKET_API_ID") or None,
+        websocket_stage=os.environ.get("WEBSOCKET_STAGE") or "api",
     )

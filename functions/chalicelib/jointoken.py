@@ -64,3 +64,22 @@ def new_key_pair() -> tuple[str, str]:
     public = key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
     return private, public
+
+
+def provision_key_pair(event: dict[str, Any], secrets: Any = None) -> dict[str, Any]:
+    """The custom resource that makes the join-token key pair at deploy time, so the
+    private key is never in a template: it writes the private key to one secret (read
+    only by the API) and the public key to another (read by the media nodes). A change of
+    the resource's `Generation` property makes a new pair, which is how keys rotate."""
+    client = secrets or boto3.client("secretsmanager")
+    properties = event["ResourceProperties"]
+    physical_id = event.get("PhysicalResourceId") or f"join-token-keys-{uuid.uuid4().hex}"
+    if event["RequestType"] == "Delete":
+        return {"PhysicalResourceId": physical_id}
+    old = event.get("OldResourceProperties") or {}
+    if event["RequestType"] == "Update" and old.get("Generation") == properties.get("Generation"):
+        return {"PhysicalResourceId": physical_id}
+    private, public = new_key_pair()
+    client.put_secret_value(SecretId=properties["PrivateKeySecretArn"], SecretString=private)
+    client.put_secret_value(SecretId=properties["PublicKeySecretArn"], SecretString=public)
+    return {"PhysicalResourceId": physical_id, "Data": {"Generation": properties.get("Generation")}}

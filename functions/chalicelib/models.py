@@ -18,6 +18,7 @@ from typing import Any
 from pynamodb.attributes import (
     BooleanAttribute,
     ListAttribute,
+    MapAttribute,
     NumberAttribute,
     UnicodeAttribute,
     UnicodeSetAttribute,
@@ -197,9 +198,121 @@ class MediaNode(Model):
     expires_at = NumberAttribute(null=True)
 
 
-ALL_MODELS: tuple[type[Model], ...] = (User, Handle, Follow, Space, Member, MediaNode)
+class TimelineEntry(Model):
+    """One line of a user's Spaces bar: `person_id` (someone they follow, or the host of
+    a Space they asked to be reminded of) is on stage in `space_id`.
 
-TTL_ATTRIBUTES: dict[type[Model], str] = {MediaNode: "expires_at"}
+    Written by the alert delivery, one item per user, Space and person, so writing it
+    twice changes nothing; the bar reads the user's partition and checks each Space's
+    current state, so an ended Space or a person who left the stage drops out at once.
+    Entries are deleted when the Space ends; `expires_at` catches any that are not."""
+
+    class Meta:
+        table_name = _name("TIMELINE_TABLE", "parlor-timeline")
+
+    user_id = UnicodeAttribute(hash_key=True)
+    entry_key = UnicodeAttribute(range_key=True)  # <space_id>#<person_id>
+    space_id = UnicodeAttribute()
+    person_id = UnicodeAttribute()
+    host_id = UnicodeAttribute()
+    created_at = NumberAttribute()
+    expires_at = NumberAttribute()
+
+
+class RestrictedByIndex(GlobalSecondaryIndex["Restriction"]):
+    """Who blocked or muted a user, sorted by their id: the fan-out reads the slice of
+    it that falls inside one page of followers."""
+
+    class Meta:
+        index_name = "restricted_by"
+        projection = KeysOnlyProjection()
+
+    target_id = UnicodeAttribute(hash_key=True)
+    user_id = UnicodeAttribute(range_key=True)
+
+
+class Restriction(Model):
+    """`user_id` blocked or muted `target_id` (one item per kind): neither their Spaces
+    nor alerts about them reach `user_id`."""
+
+    class Meta:
+        table_name = _name("RESTRICTIONS_TABLE", "parlor-restrictions")
+
+    user_id = UnicodeAttribute(hash_key=True)
+    target_key = UnicodeAttribute(range_key=True)  # <kind>#<target_id>
+    kind = UnicodeAttribute()  # block | mute
+    target_id = UnicodeAttribute()
+    created_at = NumberAttribute()
+    restricted_by = RestrictedByIndex()
+
+
+class AlertSettings(Model):
+    """What delivering an alert to a user needs, in one item so that one BatchGetItem
+    reads it for a hundred followers: push on or off, the devices (device id -> platform,
+    SNS endpoint ARN, created_at) and the open WebSocket connection ids."""
+
+    class Meta:
+        table_name = _name("ALERT_SETTINGS_TABLE", "parlor-alert-settings")
+
+    user_id = UnicodeAttribute(hash_key=True)
+    push_enabled = BooleanAttribute(null=True)  # absent means on
+    devices = MapAttribute[str, Any](null=True)
+    connections = UnicodeSetAttribute(null=True)
+
+
+class Connection(Model):
+    """An open WebSocket connection: API Gateway names only the connection when it
+    closes, so this finds the user. `expires_at` outlives API Gateway's two-hour cap."""
+
+    class Meta:
+        table_name = _name("CONNECTIONS_TABLE", "parlor-connections")
+
+    connection_id = UnicodeAttribute(hash_key=True)
+    user_id = UnicodeAttribute()
+    expires_at = NumberAttribute()
+
+
+class Reminder(Model):
+    """`user_id` asked to be told when the scheduled Space `space_id` goes live."""
+
+    class Meta:
+        table_name = _name("REMINDERS_TABLE", "parlor-reminders")
+
+    space_id = UnicodeAttribute(hash_key=True)
+    user_id = UnicodeAttribute(range_key=True)
+    created_at = NumberAttribute()
+
+
+class AlertLog(Model):
+    """The alert pipeline's own bookkeeping for one Space.
+
+    `run#<person>`: a fan-out was started for that person (the end of the Space clears
+    the bar entries of every run). `page#<person>#<source>#<page>`: the delivery state
+    of one page of recipients (working under a lease, retry with the users still owed a
+    push, or done), which makes a page delivered twice alert nobody twice."""
+
+    class Meta:
+        table_name = _name("ALERT_LOG_TABLE", "parlor-alert-log")
+
+    space_id = UnicodeAttribute(hash_key=True)
+    log_key = UnicodeAttribute(range_key=True)
+    status = UnicodeAttribute(null=True)  # pages: working | retry | done
+    lease_until = NumberAttribute(null=True)
+    pending = UnicodeSetAttribute(null=True)
+    expires_at = NumberAttribute()
+
+
+ALL_MODELS: tuple[type[Model], ...] = (
+    User, Handle, Follow, Space, Member, MediaNode,
+    TimelineEntry, Restriction, AlertSettings, Connection, Reminder, AlertLog,
+)
+
+TTL_ATTRIBUTES: dict[type[Model], str] = {
+    MediaNode: "expires_at",
+    TimelineEntry: "expires_at",
+    Connection: "expires_at",
+    AlertLog: "expires_at",
+}
 
 
 @dataclass(frozen=True)
@@ -231,6 +344,12 @@ _ENV_VARS: dict[type[Model], str] = {
     Space: "SPACES_TABLE",
     Member: "MEMBERS_TABLE",
     MediaNode: "NODES_TABLE",
+    TimelineEntry: "TIMELINE_TABLE",
+    Restriction: "RESTRICTIONS_TABLE",
+    AlertSettings: "ALERT_SETTINGS_TABLE",
+    Connection: "CONNECTIONS_TABLE",
+    Reminder: "REMINDERS_TABLE",
+    AlertLog: "ALERT_LOG_TABLE",
 }
 
 

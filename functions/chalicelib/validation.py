@@ -108,6 +108,7 @@ def boolean(body: Mapping[str, Any], name: str) -> bool | None:
 
 USER_ID = re.compile(r"[A-Za-z0-9_.:@-]{1,128}")
 SPACE_ID = re.compile(r"sp_[a-z0-9]{20}")
+DEVICE_ID = re.compile(r"dev_[a-f0-9]{24}")
 
 
 def path_id(value: str, name: str, pattern: re.Pattern[str]) -> str:

@@ -130,3 +130,16 @@ def client(aws: None) -> Iterator[Client]:
 @pytest.fixture
 def world(client: Client) -> World:
     return World(client)
+
+
+@pytest.fixture
+def alerts(world: World, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """The alert pipeline's queues and push applications, and a driver for it."""
+    from tests.functional.alerting import Pipeline
+
+    pipeline = Pipeline(world)
+    for name, value in pipeline.environment().items():
+        monkeypatch.setenv(name, value)
+    settings.cache_clear()
+    yield pipeline
+    settings.cache_clear()

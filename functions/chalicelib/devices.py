@@ -1,0 +1,131 @@
+"""Devices that receive push notifications, through SNS mobile push.
+
+Each device is an SNS platform endpoint of the deployment's APNs or FCM platform
+application; the user's devices live in their AlertSettings item, which the delivery
+reads for a hundred recipients at a time."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import time
+from functools import cache
+from typing import Any
+
+import boto3
+from botocore.exceptions import ClientError
+from pynamodb.exceptions import UpdateError
+from pynamodb.expressions.condition import size
+
+from .config import settings
+from .errors import Conflict, NotFound, Unavailable
+from .models import AlertSettings
+
+APNS, FCM = "apns", "fcm"
+PLATFORMS = (APNS, FCM)
+MAX_DEVICES = 10
+TOKEN_MAX = 4096
+
+
+@cache
+def _sns() -> Any:
+    return boto3.client("sns")
+
+
+def _application_arn(platform: str) -> str:
+    arn = (settings().apns_application_arn if platform == APNS
+           else settings().fcm_application_arn)
+    if arn is None:
+        raise Unavailable(f"Push notifications through {platform.upper()} are not set up "
+                          "in this deployment", code="push_unavailable")
+    return arn
+
+
+def device_id_of(platform: str, token: str) -> str:
+    """The same device registered twice is one device."""
+    return "dev_" + hashlib.sha256(f"{platform}:{token}".encode()).hexdigest()[:24]
+
+
+def _view(device_id: str, device: dict[str, Any]) -> dict[str, Any]:
+    return {"device_id": device_id, "platform": device["platform"],
+            "created_at": device["created_at"]}
+
+
+def _devices(user_id: str) -> dict[str, Any]:
+    try:
+        item = AlertSettings.get(user_id, consistent_read=True)
+    except AlertSettings.DoesNotExist:
+        return {}
+    return item.devices.as_dict() if item.devices else {}
+
+
+def listed(user_id: str) -> dict[str, Any]:
+    devices = _devices(user_id)
+    return {"items": [_view(did, d) for did, d in sorted(devices.items(),
+                                                         key=lambda kv: kv[1]["created_at"])]}
+
+
+def register(user_id: str, platform: str, token: str) -> dict[str, Any]:
+    """Idempotent for one token: SNS returns the same endpoint for the same token."""
+    application = _application_arn(platform)
+    device_id = device_id_of(platform, token)
+    existing = _devices(user_id)
+    if device_id in existing:
+        return _view(device_id, existing[device_id])
+    if len(existing) >= MAX_DEVICES:
+        raise Conflict(f"You have {MAX_DEVICES} devices already; remove one first",
+                       code="device_limit")
+    endpoint = _sns().create_platform_endpoint(
+        PlatformApplicationArn=application, Token=token,
+        CustomUserData=user_id)["EndpointArn"]
+    device = {"platform": platform, "endpoint_arn": endpoint, "created_at": time.time()}
+    key = AlertSettings(user_id)
+    # A map attribute must exist before one of its keys can be set.
+    key.update(actions=[AlertSettings.devices.set(AlertSettings.devices | {})])
+    try:
+        key.update(actions=[AlertSettings.devices[device_id].set(device)],
+                   condition=AlertSettings.devices[device_id].exists()
+                   | (size(AlertSettings.devices) < MAX_DEVICES))
+    except UpdateError as exc:
+        raise Conflict(f"You have {MAX_DEVICES} devices already; remove one first",
+                       code="device_limit") from exc
+    return _view(device_id, device)
+
+
+def remove(user_id: str, device_id: str) -> dict[str, Any]:
+    device = _devices(user_id).get(device_id)
+    if device is None:
+        raise NotFound(f"No device with id '{device_id}'", code="device_not_found")
+    forget(user_id, device_id, device["endpoint_arn"])
+    return listed(user_id)
+
+
+def forget(user_id: str, device_id: str, endpoint_arn: str) -> None:
+    """Deletes the endpoint in SNS and the device from the user's settings."""
+    _sns().delete_endpoint(EndpointArn=endpoint_arn)
+    # Removed meanwhile (by the user, or by a delivery that found it disabled): done.
+    with contextlib.suppress(UpdateError):
+        AlertSettings(user_id).update(actions=[AlertSettings.devices[device_id].remove()],
+                                      condition=AlertSettings.devices[device_id].exists())
+
+
+class EndpointDisabled(Exception):
+    """SNS reports the endpoint disabled: the app was removed or the token expired."""
+
+
+def push(endpoint_arn: str, text: str, data: dict[str, Any]) -> None:
+    """One notification to one device; raises EndpointDisabled for a dead device."""
+    message = {
+        "default": text,
+        "APNS": json.dumps({"aps": {"alert": text, "sound": "default"}, **data}),
+        "APNS_SANDBOX": json.dumps({"aps": {"alert": text, "sound": "default"}, **data}),
+        "GCM": json.dumps({"notification": {"body": text}, "data": data}),
+    }
+    try:
+        _sns().publish(TargetArn=endpoint_arn, Message=json.dumps(message),
+                       MessageStructure="json")
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == "EndpointDisabled":
+            raise EndpointDisabled(endpoint_arn) from exc
+        raise
