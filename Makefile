@@ -15,7 +15,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export AWS_DEFAULT_REGION ?= us-east-1
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 
-.PHONY: up test lint typecheck pytest token clean
+.PHONY: up test lint typecheck pytest synth token clean bench
 
 $(STAMP): $(REQUIREMENTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -45,7 +45,22 @@ typecheck: $(STAMP)
 pytest: $(STAMP) $(DEBIAN_STAMP)
 	$(BIN)/pytest
 
-test: lint typecheck pytest
+# The CDK command line pinned in package.json; `npx cdk synth` as a deployer runs it.
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $@
+
+synth: $(STAMP) node_modules/.package-lock.json
+	npx cdk synth --quiet
+
+test: lint typecheck pytest synth
+
+# One Space start fanned out to 100,000 followers through the alert pipeline against
+# moto in server mode; results in bench/results/alerts.json (FOLLOWERS=... to change).
+bench: $(STAMP)
+	$(BIN)/pip install --quiet -r bench/media/requirements.txt
+	$(BIN)/python -m bench.alerts
+	$(BIN)/python -m bench.media
 
 clean:
-	rm -rf $(VENV) .local cdk.out chalice.out .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .local cdk.out chalice.out node_modules .pytest_cache .mypy_cache .ruff_cache

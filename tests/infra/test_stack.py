@@ -1,25 +1,15 @@
-"""The synthesized CloudFormation template (synthesized once per test session)."""
+"""The synthesized CloudFormation template (the `template` fixture: conftest.py)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-import aws_cdk as cdk
 import pytest
 from aws_cdk.assertions import Match, Template
 
-from cdk.stack import ParlorStack
 from chalicelib.models import table_specs
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="session")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Template:
-    outdir = tmp_path_factory.mktemp("cdk.out")
-    app = cdk.App(outdir=str(outdir))
-    stack = ParlorStack(app, "Parlor", env=cdk.Environment(region="us-east-1"))
-    return Template.from_stack(stack)
 
 
 def _key_schema(hash_key: tuple[str, str], range_key: tuple[str, str] | None) -> list[Any]:
@@ -56,7 +46,9 @@ def _functions(template: Template) -> dict[str, Any]:
 
 def test_every_function_gets_table_names_and_the_issuer(template: Template) -> None:
     functions = _functions(template)
-    assert set(functions) == {"APIHandler", "HandleMediaEvents"}
+    assert set(functions) == {"APIHandler", "HandleMediaEvents", "HandleSpaceChanges",
+                              "FanOutAlerts", "DeliverAlerts", "WebsocketConnect",
+                              "WebsocketDisconnect", "ProvisionJoinTokenKeys"}
     for function in functions.values():
         variables = function["Properties"]["Environment"]["Variables"]
         for spec in table_specs():

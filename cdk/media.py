@@ -1,0 +1,159 @@
+"""The media plane: aiortc media nodes as a Fargate service.
+
+Tasks run in public subnets with public IPs, because WebRTC audio goes straight between
+clients and a task (a node announces its public address in its ICE candidates). Only
+signaling goes through the Application Load Balancer, which accepts only requests that
+CloudFront signs with a shared header, since the browser reaches everything through
+the one CloudFront origin."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aws_cdk import Duration, Stack
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_elasticloadbalancingv2 as elbv2
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_secretsmanager as secretsmanager
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+MEDIA_NODE = Path(__file__).resolve().parent.parent / "media_node"
+SIGNALING_PORT = 8700
+COMMAND_QUEUE_PREFIX = "parlor-media-node-"
+# Participants one node takes (its CAPACITY); autoscaling aims below it.
+NODE_CAPACITY = 500
+ORIGIN_HEADER = "X-Parlor-Origin"
+
+
+class Media(Construct):
+    def __init__(self, scope: Construct, construct_id: str, *, nodes_table: dynamodb.ITable,
+                 media_events: sqs.IQueue, public_key: secretsmanager.ISecret,
+                 origin_secret: str, max_nodes: int) -> None:
+        super().__init__(scope, construct_id)
+        stack = Stack.of(self)
+        self.vpc = ec2.Vpc(
+            self, "Vpc", max_azs=2, nat_gateways=0,
+            subnet_configuration=[ec2.SubnetConfiguration(
+                name="public", subnet_type=ec2.SubnetType.PUBLIC, cidr_mask=24)],
+            flow_logs={"all": ec2.FlowLogOptions(
+                traffic_type=ec2.FlowLogTrafficType.REJECT)},
+        )
+        self.cluster = ecs.Cluster(self, "Cluster", vpc=self.vpc,
+                                   container_insights_v2=ecs.ContainerInsights.ENABLED)
+
+        task = ecs.FargateTaskDefinition(self, "Task", cpu=1024, memory_limit_mib=2048)
+        self.log_group = logs.LogGroup(self, "Logs", retention=logs.RetentionDays.ONE_MONTH)
+        # PUBLIC_URL (the site's origin, through which clients reach signaling) is added
+        # by the stack once the site exists: the site's distribution needs this ALB first.
+        self.container = task.add_container(
+            "MediaNode",
+            image=ecs.ContainerImage.from_asset(str(MEDIA_NODE)),
+            port_mappings=[ecs.PortMapping(container_port=SIGNALING_PORT)],
+            environment={
+                "PORT": str(SIGNALING_PORT),
+                "ANNOUNCED_ADDRESS": "ecs",
+                "NODES_TABLE": nodes_table.table_name,
+                "MEDIA_EVENTS_QUEUE_URL": media_events.queue_url,
+                "COMMAND_QUEUE_PREFIX": COMMAND_QUEUE_PREFIX,
+                "CAPACITY": str(NODE_CAPACITY),
+            },
+            secrets={"JOIN_TOKEN_PUBLIC_KEY": ecs.Secret.from_secrets_manager(public_key)},
+            logging=ecs.LogDrivers.aws_logs(stream_prefix="media", log_group=self.log_group),
+            health_check=ecs.HealthCheck(
+                command=["CMD", "python", "-c",
+                         "import urllib.request; urllib.request.urlopen("
+                         f"'http://127.0.0.1:{SIGNALING_PORT}/health', timeout=2)"],
+                interval=Duration.seconds(10), timeout=Duration.seconds(3),
+                start_period=Duration.seconds(15), retries=3),
+            # SIGTERM drains a node; its drain timeout (110 s) fits inside this.
+            stop_timeout=Duration.seconds(120),
+        )
+        self._grant_node_permissions(task.task_role, stack, nodes_table, media_events)
+
+        self.node_security_group = ec2.SecurityGroup(
+            self, "Nodes", vpc=self.vpc, allow_all_outbound=True,
+            description="Parlor media nodes: WebRTC media from anywhere, signaling from the ALB")
+        # WebRTC media reaches a node on whatever UDP port its ICE agent picked: aioice
+        # cannot be limited to a port range, so the ephemeral range is open. Nothing but
+        # the node's DTLS-SRTP sockets listens on UDP, and each accepts only the peer that
+        # completed ICE with it.
+        self.node_security_group.add_ingress_rule(
+            ec2.Peer.any_ipv4(), ec2.Port.udp_range(1024, 65535),
+            "WebRTC media (ICE, DTLS-SRTP) from clients")
+        self.service = ecs.FargateService(
+            self, "Service", cluster=self.cluster, task_definition=task,
+            desired_count=1, assign_public_ip=True,
+            vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PUBLIC),
+            security_groups=[self.node_security_group],
+            min_healthy_percent=100, max_healthy_percent=200,
+            circuit_breaker=ecs.DeploymentCircuitBreaker(rollback=True),
+        )
+
+        self.load_balancer = elbv2.ApplicationLoadBalancer(
+            self, "Signaling", vpc=self.vpc, internet_facing=True,
+            vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PUBLIC),
+            drop_invalid_header_fields=True)
+        listener = self.load_balancer.add_listener(
+            "Http", port=80, open=True,
+            default_action=elbv2.ListenerAction.fixed_response(
+                403, content_type="application/json",
+                message_body='{"error": "forbidden", "message": "Use the Parlor site"}'))
+        self.target_group = elbv2.ApplicationTargetGroup(
+            self, "NodeTargets", vpc=self.vpc, port=SIGNALING_PORT,
+            protocol=elbv2.ApplicationProtocol.HTTP, targets=[self.service],
+            health_check=elbv2.HealthCheck(path="/health", healthy_http_codes="200",
+                                           interval=Duration.seconds(15)),
+            deregistration_delay=Duration.seconds(30))
+        listener.add_action(
+            "FromCloudFront", priority=10,
+            conditions=[elbv2.ListenerCondition.http_header(ORIGIN_HEADER, [origin_secret]),
+                        elbv2.ListenerCondition.path_patterns(["/media/*"])],
+            action=elbv2.ListenerAction.forward([self.target_group]))
+        self.node_security_group.connections.allow_from(
+            self.load_balancer, ec2.Port.tcp(SIGNALING_PORT), "signaling from the ALB")
+
+        scaling = self.service.auto_scale_task_count(min_capacity=1, max_capacity=max_nodes)
+        scaling.scale_on_cpu_utilization("Cpu", target_utilization_percent=60)
+        scaling.scale_to_track_custom_metric(
+            "Participants", metric=self.participants_metric(),
+            target_value=NODE_CAPACITY * 0.6,
+            scale_in_cooldown=Duration.minutes(5), scale_out_cooldown=Duration.minutes(1))
+
+    @staticmethod
+    def participants_metric() -> cloudwatch.Metric:
+        """Participants per node, from the nodes' embedded-metric-format lines."""
+        return cloudwatch.Metric(namespace="Parlor/Media", metric_name="Participants",
+                                 dimensions_map={"Service": "parlor-media"},
+                                 statistic="Average", period=Duration.minutes(1))
+
+    @staticmethod
+    def _grant_node_permissions(role: iam.IRole, stack: Stack, nodes_table: dynamodb.ITable,
+                                media_events: sqs.IQueue) -> None:
+        """A node creates and uses only queues under its prefix, writes the registry and
+        sends media events. DynamoDB cannot bind an item to a task whose id is only known
+        at run time, so the registry grant is per table: PutItem and DeleteItem only."""
+        queues = stack.format_arn(service="sqs", resource=f"{COMMAND_QUEUE_PREFIX}*")
+        role.add_to_principal_policy(iam.PolicyStatement(
+            actions=["sqs:CreateQueue", "sqs:DeleteQueue", "sqs:ReceiveMessage",
+                     "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"],
+            resources=[queues]))
+        role.add_to_principal_policy(iam.PolicyStatement(
+            actions=["dynamodb:PutItem", "dynamodb:DeleteItem"],
+            resources=[nodes_table.table_arn]))
+        media_events.grant_send_messages(role)
+        # ANNOUNCED_ADDRESS=ecs: the node reads its task's public IP from its ENI.
+        role.add_to_principal_policy(iam.PolicyStatement(
+            actions=["ec2:DescribeNetworkInterfaces"], resources=["*"]))
+
+    @staticmethod
+    def grant_commands(role: iam.IRole, stack: Stack) -> None:
+        """Lets the control plane send commands to any node's queue."""
+        role.add_to_principal_policy(iam.PolicyStatement(
+            actions=["sqs:SendMessage"],
+            resources=[stack.format_arn(service="sqs",
+                                        resource=f"{COMMAND_QUEUE_PREFIX}*")]))

@@ -1,0 +1,76 @@
+"""The product's one HTTPS origin: CloudFront in front of the browser client (a private
+S3 bucket, reached through origin access control), the API (`/api/*`, API Gateway's
+`api` stage) and media-node signaling (`/media/*`, the load balancer). One origin means
+no CORS and one certificate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import aws_cloudfront as cloudfront
+from aws_cdk import aws_cloudfront_origins as origins
+from aws_cdk import aws_elasticloadbalancingv2 as elbv2
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_s3_deployment as s3deploy
+from constructs import Construct
+
+WEB = Path(__file__).resolve().parent.parent / "web"
+
+
+class Web(Construct):
+    def __init__(self, scope: Construct, construct_id: str, *, rest_api_id: str,
+                 load_balancer: elbv2.IApplicationLoadBalancer, origin_header: str,
+                 origin_secret: str) -> None:
+        super().__init__(scope, construct_id)
+        region = Stack.of(self).region
+        self.logs = s3.Bucket(
+            self, "Logs", encryption=s3.BucketEncryption.S3_MANAGED, enforce_ssl=True,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            # CloudFront writes its standard logs with an ACL.
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_PREFERRED,
+            lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(90))],
+            removal_policy=RemovalPolicy.DESTROY, auto_delete_objects=True)
+        self.bucket = s3.Bucket(
+            self, "Client", encryption=s3.BucketEncryption.S3_MANAGED, enforce_ssl=True,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            server_access_logs_bucket=self.logs, server_access_logs_prefix="s3/",
+            removal_policy=RemovalPolicy.DESTROY, auto_delete_objects=True)
+        uncached: dict[str, Any] = {
+            "cache_policy": cloudfront.CachePolicy.CACHING_DISABLED,
+            "allowed_methods": cloudfront.AllowedMethods.ALLOW_ALL,
+            "viewer_protocol_policy": cloudfront.ViewerProtocolPolicy.HTTPS_ONLY,
+        }
+        api = origins.HttpOrigin(f"{rest_api_id}.execute-api.{region}.amazonaws.com",
+                                 protocol_policy=cloudfront.OriginProtocolPolicy.HTTPS_ONLY)
+        signaling = origins.LoadBalancerV2Origin(
+            load_balancer, protocol_policy=cloudfront.OriginProtocolPolicy.HTTP_ONLY,
+            custom_headers={origin_header: origin_secret})
+        self.distribution = cloudfront.Distribution(
+            self, "Site",
+            default_root_object="index.html",
+            default_behavior=cloudfront.BehaviorOptions(
+                origin=origins.S3BucketOrigin.with_origin_access_control(self.bucket),
+                viewer_protocol_policy=cloudfront.ViewerProtocolPolicy.REDIRECT_TO_HTTPS),
+            additional_behaviors={
+                # API Gateway must see its own Host header, so the viewer's is not sent.
+                "/api/*": cloudfront.BehaviorOptions(
+                    origin=api, **uncached,
+                    origin_request_policy=cloudfront.OriginRequestPolicy
+                    .ALL_VIEWER_EXCEPT_HOST_HEADER),
+                "/media/*": cloudfront.BehaviorOptions(
+                    origin=signaling, **uncached,
+                    origin_request_policy=cloudfront.OriginRequestPolicy.ALL_VIEWER),
+            },
+            enable_logging=True, log_bucket=self.logs, log_file_prefix="cloudfront/",
+        )
+        self.url = f"https://{self.distribution.distribution_domain_name}"
+
+    def publish(self, config: dict[str, Any]) -> s3deploy.BucketDeployment:
+        """Uploads the client and its config.json, and refreshes CloudFront's copies."""
+        return s3deploy.BucketDeployment(
+            self, "Publish", destination_bucket=self.bucket,
+            sources=[s3deploy.Source.asset(str(WEB)),
+                     s3deploy.Source.json_data("config.json", config)],
+            distribution=self.distribution, distribution_paths=["/*"])
