@@ -11,18 +11,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_cdk import Acknowledgment, Duration, Stack, Validations
+from aws_cdk import Acknowledgment, Stack, Validations
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_sqs as sqs
 from aws_cdk import custom_resources as cr
 from chalice.cdk import Chalice
 from constructs import Construct
 
-# A record that fails this many times is a poison record: it goes to the DLQ.
-MAX_RECEIVES = 5
-# Chalice's default Lambda timeout; SQS hides a message six times as long.
-FUNCTION_TIMEOUT_SECONDS = 60
+from cdk.messaging import consumed_queue, dead_letter_queue
+from chalicelib.queues import (
+    ALERT_DELIVERY,
+    ALERT_FANOUT,
+    SPACE_CHANGES_FAILURES,
+    STREAM_MAX_RETRIES,
+)
 
 
 class PlatformApplication(Construct):
@@ -55,29 +57,16 @@ class PlatformApplication(Construct):
         self.arn = resource.get_response_field("PlatformApplicationArn")
 
 
-def _queue_pair(scope: Construct, name: str) -> tuple[sqs.Queue, sqs.Queue]:
-    dlq = sqs.Queue(scope, f"{name}Dlq", retention_period=Duration.days(14),
-                    encryption=sqs.QueueEncryption.SQS_MANAGED, enforce_ssl=True)
-    queue = sqs.Queue(
-        scope, name,
-        visibility_timeout=Duration.seconds(6 * FUNCTION_TIMEOUT_SECONDS),
-        encryption=sqs.QueueEncryption.SQS_MANAGED, enforce_ssl=True,
-        dead_letter_queue=sqs.DeadLetterQueue(max_receive_count=MAX_RECEIVES, queue=dlq))
-    return queue, dlq
-
-
 class Alerts(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, chalice: Chalice,
                  spaces: dynamodb.Table, push_credentials: dict[str, Any]) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
-        self.fanout, self.fanout_dlq = _queue_pair(self, "Fanout")
-        self.delivery, self.delivery_dlq = _queue_pair(self, "Delivery")
+        self.fanout, self.fanout_dlq = consumed_queue(self, ALERT_FANOUT)
+        self.delivery, self.delivery_dlq = consumed_queue(self, ALERT_DELIVERY)
         # Stream batches that keep failing are described here (Lambda's on-failure
         # destination), so no change of a Space is dropped unseen.
-        self.stream_dlq = sqs.Queue(self, "StreamDlq", retention_period=Duration.days(14),
-                                    encryption=sqs.QueueEncryption.SQS_MANAGED,
-                                    enforce_ssl=True)
+        self.stream_dlq = dead_letter_queue(self, SPACE_CHANGES_FAILURES.logical_name)
         Validations.of(self.stream_dlq).acknowledge(Acknowledgment(
             id="AwsSolutions::AwsSolutions-SQS3",
             reason="This queue is the stream handler's on-failure destination: a "
@@ -95,12 +84,14 @@ class Alerts(Construct):
         changes.add_property_override(f"{source}.Stream", spaces.table_stream_arn)
         changes.add_property_override(f"{source}.FunctionResponseTypes",
                                       ["ReportBatchItemFailures"])
-        changes.add_property_override(f"{source}.MaximumRetryAttempts", MAX_RECEIVES)
+        changes.add_property_override(f"{source}.MaximumRetryAttempts",
+                                      STREAM_MAX_RETRIES)
         changes.add_property_override(f"{source}.BisectBatchOnFunctionError", True)
         changes.add_property_override(f"{source}.DestinationConfig", {
             "OnFailure": {"Type": "SQS", "Destination": self.stream_dlq.queue_arn}})
-        for function, queue in (("FanOutAlerts", self.fanout),
-                                ("DeliverAlerts", self.delivery)):
+        for spec, queue in ((ALERT_FANOUT, self.fanout), (ALERT_DELIVERY, self.delivery)):
+            function = spec.consumer
+            assert function is not None
             handler = chalice.get_resource(function)
             source = f"Events.{function}SqsEventSource.Properties"
             handler.add_property_override(f"{source}.Queue", queue.queue_arn)
@@ -108,8 +99,8 @@ class Alerts(Construct):
                                           ["ReportBatchItemFailures"])
 
         environment = {
-            "ALERT_FANOUT_QUEUE_URL": self.fanout.queue_url,
-            "ALERT_DELIVERY_QUEUE_URL": self.delivery.queue_url,
+            str(ALERT_FANOUT.url_variable): self.fanout.queue_url,
+            str(ALERT_DELIVERY.url_variable): self.delivery.queue_url,
         }
         for function in ("HandleSpaceChanges", "FanOutAlerts", "DeliverAlerts"):
             for name, value in environment.items():

@@ -26,6 +26,7 @@ from chalicelib import (
     placement,
     preferences,
     presence,
+    queues,
     reminders,
     roles,
     social,
@@ -376,11 +377,10 @@ def mute_all(space_id: str) -> dict[str, Any]:
 # Events from the media nodes (docs/media-contract.md). The CDK stack points this event
 # source at the queue it creates (cdk/api.py); the name here is the local runtime's.
 
-MEDIA_EVENTS_QUEUE_ARN = "arn:aws:sqs:us-east-1:000000000000:parlor-media-events"
 _media_events = BatchProcessor(event_type=EventType.SQS)
 
 
-@app.on_sqs_message(queue_arn=MEDIA_EVENTS_QUEUE_ARN, batch_size=10)
+@app.on_sqs_message(queue_arn=queues.MEDIA_EVENTS.placeholder_arn, batch_size=10)
 def handle_media_events(event: SQSEvent) -> dict[str, Any]:
     """Records presence; a record that fails is reported back alone (partial batch
     failure), so SQS retries only it and, after a few tries, moves it to the DLQ."""
@@ -392,10 +392,6 @@ def handle_media_events(event: SQSEvent) -> dict[str, Any]:
 # points each event source at the stream or queue it creates (cdk/alerts.py) and asks
 # for partial batch responses; the names here are the local runtime's.
 
-SPACES_STREAM_ARN = ("arn:aws:dynamodb:us-east-1:000000000000:table/parlor-spaces/"
-                     "stream/2026-01-01T00:00:00.000")
-ALERT_FANOUT_QUEUE_ARN = "arn:aws:sqs:us-east-1:000000000000:parlor-alert-fanout"
-ALERT_DELIVERY_QUEUE_ARN = "arn:aws:sqs:us-east-1:000000000000:parlor-alert-delivery"
 # A batch whose every record failed is reported like any other: record by record.
 _space_changes = BatchProcessor(event_type=EventType.DynamoDBStreams,
                                 raise_on_entire_batch_failure=False)
@@ -403,7 +399,7 @@ _fanout_pages = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_f
 _delivery_pages = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 
-@app.on_dynamodb_record(stream_arn=SPACES_STREAM_ARN, batch_size=100,
+@app.on_dynamodb_record(stream_arn=queues.SPACES_STREAM_PLACEHOLDER_ARN, batch_size=100,
                         starting_position="LATEST")
 def handle_space_changes(event: DynamoDBEvent) -> dict[str, Any]:
     """Starts the fan-outs a Space's change calls for; a failing record is reported
@@ -413,7 +409,7 @@ def handle_space_changes(event: DynamoDBEvent) -> dict[str, Any]:
         processor=_space_changes))
 
 
-@app.on_sqs_message(queue_arn=ALERT_FANOUT_QUEUE_ARN, batch_size=1)
+@app.on_sqs_message(queue_arn=queues.ALERT_FANOUT.placeholder_arn, batch_size=1)
 def fan_out_alerts(event: SQSEvent) -> dict[str, Any]:
     """One page of recipients per message (hence a batch of one: a short invocation)."""
     return dict(process_partial_response(
@@ -421,7 +417,7 @@ def fan_out_alerts(event: SQSEvent) -> dict[str, Any]:
         processor=_fanout_pages))
 
 
-@app.on_sqs_message(queue_arn=ALERT_DELIVERY_QUEUE_ARN, batch_size=2)
+@app.on_sqs_message(queue_arn=queues.ALERT_DELIVERY.placeholder_arn, batch_size=2)
 def deliver_alerts(event: SQSEvent) -> dict[str, Any]:
     channel = connections.Channel(app.websocket_api)
     return dict(process_partial_response(

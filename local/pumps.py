@@ -11,7 +11,13 @@ retried from the first failed record, as Lambda does with ReportBatchItemFailure
 `max_retries` the failed part is described on the on-failure queue (Lambda's OnFailure
 destination message) and the pump moves on. moto's records lack `eventSourceARN`, carry
 a fixed region and a datetime for `ApproximateCreationDateTime`: the pump fills them in
-as Lambda delivers them."""
+as Lambda delivers them.
+
+moto rolls a failed transaction back by putting a deep copy of each table it touched in
+place of the table, stream shard included: a shard iterator taken before that keeps
+reading the discarded shard, which holds the failed transaction's writes (DynamoDB
+streams never show those) and receives nothing after. So the pump asks for a fresh
+iterator, after the last sequence number it handled, for every read."""
 
 from __future__ import annotations
 
@@ -140,12 +146,9 @@ class StreamPump:
         self.stream_arn = boto3.client("dynamodb").describe_table(
             TableName=table_name)["Table"]["LatestStreamArn"]
         self._region = self._streams.meta.region_name
-        shard = self._streams.describe_stream(
+        self._shard_id = self._streams.describe_stream(
             StreamArn=self.stream_arn)["StreamDescription"]["Shards"][0]["ShardId"]
-        self._shard_id = shard
-        self._iterator = self._streams.get_shard_iterator(
-            StreamArn=self.stream_arn, ShardId=shard,
-            ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+        self._last_sequence: str | None = None
         self._pending: list[dict[str, Any]] = []
         self._attempts = 0
         self._stop = threading.Event()
@@ -163,11 +166,12 @@ class StreamPump:
         """One batch: reads more records if none are waiting for a retry, invokes the
         handler, and keeps what failed for the next call. Returns the batch's size."""
         if not self._pending:
-            answer = self._streams.get_records(ShardIterator=self._iterator,
+            answer = self._streams.get_records(ShardIterator=self._iterator(),
                                                Limit=self._batch_size)
-            self._iterator = answer["NextShardIterator"]
             self._pending = [stream_record(r, self.stream_arn, self._region)
                              for r in answer["Records"]]
+            if self._pending:
+                self._last_sequence = self._pending[-1]["dynamodb"]["SequenceNumber"]
             self._attempts = 0
         batch = self._pending
         if not batch:
@@ -193,6 +197,13 @@ class StreamPump:
         else:
             self._pending = batch[first:]
         return len(batch)
+
+    def _iterator(self) -> str:
+        position: dict[str, str] = (
+            {"ShardIteratorType": "TRIM_HORIZON"} if self._last_sequence is None else
+            {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": self._last_sequence})
+        return str(self._streams.get_shard_iterator(
+            StreamArn=self.stream_arn, ShardId=self._shard_id, **position)["ShardIterator"])
 
     def _give_up(self, records: list[dict[str, Any]]) -> None:
         log.error("%s: %d records failed %d times; sent to the on-failure queue", self.name,

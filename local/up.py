@@ -1,12 +1,15 @@
 """`make up`: Parlor on one machine.
 
-Starts the embedded AWS (moto server), creates the tables from the models, loads demo
-data, serves the API, and runs one media node process; prints how to sign in; Ctrl-C
-stops it all."""
+Starts the embedded AWS (moto server), creates the tables from the models and the queues
+from their specs (chalicelib/queues.py, as the CDK stack does), loads demo data, serves
+the API and the web client, runs the pumps that stand in for Lambda's event sources
+(the media events, the Spaces stream, the alert fan-out and delivery queues), the
+WebSocket API, and one media node process; prints how to sign in; Ctrl-C stops it all."""
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -21,16 +24,18 @@ import boto3
 from local import settings
 from local.issuer import LocalIssuer
 from local.keys import join_token_keys
-from local.pumps import SqsPump, queue_with_dlq
+from local.pumps import SqsPump, StreamPump, queue_with_dlq
 from local.web import WebServer, application
 from local.websockets import LocalWebsockets
 
-MEDIA_EVENTS_QUEUE = "parlor-media-events"
-# As in cdk/messaging.py: a record that fails this often goes to the dead-letter queue.
-MAX_RECEIVES = 5
+# Lambda's SQS event source keeps a failed record hidden for the queue's visibility
+# timeout (six minutes in the stack) before it tries again; here a developer watching
+# a retry should not wait that long, so only this differs from the stack's queues.
+LOCAL_VISIBILITY_SECONDS = 5
 
 
 def _environment(aws_url: str, issuer: LocalIssuer, private_pem: str) -> dict[str, str]:
+    """What the CDK stack passes the app as stage environment variables, locally."""
     return {
         "AWS_ENDPOINT_URL": aws_url,
         "AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
@@ -43,6 +48,52 @@ def _environment(aws_url: str, issuer: LocalIssuer, private_pem: str) -> dict[st
         # Any id: local/websockets.py stands in for API Gateway's WebSocket API.
         "WEBSOCKET_API_ID": "local",
     }
+
+
+def _make_queues() -> dict[str, str]:
+    """Every queue of chalicelib/queues.py: name -> URL. The app's settings get the URLs
+    of the queues it sends to, as the stack gives them in AWS."""
+    from chalicelib import queues
+
+    urls = {spec.name: queue_with_dlq(spec.name, spec.max_receives,
+                                      LOCAL_VISIBILITY_SECONDS)[0]
+            for spec in queues.CONSUMED}
+    failures = queues.SPACE_CHANGES_FAILURES.name
+    urls[failures] = boto3.client("sqs").create_queue(QueueName=failures)["QueueUrl"]
+    for spec in queues.CONSUMED:
+        if spec.url_variable:
+            os.environ[spec.url_variable] = urls[spec.name]
+    return urls
+
+
+def _make_push_applications() -> None:
+    """The SNS platform applications the stack makes when given push credentials. The
+    embedded SNS accepts any credential, so devices registered locally get endpoints and
+    pushes are published (and go nowhere, as nothing delivers them to a phone)."""
+    sns = boto3.client("sns")
+    for platform, variable in (("APNS", "APNS_APPLICATION_ARN"), ("GCM", "FCM_APPLICATION_ARN")):
+        os.environ[variable] = sns.create_platform_application(
+            Name=f"parlor-local-{platform.lower()}", Platform=platform,
+            Attributes={"PlatformCredential": "local"})["PlatformApplicationArn"]
+
+
+def _start_pumps(handlers: Any, urls: dict[str, str]) -> list[Any]:
+    """Lambda's event sources, locally: each feeds the handler the stack wires to it."""
+    from chalicelib import queues
+    from chalicelib.models import Space
+
+    consumers = {
+        queues.MEDIA_EVENTS: (handlers.handle_media_events, 10),
+        queues.ALERT_FANOUT: (handlers.fan_out_alerts, 1),
+        queues.ALERT_DELIVERY: (handlers.deliver_alerts, 2),
+    }
+    pumps: list[Any] = [SqsPump(spec.name, urls[spec.name], handler, batch_size=size)
+                        for spec, (handler, size) in consumers.items()]
+    pumps.append(StreamPump("space-changes", Space.Meta.table_name,
+                            handlers.handle_space_changes,
+                            max_retries=queues.STREAM_MAX_RETRIES,
+                            on_failure_queue_url=urls[queues.SPACE_CHANGES_FAILURES.name]))
+    return [pump.start() for pump in pumps]
 
 
 def _start_media_node(public_pem: str, events_url: str) -> subprocess.Popen[bytes]:
@@ -117,7 +168,15 @@ def _banner(users: list[Any], issuer: LocalIssuer) -> str:
     return "\n".join(lines)
 
 
+def _log_to_the_terminal() -> None:
+    """What Lambda would send to CloudWatch Logs: the app's and the pumps' messages."""
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    for name in ("chalicelib", "parlor"):
+        logging.getLogger(name).setLevel(logging.INFO)
+
+
 def main() -> None:
+    _log_to_the_terminal()
     settings.STATE.mkdir(exist_ok=True)
     issuer = LocalIssuer.load_or_create(settings.ISSUER_KEY)
     private_pem, public_pem = join_token_keys(settings.JOIN_TOKEN_KEY)
@@ -127,7 +186,8 @@ def main() -> None:
     aws = EmbeddedAws(settings.HOST, settings.AWS_PORT).start()
     os.environ.update(_environment(aws.url, issuer, private_pem))
     create_tables()
-    events_url, _ = queue_with_dlq(MEDIA_EVENTS_QUEUE, MAX_RECEIVES)
+    urls = _make_queues()
+    _make_push_applications()
 
     from local.api import server
     from local.seed import seed
@@ -137,8 +197,10 @@ def main() -> None:
     api = server(settings.HOST, settings.API_PORT)
     threading.Thread(target=api.serve_forever, daemon=True, name="api").start()
     import app as handlers
+    from chalicelib.queues import MEDIA_EVENTS
 
-    pumps = [SqsPump("media-events", events_url, handlers.handle_media_events).start()]
+    events_url = urls[MEDIA_EVENTS.name]
+    pumps = _start_pumps(handlers, urls)
     demo = [{"user_id": u.user_id, "handle": u.handle, "note": u.note} for u in users]
     websockets = LocalWebsockets(handlers.ws_connect, handlers.ws_disconnect)
     _post_to_local_websockets(handlers.app.websocket_api)

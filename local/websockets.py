@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 from chalice.local import LambdaContext
 
 Handler = Callable[[dict[str, Any], Any], Any]
@@ -80,7 +80,14 @@ class LocalWebsockets:
         https://<api id>.execute-api.<region>.amazonaws.com/<stage>)."""
         return f"{base_url}{MANAGEMENT_PATH}/{STAGE}"
 
+    async def close_all(self, _: web.Application) -> None:
+        """On shutdown: every client is told the server is going away (1001), as API
+        Gateway does, instead of the server waiting for them to leave."""
+        for socket in list(self._open.values()):
+            await socket.close(code=WSCloseCode.GOING_AWAY, message=b"server stopping")
+
     def routes(self, app: web.Application) -> None:
+        app.on_shutdown.append(self.close_all)
         app.router.add_get("/ws", self.connect)
         app.router.add_post(f"{MANAGEMENT_PATH}/{STAGE}/@connections/{{connection_id}}",
                             self.post_to_connection)

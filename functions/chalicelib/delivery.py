@@ -238,8 +238,11 @@ def deliver(page: DeliveryPage, channel: Channel) -> None:
     if page.trigger.action == CLEAR:
         reach = _reach(page.users) if channel.enabled else []
         _delete_entries(page)
-        _send_all(_post_jobs(page, reach, channel), outcome)
+        posts = _post_jobs(page, reach, channel)
+        _send_all(posts, outcome)
         _tidy(outcome)
+        log.info("cleared %s: %d users, %d live updates", _page_key(page), len(page.users),
+                 len(posts))
         return
     if not _live(page.trigger.space_id):
         return
@@ -254,6 +257,8 @@ def deliver(page: DeliveryPage, channel: Channel) -> None:
     _send_all(jobs, outcome)
     _record(page, outcome.owed)
     _tidy(outcome)
+    log.info("delivered %s: %d users, %d pushes and live updates, %d owed",
+             _page_key(page), len(page.users), len(jobs), len(outcome.owed))
     if outcome.owed:
         raise DeliveryIncomplete(f"{len(outcome.owed)} pushes of {_page_key(page)} failed")
 

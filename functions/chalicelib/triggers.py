@@ -13,6 +13,7 @@ of the delivery absorb."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -23,6 +24,8 @@ from pynamodb.exceptions import DoesNotExist
 from . import alerts
 from .alerts import ALERT, CLEAR, FOLLOWERS, REMINDERS, FanoutPage, Trigger
 from .models import AlertLog, User
+
+log = logging.getLogger(__name__)
 
 LIVE, SCHEDULED = "live", "scheduled"
 # Bookkeeping outlives any Space; DynamoDB's TTL removes it afterwards.
@@ -90,4 +93,7 @@ def record_from_stream(record: DynamoDBRecord) -> None:
                      expires_at=expires).save()
     pages = starts + ended(old, new)
     if pages:
+        log.info("space %s changed: %s", new.get("space_id") or old.get("space_id"),
+                 ", ".join(f"{p.trigger.action} {p.source} of {p.trigger.person_id}"
+                           for p in pages))
         alerts.send(alerts.fanout_queue(), [p.body() for p in pages])

@@ -101,3 +101,28 @@ def test_stream_records_get_their_arn_and_failures_are_retried_then_reported(
     info = json.loads(report["Body"])["DDBStreamBatchInfo"]
     assert info["batchSize"] == 2
     assert info["streamArn"] == pump.stream_arn
+
+
+def test_a_failed_transaction_neither_shows_in_the_stream_nor_stops_it(aws_server: None) -> None:
+    dynamodb = boto3.client("dynamodb")
+    dynamodb.create_table(
+        TableName="rooms", KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"})
+    handler = Recorder(fail=set(), key="id")
+    pump = StreamPump("rooms", "rooms", handler)
+    dynamodb.put_item(TableName="rooms", Item={"id": {"S": "before"}})
+    assert pump.pump_once() == 1
+    # The first write would apply, the second's condition fails: the whole transaction
+    # is cancelled, as DynamoDB cancels it, and its write must not reach the handler.
+    with pytest.raises(dynamodb.exceptions.TransactionCanceledException):
+        dynamodb.transact_write_items(TransactItems=[
+            {"Put": {"TableName": "rooms", "Item": {"id": {"S": "cancelled"}}}},
+            {"ConditionCheck": {"TableName": "rooms", "Key": {"id": {"S": "absent"}},
+                                "ConditionExpression": "attribute_exists(id)"}},
+        ])
+    dynamodb.put_item(TableName="rooms", Item={"id": {"S": "after"}})
+    assert pump.pump_once() == 1
+    seen = [r["dynamodb"]["Keys"]["id"]["S"] for batch in handler.batches for r in batch]
+    assert seen == ["before", "after"]

@@ -4,6 +4,7 @@ handlers, and the app's boto3 posts reach the client, with GoneException once cl
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -76,3 +77,26 @@ def test_connect_post_and_gone(gateway: tuple[str, Handlers]) -> None:
                                         ConnectionId=connection_id, Data=b"late")
 
     asyncio.run(scenario())
+
+
+def test_stopping_closes_open_connections_at_once() -> None:
+    handlers = Handlers()
+    sockets = LocalWebsockets(handlers.connect, handlers.disconnect)
+    app = web.Application()
+    sockets.routes(app)
+    port = free_port()
+    server = WebServer(app, "127.0.0.1", port).start()
+
+    async def connected_client() -> tuple[int | None, float]:
+        async with aiohttp.ClientSession() as session, \
+                session.ws_connect(f"http://127.0.0.1:{port}/ws?token=good") as socket:
+            stopping = asyncio.get_running_loop().run_in_executor(None, server.stop)
+            started = time.monotonic()
+            await socket.receive(timeout=10)
+            await stopping
+            return socket.close_code, time.monotonic() - started
+
+    close_code, seconds = asyncio.run(connected_client())
+    assert close_code == 1001
+    assert seconds < 5
+    assert handlers.events[-1]["requestContext"]["routeKey"] == "$disconnect"

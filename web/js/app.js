@@ -17,7 +17,7 @@ const ERROR_TEXT = {
   already_hosting: () => "You are already hosting a live Space: end it before starting another.",
 };
 
-const state = { config: null, session: null, api: null, me: null, room: null, barTimer: null };
+const state = { config: null, session: null, api: null, me: null, room: null, barTimer: null, barSocket: null };
 
 function notify(message, kind = "error") {
   const box = $("#notice");
@@ -92,6 +92,9 @@ function signOut() {
   auth.forget();
   state.session = state.api = state.me = null;
   clearInterval(state.barTimer);
+  const socket = state.barSocket;
+  state.barSocket = null;
+  socket?.close();
   $("#account").hidden = true;
   $("#bar").hidden = true;
   location.hash = "#/";
@@ -109,26 +112,43 @@ async function refreshBar() {
     return;
   }
   const list = $("#bar-list");
-  list.replaceChildren(...page.items.map((item) => {
-    const people = (item.people || []).map(handleOf).join(", ");
-    return el("li", {}, el("a", { href: `#/spaces/${item.space_id}` },
-      el("span", { className: "who", textContent: people }),
-      el("span", { textContent: ` ${item.title}` }),
-      el("span", { className: "hint", textContent: ` · ${item.listener_count} listening` })));
+  list.replaceChildren(...page.items.map(({ space, people }) => {
+    const who = people.map((person) => `${handleOf(person)} (${ROLE_NAMES[person.role]})`).join(", ");
+    return el("li", {}, el("a", { href: `#/spaces/${space.space_id}` },
+      el("span", { className: "who", textContent: who }),
+      el("span", { textContent: ` ${space.title}` }),
+      el("span", { className: "hint", textContent: ` · ${space.listener_count} listening` })));
   }));
   $("#bar").hidden = page.items.length === 0;
 }
 
 function connectBarUpdates() {
   clearInterval(state.barTimer);
+  state.barSocket?.close();
   refreshBar();
-  // Polling keeps the bar right even where the WebSocket cannot connect.
-  state.barTimer = setInterval(refreshBar, 5000);
+  // Polling keeps the bar right only while the WebSocket is down (or where there is
+  // none); while it is open, its messages alone bring changes.
+  const poll = () => {
+    clearInterval(state.barTimer);
+    state.barTimer = setInterval(refreshBar, 5000);
+  };
   const url = state.config.websocket_url;
-  if (!url) return;
+  if (!url) { poll(); return; }
   const socket = new WebSocket(`${url}?token=${encodeURIComponent(state.session.token)}`);
-  socket.addEventListener("message", () => refreshBar());
-  socket.addEventListener("close", () => setTimeout(() => state.api && connectBarUpdates(), 5000));
+  state.barSocket = socket;
+  window.parlorBar = { live: false, messages: 0 }; // for the browser tests
+  socket.addEventListener("open", () => {
+    clearInterval(state.barTimer);
+    window.parlorBar.live = true;
+    refreshBar();
+  });
+  socket.addEventListener("message", () => { window.parlorBar.messages += 1; refreshBar(); });
+  socket.addEventListener("close", () => {
+    if (state.barSocket !== socket) return;
+    window.parlorBar.live = false;
+    poll();
+    setTimeout(() => state.api && state.barSocket === socket && connectBarUpdates(), 5000);
+  });
 }
 
 // Home: hosting and the lists of Spaces
