@@ -22,9 +22,13 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from media_node.identity import NODE_ID_FROM_AWS, NODE_TAG
+
 MEDIA_NODE = Path(__file__).resolve().parent.parent / "media_node"
 SIGNALING_PORT = 8700
 COMMAND_QUEUE_PREFIX = "parlor-media-node-"
+# The IAM policy variable a node's principal id is compared with (see media_node/config.py).
+PRINCIPAL = "${aws:userid}"
 # Participants one node takes (its CAPACITY); autoscaling aims below it.
 NODE_CAPACITY = 500
 ORIGIN_HEADER = "X-Parlor-Origin"
@@ -57,6 +61,7 @@ class Media(Construct):
             environment={
                 "PORT": str(SIGNALING_PORT),
                 "ANNOUNCED_ADDRESS": "ecs",
+                "NODE_ID": NODE_ID_FROM_AWS,
                 "NODES_TABLE": nodes_table.table_name,
                 "MEDIA_EVENTS_QUEUE_URL": media_events.queue_url,
                 "COMMAND_QUEUE_PREFIX": COMMAND_QUEUE_PREFIX,
@@ -134,17 +139,24 @@ class Media(Construct):
     @staticmethod
     def _grant_node_permissions(role: iam.IRole, stack: Stack, nodes_table: dynamodb.ITable,
                                 media_events: sqs.IQueue) -> None:
-        """A node creates and uses only queues under its prefix, writes the registry and
-        sends media events. DynamoDB cannot bind an item to a task whose id is only known
-        at run time, so the registry grant is per table: PutItem and DeleteItem only."""
+        """Every node runs under one task role, so IAM tells nodes apart by their
+        principal: the caller's `aws:userid` (the role id and the task's own session name)
+        is each node's id (NODE_ID=aws). A node may then write only the registry item
+        whose key is that id (dynamodb:LeadingKeys), and create, read and delete only the
+        command queue it tagged with it (SQS attribute-based access control). It sends
+        media events to the one shared queue."""
         queues = stack.format_arn(service="sqs", resource=f"{COMMAND_QUEUE_PREFIX}*")
         role.add_to_principal_policy(iam.PolicyStatement(
-            actions=["sqs:CreateQueue", "sqs:DeleteQueue", "sqs:ReceiveMessage",
-                     "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"],
-            resources=[queues]))
+            actions=["sqs:CreateQueue", "sqs:TagQueue"], resources=[queues],
+            conditions={"StringEquals": {f"aws:RequestTag/{NODE_TAG}": PRINCIPAL}}))
+        role.add_to_principal_policy(iam.PolicyStatement(
+            actions=["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:DeleteQueue"],
+            resources=[queues],
+            conditions={"StringEquals": {f"aws:ResourceTag/{NODE_TAG}": PRINCIPAL}}))
         role.add_to_principal_policy(iam.PolicyStatement(
             actions=["dynamodb:PutItem", "dynamodb:DeleteItem"],
-            resources=[nodes_table.table_arn]))
+            resources=[nodes_table.table_arn],
+            conditions={"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": [PRINCIPAL]}}))
         media_events.grant_send_messages(role)
         # ANNOUNCED_ADDRESS=ecs: the node reads its task's public IP from its ENI.
         role.add_to_principal_policy(iam.PolicyStatement(

@@ -12,12 +12,14 @@ import sys
 
 import boto3
 from aiohttp import web
+from botocore.exceptions import BotoCoreError, ClientError
 
 from . import logs
 from .commands import CommandQueue
 from .config import Config, ConfigError
 from .events import MediaEvents
 from .ice import DISCOVER_ON_ECS, discover_ecs_public_address
+from .identity import NODE_ID_FROM_AWS
 from .metrics import MetricsReporter
 from .node import Node
 from .registry import Registry
@@ -37,6 +39,17 @@ async def announced_address(config: Config) -> Config:
     return dataclasses.replace(config, announced_address=address)
 
 
+def identity(config: Config) -> Config:
+    """NODE_ID=aws: the node takes its AWS principal id as its own (see config.py)."""
+    if config.node_id != NODE_ID_FROM_AWS:
+        return config
+    try:
+        principal = boto3.client("sts").get_caller_identity()["UserId"]
+    except (BotoCoreError, ClientError) as exc:
+        raise ConfigError(f"NODE_ID=aws, but the node's AWS identity is unknown: {exc}") from exc
+    return config.with_node_id(principal)
+
+
 async def serve(config: Config) -> None:
     loop = asyncio.get_running_loop()
     config = await announced_address(config)
@@ -45,7 +58,7 @@ async def serve(config: Config) -> None:
 
     events = MediaEvents(sqs, config.media_events_queue_url, config.node_id)
     node = Node(config, events)
-    commands = CommandQueue(sqs, config.command_queue_name)
+    commands = CommandQueue(sqs, config.command_queue_name, config.node_id)
     await asyncio.to_thread(commands.create)
     events.start()
 
@@ -112,7 +125,7 @@ async def serve(config: Config) -> None:
 
 def main() -> int:
     try:
-        config = Config.from_env()
+        config = identity(Config.from_env())
     except ConfigError as exc:
         print(f"media_node: {exc}", file=sys.stderr)
         return 2

@@ -14,6 +14,7 @@ import threading
 import time
 from typing import Any
 
+from .identity import NODE_TAG
 from .node import Node
 from .room import Room
 from .tokens import ROLES
@@ -94,9 +95,10 @@ def _superseded(room: Room, kind: str, user_id: str, issued_at: Any) -> bool:
 
 
 class CommandQueue:
-    def __init__(self, sqs: Any, name: str) -> None:
+    def __init__(self, sqs: Any, name: str, node_id: str) -> None:
         self._sqs = sqs
         self._name = name
+        self._node_id = node_id
         self.url = ""
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
@@ -105,6 +107,8 @@ class CommandQueue:
         response = self._sqs.create_queue(
             QueueName=self._name,
             Attributes={"MessageRetentionPeriod": str(RETENTION_SECONDS)},
+            # In AWS, only the node whose principal this tag names may read or delete it.
+            tags={NODE_TAG: self._node_id},
         )
         self.url = response["QueueUrl"]
         log.info("command queue ready", extra={"queue_url": self.url})

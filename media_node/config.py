@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from .ice import DISCOVER_ON_ECS
 from .rtp_fanout import Fanout
+
+SQS_NAME_MAX = 80
 
 
 class ConfigError(ValueError):
@@ -35,7 +39,16 @@ class Config:
 
     @property
     def command_queue_name(self) -> str:
-        return f"{self.command_queue_prefix}{self.node_id}"
+        # SQS names take letters, digits, hyphens and underscores; a principal id has a
+        # colon between the role id and the session name.
+        return self.command_queue_prefix + re.sub(r"[^A-Za-z0-9_-]", "-", self.node_id)
+
+    def with_node_id(self, node_id: str) -> Config:
+        """This configuration for the id learned at start (NODE_ID=aws)."""
+        config = dataclasses.replace(self, node_id=node_id)
+        if len(config.command_queue_name) > SQS_NAME_MAX:
+            raise ConfigError("COMMAND_QUEUE_PREFIX + NODE_ID exceed SQS's 80-character name")
+        return config
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
@@ -46,11 +59,13 @@ class Config:
         # Keys passed through env files often arrive with literal "\n" escapes.
         key = key.replace("\\n", "\n")
         node_id = env.get("NODE_ID") or f"node-{secrets.token_hex(4)}"
+        if not re.fullmatch(r"[A-Za-z0-9_.:@=,-]{1,128}", node_id):
+            raise ConfigError(f"NODE_ID may use letters, digits and _.:@=,- only: {node_id!r}")
         host = env.get("HOST", "0.0.0.0")
         port = _int(env, "PORT", 8700, minimum=1)
         public_url = env.get("PUBLIC_URL") or f"http://127.0.0.1:{port}"
         prefix = env.get("COMMAND_QUEUE_PREFIX", "parlor-media-node-")
-        if len(prefix + node_id) > 80:
+        if len(prefix + node_id) > SQS_NAME_MAX:
             raise ConfigError("COMMAND_QUEUE_PREFIX + NODE_ID exceed SQS's 80-character name")
         announced = env.get("ANNOUNCED_ADDRESS") or None
         if announced is not None and announced != DISCOVER_ON_ECS:

@@ -121,11 +121,29 @@ def test_a_node_may_touch_only_its_queues_the_registry_and_the_events_queue(
     assert "sqs:CreateQueue" in actions
     assert "dynamodb:PutItem" in actions
     assert not any(a.endswith("*") and a.split(":")[1] == "*" for a in actions)
+    container = task_def["Properties"]["ContainerDefinitions"][0]
+    assert {"Name": "NODE_ID", "Value": "aws"} in container["Environment"]
+    own_queue = {"StringEquals": {"aws:ResourceTag/parlor-node": "${aws:userid}"}}
     for statement in statements:
-        if "sqs:CreateQueue" in statement["Action"]:
-            assert "parlor-media-node-*" in json.dumps(statement["Resource"])
-        if "dynamodb:PutItem" in statement["Action"]:
-            assert set(statement["Action"]) == {"dynamodb:PutItem", "dynamodb:DeleteItem"}
+        names = statement["Action"] if isinstance(statement["Action"], list) \
+            else [statement["Action"]]
+        if any(a.startswith("sqs:") for a in names) and "parlor-media-node-*" in \
+                json.dumps(statement["Resource"]):
+            if "sqs:CreateQueue" in names:
+                assert statement["Condition"] == {
+                    "StringEquals": {"aws:RequestTag/parlor-node": "${aws:userid}"}}
+            else:
+                assert set(names) == {"sqs:ReceiveMessage", "sqs:DeleteMessage",
+                                      "sqs:DeleteQueue"}
+                assert statement["Condition"] == own_queue
+        if "dynamodb:PutItem" in names:
+            assert set(names) == {"dynamodb:PutItem", "dynamodb:DeleteItem"}
+            assert statement["Condition"] == {
+                "ForAllValues:StringEquals": {"dynamodb:LeadingKeys": ["${aws:userid}"]}}
+    # Any other SQS statement of the node's is the media-events queue's send grant.
+    others = [s for s in statements if "sqs:SendMessage" in json.dumps(s["Action"])]
+    assert len(others) == 1
+    assert "parlor-media-node" not in json.dumps(others[0]["Resource"])
 
 
 def test_one_origin_serves_the_client_the_api_and_signaling(template: Template) -> None:

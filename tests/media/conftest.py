@@ -58,6 +58,13 @@ class Aws:
         dynamodb = boto3.resource("dynamodb", endpoint_url=self.endpoint, region_name="us-east-1")
         return dynamodb.Table(NODES_TABLE)
 
+    def principal(self) -> str:
+        """The `aws:userid` the node's credentials have (NODE_ID=aws)."""
+        sts = boto3.client("sts", endpoint_url=self.endpoint, region_name="us-east-1",
+                           aws_access_key_id=self.env["AWS_ACCESS_KEY_ID"],
+                           aws_secret_access_key=self.env["AWS_SECRET_ACCESS_KEY"])
+        return str(sts.get_caller_identity()["UserId"])
+
 
 @pytest.fixture(scope="package")
 def aws() -> Iterator[Aws]:
@@ -191,6 +198,8 @@ def start_node(aws: Aws, keys: Keys) -> Iterator[Callable[..., NodeProcess]]:
     def start(**env_overrides: str) -> NodeProcess:
         port = free_port()
         node_id = f"node-test-{uuid.uuid4().hex[:6]}"
+        if env_overrides.get("NODE_ID") == "aws":
+            node_id = aws.principal()
         env = {
             **os.environ,
             **aws.env,
@@ -213,7 +222,7 @@ def start_node(aws: Aws, keys: Keys) -> Iterator[Callable[..., NodeProcess]]:
         address = interface_address()
         if address is not None:
             env.setdefault("ANNOUNCED_ADDRESS", address)
-        log_path = logs / f"{node_id}.log"
+        log_path = logs / f"{node_id.replace(':', '-')}.log"
         with log_path.open("wb") as out:
             process = subprocess.Popen(
                 [sys.executable, "-m", "media_node"],

@@ -34,6 +34,24 @@ def test_registry_entry_follows_the_contract_and_beats(node: NodeProcess) -> Non
         time.sleep(0.2)
 
 
+def test_a_node_named_by_its_aws_principal_keys_and_tags_what_it_owns_with_it(
+    start_node: Callable[..., NodeProcess],
+) -> None:
+    """NODE_ID=aws, as on Fargate: the registry key and the command queue's tag are the
+    node's `aws:userid`, which the stack's IAM conditions compare them with."""
+    node = start_node(NODE_ID="aws")
+    principal = node.aws.principal()
+    item = node.registry_item()
+    assert item is not None
+    assert item["node_id"] == principal
+    queue_url = item["command_queue_url"]
+    assert queue_url.endswith("parlor-media-node-" + principal.replace(":", "-"))
+    tags = node.aws.sqs().list_queue_tags(QueueUrl=queue_url)["Tags"]
+    assert tags == {"parlor-node": principal}
+    node.stop()
+    assert node.registry_item() is None
+
+
 async def _wait(condition: Callable[[], bool], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
