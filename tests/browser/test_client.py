@@ -22,3 +22,40 @@ def test_errors_are_spoken_plainly(people: dict[str, Person], local: LocalRun) -
     carol = people["u-carol"].sign_in("carol")
     carol.page.goto(f"{local.web}/#/spaces/sp_{'0' * 20}")
     expect(carol.page.get_by_role("alert")).to_contain_text("No Space with id")
+
+
+# Every control a person can reach must say what it is to a screen reader: buttons and
+# links by their text or aria-label, fields by a <label>.
+UNNAMED_CONTROLS = """() => [...document.querySelectorAll('button, a[href], input, textarea')]
+  .filter((el) => el.offsetParent !== null)
+  .filter((el) => {
+    if (el.matches('input, select, textarea')) return el.labels.length === 0 && !el.ariaLabel;
+    return !(el.textContent.trim() || el.ariaLabel);
+  })
+  .map((el) => el.outerHTML.slice(0, 80))"""
+
+
+def test_the_host_can_do_it_all_from_the_keyboard_and_every_control_is_named(
+    people: dict[str, Person],
+) -> None:
+    page = people["u-alice"].page
+    page.goto(people["u-alice"].local.web)
+    assert page.evaluate(UNNAMED_CONTROLS) == []
+    # Sign in with Tab and Enter only.
+    for _ in range(20):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.textContent") == "Sign in as @alice":
+            break
+    page.keyboard.press("Enter")
+    expect(page.get_by_text("You can host Spaces.")).to_be_visible()
+    assert page.evaluate(UNNAMED_CONTROLS) == []
+    # The title field, then Enter submits the form: the Space goes live.
+    page.get_by_label("Title").focus()
+    page.keyboard.type("Keyboard only")
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", name="Keyboard only")).to_be_visible(timeout=20_000)
+    expect(page.get_by_text("You are in the audio.")).to_be_visible(timeout=20_000)
+    assert page.evaluate(UNNAMED_CONTROLS) == []
+    page.get_by_role("button", name="End the Space").focus()
+    page.keyboard.press("Enter")
+    expect(page.get_by_text("ended")).to_be_visible(timeout=10_000)
