@@ -59,6 +59,9 @@ from .__main__ import (
 JANUS = Path("/usr/bin/janus")
 FANOUT = "janus-audiobridge"
 PLUGIN = "janus.plugin.audiobridge"
+# Listener counts of the runs `python -m bench.media` makes (each stops the next if
+# Janus lost packets or listeners): the comparison's count, then past one core's worth.
+LISTENERS = [100, 200]
 # The room as created through the API; the comments in the module's docstring say why.
 ROOM: dict[str, Any] = {
     "description": "parlor bench",
@@ -304,12 +307,14 @@ def compare_janus(listeners: int, seconds: float, logs: Path) -> dict[str, Any]:
     }
 
 
-def not_measured(listeners: int) -> dict[str, Any]:
-    """The results' entry when there is no Janus to measure."""
+def not_measured(listeners: int, why: str = "janus not installed") -> dict[str, Any]:
+    """The results' entry when Janus is not measured."""
+    if why == "janus not installed":
+        why = f"{why} ({JANUS} missing; `make bench` installs Debian's package)"
     return {
         "fanout": FANOUT,
         "listeners": listeners,
-        "not_measured": f"janus not installed ({JANUS} missing; `make bench` installs it)",
+        "not_measured": why,
         "us_per_packet": None,
     }
 
@@ -331,7 +336,7 @@ def runs(counts: list[int], seconds: float, logs: Path) -> list[dict[str, Any]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--listeners", type=int, nargs="+", default=[100])
+    parser.add_argument("--listeners", type=int, nargs="+", default=LISTENERS)
     parser.add_argument("--seconds", type=float, default=10.0, help="measurement window")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()

@@ -13,13 +13,15 @@ import matplotlib.pyplot as plt
 
 
 def plot(results: dict[str, Any], path: Path) -> None:
-    runs = results["comparison"]
+    # A path that was not measured (Janus not installed) has no bar.
+    runs = [r for r in results["comparison"] if "not_measured" not in r]
     steps = results["saturation"]["steps"]
     figure, (costs, curve) = plt.subplots(1, 2, figsize=(12, 4.5))
 
     labels = [f"{r['fanout']}\n{r['listeners']} listeners" for r in runs]
     values = [r["us_per_packet"] or 0 for r in runs]
-    bars = costs.bar(labels, values, color=["#2a7", "#c63", "#a33", "#2a7"][: len(runs)])
+    colors = {"fast": "#2a7", "aiortc": "#c63", "aiortc-encode": "#a33"}
+    bars = costs.bar(labels, values, color=[colors.get(r["fanout"], "#75a") for r in runs])
     costs.set_yscale("log")
     costs.set_ylabel("node CPU µs per outbound listener packet (log)")
     costs.axhline(15, color="#555", linestyle="--", linewidth=1)
