@@ -61,7 +61,7 @@ FANOUT = "janus-audiobridge"
 PLUGIN = "janus.plugin.audiobridge"
 # Listener counts of the runs `python -m bench.media` makes (each stops the next if
 # Janus lost packets or listeners): the comparison's count, then past one core's worth.
-LISTENERS = [100, 200]
+LISTENERS = [100, 150]
 # The room as created through the API; the comments in the module's docstring say why.
 ROOM: dict[str, Any] = {
     "description": "parlor bench",
@@ -103,12 +103,14 @@ def ice_address() -> str:
     return addresses[0]
 
 
-def write_config(folder: Path, http_port: int) -> Path:
+def write_config(folder: Path, http_port: int, event_loops: int = 0) -> Path:
     """A Janus config folder with only the core, the HTTP transport and the AudioBridge.
 
     Janus loads every library in its plugins and transports folders, so those folders
     are made here too, holding a link to the one library each that is wanted; the event
-    handler and logger folders stay empty.
+    handler and logger folders stay empty. `event_loops` 0 is Janus's default: a thread
+    with an event loop of its own for each handle (each PeerConnection); a number
+    shares that many loops among all handles.
     """
     library = library_folder()
     address = ice_address()
@@ -130,6 +132,7 @@ def write_config(folder: Path, http_port: int) -> Path:
 \tserver_name = "parlor-bench"
 \tsession_timeout = 60
 \thide_dependencies = true
+\tevent_loops = {event_loops}
 \tprotected_folders = ["/bin", "/boot", "/dev", "/etc", "/lib", "/proc", "/sbin", "/sys", "/usr"]
 }}
 certificates: {{
@@ -190,10 +193,11 @@ def request(url: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
 class JanusServer:
     """`janus` from a generated config folder, pinned to the node's CPU."""
 
-    def __init__(self, log_dir: Path) -> None:
+    def __init__(self, log_dir: Path, event_loops: int = 0) -> None:
         self.folder = Path(tempfile.mkdtemp(prefix="parlor-janus-"))
         port = free_port()
-        config = write_config(self.folder, port)
+        self.event_loops = event_loops
+        config = write_config(self.folder, port, event_loops)
         self.url = f"http://127.0.0.1:{port}/janus"
         self.log = (log_dir / f"janus-{secrets.token_hex(3)}.log").open("wb")
         self.process = subprocess.Popen(
@@ -256,14 +260,16 @@ class JanusLoad(LoadGenerator):
         )
 
 
-def compare_janus(listeners: int, seconds: float, logs: Path) -> dict[str, Any]:
+def compare_janus(
+    listeners: int, seconds: float, logs: Path, event_loops: int = 0
+) -> dict[str, Any]:
     """One AudioBridge room, one speaker, `listeners` muted participants.
 
     The same steps and arithmetic as `compare()` in `__main__.py`, so the figures sit in
     the same table: an empty-room window with the speaker alone, the joins at 50/s, then
     a steady window.
     """
-    server = JanusServer(logs)
+    server = JanusServer(logs, event_loops)
     load: JanusLoad | None = None
     try:
         room = server.create_room()
@@ -295,6 +301,7 @@ def compare_janus(listeners: int, seconds: float, logs: Path) -> dict[str, Any]:
         "us_per_packet_above_empty_room": round(marginal_us, 1) if marginal_us else None,
         "listeners_per_core": int(1e6 / total_us / PACKETS_PER_SECOND) if total_us else None,
         "empty_room_node_cpu_percent": empty["node_cpu_percent"],
+        "empty_room_node_rss_mb": empty["node_rss_mb"],
         "latency_ms": {
             "p50": percentile(latencies, 0.5),
             "p95": percentile(latencies, 0.95),
@@ -303,7 +310,11 @@ def compare_janus(listeners: int, seconds: float, logs: Path) -> dict[str, Any]:
         "answer_ms_p50": percentile(joins["answer_ms"], 0.5),
         "join_ms_p95": percentile(joins["join_ms"], 0.95),
         **steady,
-        "janus": {"version": server.info.get("version_string"), "room": ROOM},
+        "janus": {
+            "version": server.info.get("version_string"),
+            "event_loops": event_loops or "one per handle",
+            "room": ROOM,
+        },
     }
 
 
@@ -319,14 +330,16 @@ def not_measured(listeners: int, why: str = "janus not installed") -> dict[str, 
     }
 
 
-def runs(counts: list[int], seconds: float, logs: Path) -> list[dict[str, Any]]:
+def runs(
+    counts: list[int], seconds: float, logs: Path, event_loops: int = 0
+) -> list[dict[str, Any]]:
     """One run per listener count; stops adding listeners once Janus loses packets."""
     if not installed():
         return [not_measured(counts[0])]
     results = []
     for count in counts:
         print(f"{FANOUT}, {count} listeners", flush=True)
-        results.append(compare_janus(count, seconds, logs))
+        results.append(compare_janus(count, seconds, logs, event_loops))
         print(f"  {json.dumps(results[-1])}", flush=True)
         lost = max(results[-1]["loss"] or 0.0, results[-1]["shortfall"] or 0.0)
         if results[-1]["joined"] < count or lost > 0.005:
@@ -339,6 +352,9 @@ def main() -> None:
     parser.add_argument("--listeners", type=int, nargs="+", default=LISTENERS)
     parser.add_argument("--seconds", type=float, default=10.0, help="measurement window")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--event-loops", type=int, default=0, help="Janus's event_loops (0: one per handle)"
+    )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     logs = args.out / "media-logs"
@@ -349,7 +365,7 @@ def main() -> None:
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "machine": machine(),
         "load_average_at_start": os.getloadavg(),
-        "comparison": runs(args.listeners, args.seconds, logs),
+        "comparison": runs(args.listeners, args.seconds, logs, args.event_loops),
         "duration_seconds": round(time.time() - started),
     }
     (args.out / "janus.json").write_text(json.dumps(results, indent=2) + "\n")
