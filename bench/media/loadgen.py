@@ -299,6 +299,7 @@ class JanusLoadGenerator(LoadGenerator):
         self.session: int | None = None
         self.pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self.poller: asyncio.Task[None] | None = None
+        self.creating = asyncio.Lock()
 
     def token(self, user: str, role: str) -> str:
         # AudioBridge rooms here are open: a participant's "token" is its join request.
@@ -333,7 +334,10 @@ class JanusLoadGenerator(LoadGenerator):
                     f"{self.url}/{self.session}", params={"maxev": "100"}
                 ) as response:
                     events = await response.json(content_type=None)
-            except (TimeoutError, aiohttp.ClientError):
+            except TimeoutError:
+                continue  # no event in the poll's 30 s: Janus answers with a keepalive
+            except (aiohttp.ClientError, ValueError):
+                await asyncio.sleep(0.1)
                 continue
             for event in events if isinstance(events, list) else [events]:
                 future = self.pending.get(event.get("transaction", ""))
@@ -341,9 +345,14 @@ class JanusLoadGenerator(LoadGenerator):
                     future.set_result(event)
 
     async def post(self, pc: RTCPeerConnection, token: str) -> None:
-        if self.session is None:
-            self.session = (await self.call("", {"janus": "create"}))["data"]["id"]
-            self.poller = asyncio.create_task(self.poll())
+        """Attach a handle and join with the offer; the answer comes as the join's event.
+
+        The join time the harness reports (offer to answer) covers both requests.
+        """
+        async with self.creating:
+            if self.session is None:
+                self.session = (await self.call("", {"janus": "create"}))["data"]["id"]
+                self.poller = asyncio.create_task(self.poll())
         attached = await self.call(
             f"/{self.session}", {"janus": "attach", "plugin": "janus.plugin.audiobridge"}
         )
