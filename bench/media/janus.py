@@ -41,6 +41,7 @@ from typing import Any
 from aioice.ice import get_host_addresses
 
 from .__main__ import (
+    CLOCK_TICKS,
     LOAD_CPU,
     NODE_CPU,
     PACKETS_PER_SECOND,
@@ -73,6 +74,17 @@ ROOM: dict[str, Any] = {
     "record": False,
     "permanent": False,
 }
+
+
+def core_busy(cpu: int) -> float:
+    """Seconds one CPU has spent busy (any process) since boot, from /proc/stat."""
+    for line in Path("/proc/stat").read_text().splitlines():
+        fields = line.split()
+        if fields[0] == f"cpu{cpu}":
+            # user nice system idle iowait irq softirq steal: all but idle and iowait.
+            ticks = [int(v) for v in fields[1:9]]
+            return (sum(ticks) - ticks[3] - ticks[4]) / CLOCK_TICKS
+    return 0.0
 
 
 def installed() -> bool:
@@ -282,8 +294,10 @@ def compare_janus(
         joins = load.ask("join", count=listeners, rate=PACKETS_PER_SECOND)
         time.sleep(3)
         window = Window(server, load)  # type: ignore[arg-type]
+        busy = core_busy(NODE_CPU)
         time.sleep(seconds)
         steady = window.close()
+        busy = core_busy(NODE_CPU) - busy
     finally:
         if load is not None:
             load.stop()
@@ -310,6 +324,10 @@ def compare_janus(
         "answer_ms_p50": percentile(joins["answer_ms"], 0.5),
         "join_ms_p95": percentile(joins["join_ms"], 0.95),
         **steady,
+        # The machine is shared: what else ran on Janus's core during the window.
+        "others_on_node_cpu_percent": round(
+            max(0.0, 100 * busy / steady["seconds"] - steady["node_cpu_percent"]), 1
+        ),
         "janus": {
             "version": server.info.get("version_string"),
             "event_loops": event_loops or "one per handle",
@@ -355,7 +373,14 @@ def main() -> None:
     parser.add_argument(
         "--event-loops", type=int, default=0, help="Janus's event_loops (0: one per handle)"
     )
+    parser.add_argument(
+        "--prebuffering",
+        type=int,
+        default=ROOM["default_prebuffering"],
+        help="the room's default_prebuffering, in 20 ms packets (the plugin's own default: 6)",
+    )
     args = parser.parse_args()
+    ROOM["default_prebuffering"] = args.prebuffering
     args.out.mkdir(parents=True, exist_ok=True)
     logs = args.out / "media-logs"
     logs.mkdir(exist_ok=True)
