@@ -5,8 +5,9 @@ one speaker sending the same pre-encoded Opus tone bursts, and lightweight aiort
 listeners (real ICE and DTLS, RTP counted at the UDP layer). Janus (Debian's `janus`
 package, 1.1.x) runs from a config folder generated in a temporary directory with only
 what is needed: the core with ICE on one local address (see `ice_address`), the HTTP
-transport on a free port of 127.0.0.1, and the AudioBridge plugin; no other plugin, transport, event
-handler or logger is loaded. It is pinned to the node's CPU, like the Parlor node.
+transport on a free port of 127.0.0.1, and the AudioBridge plugin; no other plugin,
+transport, event handler or logger is loaded. It is pinned to the node's CPU, as the
+Parlor node is.
 
 What a "listener" is here: AudioBridge has no receive-only participant. Every listener
 joins the room as a muted participant (`muted: true`), with a receive-only offer. The
@@ -17,10 +18,10 @@ and fans the same packets out. That difference is what the comparison shows.
 
 The room, created through the API (see `ROOM`): 48 kHz mixing (Opus fullband, as
 Parlor's mixer), a mono mix (no spatial audio), 32 kbit/s per participant (Parlor's mix
-bitrate; the plugin's default, 0, lets libopus pick about 50 kbit/s for mono 48 kHz),
-prebuffering of 2 packets (40 ms, Parlor's mixer prefill; the plugin's default is 6,
-120 ms, which would add 80 ms to every figure of latency), no recording, no audio-level
-events. The figures use the definitions of `compare()` in `__main__.py`.
+bitrate; the plugin's default, 0, leaves it to libopus), prebuffering of 2 packets
+(40 ms, Parlor's mixer prefill; the plugin's default is 6, `--prebuffering 6` tries it),
+no recording, no audio-level events. Participants keep the plugin's Opus complexity
+(`quality`, 4). The figures use the definitions of `compare()` in `__main__.py`.
 """
 
 from __future__ import annotations
