@@ -209,7 +209,6 @@ class JanusServer:
     def __init__(self, log_dir: Path, event_loops: int = 0) -> None:
         self.folder = Path(tempfile.mkdtemp(prefix="parlor-janus-"))
         port = free_port()
-        self.event_loops = event_loops
         config = write_config(self.folder, port, event_loops)
         self.url = f"http://127.0.0.1:{port}/janus"
         self.log = (log_dir / f"janus-{secrets.token_hex(3)}.log").open("wb")
