@@ -10,6 +10,9 @@ REQUIREMENTS := requirements.txt functions/requirements.txt media_node/requireme
 # download browsers here) and a colour emoji font for the reactions.
 DEBIAN_PACKAGES := chromium fonts-noto-color-emoji
 DEBIAN_STAMP := $(VENV)/.debian-stamp
+# Debian packages the media benchmark needs: Janus, whose AudioBridge it also measures.
+BENCH_DEBIAN_PACKAGES := janus
+BENCH_DEBIAN_STAMP := $(VENV)/.bench-debian-stamp
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 export AWS_DEFAULT_REGION ?= us-east-1
@@ -27,6 +30,11 @@ $(DEBIAN_STAMP): | $(STAMP)
 	dpkg -s $(DEBIAN_PACKAGES) >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEBIAN_PACKAGES); }
 	touch $(DEBIAN_STAMP)
+
+$(BENCH_DEBIAN_STAMP): | $(STAMP)
+	dpkg -s $(BENCH_DEBIAN_PACKAGES) >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(BENCH_DEBIAN_PACKAGES); }
+	touch $(BENCH_DEBIAN_STAMP)
 
 up: $(STAMP)
 	$(BIN)/python -m local.up
@@ -57,7 +65,7 @@ test: lint typecheck pytest synth
 
 # One Space start fanned out to 100,000 followers through the alert pipeline against
 # moto in server mode; results in bench/results/alerts.json (FOLLOWERS=... to change).
-bench: $(STAMP)
+bench: $(STAMP) $(BENCH_DEBIAN_STAMP)
 	$(BIN)/pip install --quiet -r bench/media/requirements.txt
 	$(BIN)/python -m bench.alerts
 	$(BIN)/python -m bench.media

@@ -374,6 +374,17 @@ def main() -> None:
     parser.add_argument("--step", type=int, default=250)
     parser.add_argument("--limit", type=int, default=4000, help="saturation stops here")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    # Janus AudioBridge under the same load; imported here, as janus.py imports this
+    # module's helpers.
+    from . import janus
+
+    parser.add_argument(
+        "--janus",
+        action=argparse.BooleanOptionalAction,
+        default=janus.installed(),
+        help=f"also measure Janus's AudioBridge (default: on when {janus.JANUS} exists)",
+    )
+    parser.add_argument("--janus-listeners", type=int, nargs="+", default=janus.LISTENERS)
     args = parser.parse_args()
 
     private = Ed25519PrivateKey.generate()
@@ -404,6 +415,10 @@ def main() -> None:
             print(f"{fanout}, {listeners} listeners", flush=True)
             runs.append(compare(aws, keys, fanout, listeners, args.seconds, logs))
             print(f"  {json.dumps(runs[-1])}", flush=True)
+        if args.janus:
+            runs.extend(janus.runs(args.janus_listeners, args.seconds, logs))
+        else:
+            runs.append(janus.not_measured(args.janus_listeners[0], "--no-janus"))
         print("saturation (fast path)", flush=True)
         saturation = saturate(aws, keys, args.storm, args.step, args.limit, logs)
     finally:

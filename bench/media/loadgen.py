@@ -270,8 +270,111 @@ class LoadGenerator:
         }
 
 
+# --- Janus signaling mode (bench/media/janus.py) --------------------------------------
+# The same speaker and listeners, joined to a Janus AudioBridge room through Janus's
+# HTTP/JSON API instead of the node's WHIP-like endpoint. One Janus session carries every
+# participant of this process as a handle of its own (one PeerConnection each), as a
+# server-side orchestrator would; a long poll on the session brings the plugin's
+# asynchronous replies, matched to requests by transaction.
+
+
+# AudioBridge's encoder (32 kbit/s, its default complexity of 4) makes 41-52-byte packets
+# of the silent mix, 63-66 bytes on the tone's first frame and 78-97 after it; with the
+# same 30 bytes of header, extensions and tag, a loud datagram is over 88 bytes.
+JANUS_LOUD_DATAGRAM = 88
+
+
+class JanusLoadGenerator(LoadGenerator):
+    """Participants of one AudioBridge room: the speaker unmuted, listeners muted."""
+
+    def __init__(self, settings: dict[str, Any]) -> None:
+        # One process, one mode: the listeners' loudness threshold becomes Janus's.
+        global LOUD_DATAGRAM
+        LOUD_DATAGRAM = JANUS_LOUD_DATAGRAM
+        super().__init__(
+            {"url": settings["janus"]["url"], "space": "", "node_id": "", "private_key": ""}
+            | settings
+        )
+        self.room: int = settings["janus"]["room"]
+        self.session: int | None = None
+        self.pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self.poller: asyncio.Task[None] | None = None
+        self.creating = asyncio.Lock()
+
+    def token(self, user: str, role: str) -> str:
+        # AudioBridge rooms here are open: a participant's "token" is its join request.
+        # It has no receive-only mode, so a listener is a muted participant.
+        return json.dumps({"display": user, "muted": role == "listener"})
+
+    async def call(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        """A Janus request; for a plugin message, waits for the plugin's event reply."""
+        http = await self.http()
+        transaction = uuid.uuid4().hex
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self.pending[transaction] = future
+        try:
+            async with http.post(
+                f"{self.url}{path}", json={**body, "transaction": transaction}
+            ) as response:
+                reply: dict[str, Any] = await response.json(content_type=None)
+            if reply.get("janus") == "ack":
+                reply = await asyncio.wait_for(future, JOIN_TIMEOUT)
+        finally:
+            self.pending.pop(transaction, None)
+        if reply.get("janus") not in ("success", "event") or "error" in reply:
+            raise RuntimeError(f"janus refused {body.get('janus')}: {reply}")
+        return reply
+
+    async def poll(self) -> None:
+        """Long-poll the session's events (also what keeps the session alive)."""
+        http = await self.http()
+        while True:
+            try:
+                async with http.get(
+                    f"{self.url}/{self.session}", params={"maxev": "100"}
+                ) as response:
+                    events = await response.json(content_type=None)
+            except TimeoutError:
+                continue  # no event in the poll's 30 s: Janus answers with a keepalive
+            except (aiohttp.ClientError, ValueError):
+                await asyncio.sleep(0.1)
+                continue
+            for event in events if isinstance(events, list) else [events]:
+                future = self.pending.get(event.get("transaction", ""))
+                if future is not None and not future.done():
+                    future.set_result(event)
+
+    async def post(self, pc: RTCPeerConnection, token: str) -> None:
+        """Attach a handle and join with the offer; the answer comes as the join's event.
+
+        The join time the harness reports (offer to answer) covers both requests.
+        """
+        async with self.creating:
+            if self.session is None:
+                self.session = (await self.call("", {"janus": "create"}))["data"]["id"]
+                self.poller = asyncio.create_task(self.poll())
+        attached = await self.call(
+            f"/{self.session}", {"janus": "attach", "plugin": "janus.plugin.audiobridge"}
+        )
+        reply = await self.call(
+            f"/{self.session}/{attached['data']['id']}",
+            {
+                "janus": "message",
+                "body": {"request": "join", "room": self.room, **json.loads(token)},
+                "jsep": {"type": "offer", "sdp": pc.localDescription.sdp},
+            },
+        )
+        data = reply.get("plugindata", {}).get("data", {})
+        if data.get("audiobridge") != "joined" or "jsep" not in reply:
+            raise RuntimeError(f"join refused: {data}")
+        await pc.setRemoteDescription(
+            RTCSessionDescription(sdp=reply["jsep"]["sdp"], type=reply["jsep"]["type"])
+        )
+
+
 async def main() -> None:
-    generator = LoadGenerator(json.loads(sys.argv[1]))
+    settings = json.loads(sys.argv[1])
+    generator = (JanusLoadGenerator if "janus" in settings else LoadGenerator)(settings)
     while True:
         line = await asyncio.to_thread(sys.stdin.readline)
         if not line:

@@ -13,13 +13,17 @@ import matplotlib.pyplot as plt
 
 
 def plot(results: dict[str, Any], path: Path) -> None:
-    runs = results["comparison"]
+    # A path that was not measured (Janus not installed) has no bar.
+    runs = [r for r in results["comparison"] if "not_measured" not in r]
     steps = results["saturation"]["steps"]
     figure, (costs, curve) = plt.subplots(1, 2, figsize=(12, 4.5))
 
-    labels = [f"{r['fanout']}\n{r['listeners']} listeners" for r in runs]
+    # Path names broken at their first hyphen ("janus-", "audiobridge"), so six labels fit.
+    names = [r["fanout"].replace("-", "-\n", 1) for r in runs]
+    labels = [f"{name}\n{r['listeners']}" for name, r in zip(names, runs, strict=True)]
     values = [r["us_per_packet"] or 0 for r in runs]
-    bars = costs.bar(labels, values, color=["#2a7", "#c63", "#a33", "#2a7"][: len(runs)])
+    colors = {"fast": "#2a7", "aiortc": "#c63", "aiortc-encode": "#a33"}
+    bars = costs.bar(labels, values, color=[colors.get(r["fanout"], "#75a") for r in runs])
     costs.set_yscale("log")
     costs.set_ylabel("node CPU µs per outbound listener packet (log)")
     costs.axhline(15, color="#555", linestyle="--", linewidth=1)
@@ -28,6 +32,8 @@ def plot(results: dict[str, Any], path: Path) -> None:
         costs.text(
             bar.get_x() + bar.get_width() / 2, value * 1.08, f"{value:g}", ha="center", fontsize=9
         )
+    costs.set_xlabel("path, listeners")
+    costs.tick_params(axis="x", labelsize=8)
     costs.set_title("Fan-out cost per packet")
 
     listeners = [s["listeners"] for s in steps]
