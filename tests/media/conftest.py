@@ -214,6 +214,9 @@ def start_node(aws: Aws, keys: Keys) -> Iterator[Callable[..., NodeProcess]]:
             "METRICS_SECONDS": "1",
             # Teardown must not wait out rooms whose peers never connected.
             "DRAIN_TIMEOUT_SECONDS": "2",
+            # One worker unless a test asks for more: the single-worker node of old,
+            # behind its supervisor, and the lightest on a shared machine.
+            "WORKERS": "1",
             "PYTHONUNBUFFERED": "1",
             **env_overrides,
         }
