@@ -125,12 +125,9 @@ class FeedEndpoint(asyncio.DatagramProtocol):
     async def open(cls, host: str) -> FeedEndpoint:
         loop = asyncio.get_running_loop()
         transport, endpoint = await loop.create_datagram_endpoint(cls, local_addr=(host, 0))
+        endpoint._transport = transport
         endpoint.port = transport.get_extra_info("sockname")[1]
         return endpoint
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.DatagramTransport)
-        self._transport = transport
 
     def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
         if len(data) != HELLO.size:

@@ -430,6 +430,7 @@ class Room:
         # Relays close the user's sessions they hold when they see the event.
         if found or self.relays:
             self.broadcast({"type": "removed", "user_id": user_id})
+        if found:
             await asyncio.sleep(FAREWELL_SECONDS)
             for participant in found:
                 await self.remove(participant, reason)

@@ -170,6 +170,9 @@ class NodeProcess:
             result: dict[str, Any] = json.load(response)
         return result
 
+    def worker_pids(self) -> list[int]:
+        return [worker["pid"] for worker in self.health()["workers"]]
+
     def log_lines(self) -> list[dict[str, Any]]:
         lines = []
         for line in self.log_path.read_text().splitlines():
