@@ -54,9 +54,9 @@ class Aws:
     def sqs(self) -> Any:
         return boto3.client("sqs", endpoint_url=self.endpoint, region_name="us-east-1")
 
-    def table(self) -> Any:
+    def table(self, name: str = NODES_TABLE) -> Any:
         dynamodb = boto3.resource("dynamodb", endpoint_url=self.endpoint, region_name="us-east-1")
-        return dynamodb.Table(NODES_TABLE)
+        return dynamodb.Table(name)
 
     def principal(self) -> str:
         """The `aws:userid` the node's credentials have (NODE_ID=aws)."""
@@ -100,6 +100,14 @@ class Keys:
     private: Ed25519PrivateKey
     public_pem: str
 
+    @property
+    def private_pem(self) -> str:
+        return self.private.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ).decode()
+
 
 @pytest.fixture(scope="package")
 def keys() -> Keys:
@@ -120,6 +128,7 @@ class NodeProcess:
     log_path: Path
     aws: Aws
     _keys: Keys
+    table: str = NODES_TABLE
 
     def token(
         self,
@@ -151,7 +160,7 @@ class NodeProcess:
 
     def registry_item(self) -> dict[str, Any] | None:
         item: dict[str, Any] | None = (
-            self.aws.table()
+            self.aws.table(self.table)
             .get_item(Key={"node_id": self.node_id}, ConsistentRead=True)
             .get("Item")
         )
@@ -237,7 +246,8 @@ def start_node(aws: Aws, keys: Keys) -> Iterator[Callable[..., NodeProcess]]:
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
-        node = NodeProcess(node_id, f"http://127.0.0.1:{port}", process, log_path, aws, keys)
+        node = NodeProcess(node_id, f"http://127.0.0.1:{port}", process, log_path, aws, keys,
+                           table=env["NODES_TABLE"])
         started.append(node)
         deadline = time.monotonic() + 30
         while True:

@@ -5,13 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import aiohttp
+import jwt
 import pytest
 
-from .conftest import MediaEvents, NodeProcess
+from .conftest import REPO, Aws, Keys, MediaEvents, NodeProcess
 from .peers import Peer, peak_hz, post_offer
 
 pytestmark = pytest.mark.slow
@@ -178,3 +184,70 @@ def test_only_a_token_that_places_a_relay_of_this_node_gets_its_feed(
             await host.close()
 
     asyncio.run(scenario())
+
+
+def test_the_control_plane_relays_a_full_space_on_another_node(
+    aws: Aws, keys: Keys, start_node: Callable[..., NodeProcess]
+) -> None:
+    """The API's placement reads the registry entries real nodes write: once the
+    Space's node lists it as full, the next listener is sent to the other node as a
+    relay, with a token both nodes accept, and hears the Space."""
+    table = f"parlor-media-nodes-{uuid.uuid4().hex[:6]}"
+    env = {
+        **os.environ,
+        **aws.env,
+        "NODES_TABLE": table,
+        "JOIN_TOKEN_PRIVATE_KEY": keys.private_pem,
+        "PYTHONPATH": os.pathsep.join([str(REPO / "functions"), str(REPO)]),
+    }
+
+    def control_plane(*args: str) -> Any:
+        done = subprocess.run(
+            [sys.executable, "-m", "tests.media.control_plane", *args],
+            cwd=REPO, env=env, capture_output=True, text=True, timeout=120, check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout) if done.stdout.strip() else None
+
+    control_plane("tables")
+    # A node of one worker that sends a Space to one listener: the first fills it.
+    started = [start_node(NODES_TABLE=table, WORKER_LISTENERS="1") for _ in range(2)]
+    space = "sp_placed_relay"
+    control_plane("space", space, "u_host")
+
+    async def scenario() -> None:
+        first = await asyncio.to_thread(control_plane, "join", space, "u_first")
+        owner = next(n for n in started if n.node_id == first["node_id"])
+        other = next(n for n in started if n is not owner)
+        host = Peer(owner.url, space, tone_hz=440)
+        listener = Peer(first["media"]["url"].split("/media/")[0], space)
+        relayed: Peer | None = None
+        try:
+            await host.join(owner.token("u_host", space, "host"))
+            await listener.join(first["token"])
+            await asyncio.gather(host.connected(timeout=20), listener.connected(timeout=20))
+            deadline = time.monotonic() + 10
+            while space not in ((await asyncio.to_thread(owner.registry_item)) or {}).get(
+                "full_spaces", []
+            ):
+                assert time.monotonic() < deadline, "the owner never listed the Space as full"
+                await asyncio.sleep(0.2)
+
+            second = await asyncio.to_thread(control_plane, "join", space, "u_second")
+            assert second["node_id"] == other.node_id
+            claims = jwt.decode(second["token"], options={"verify_signature": False})
+            assert (claims["node"], claims["origin"]) == (other.node_id, owner.node_id)
+            relayed = Peer(second["media"]["url"].split("/media/")[0], space)
+            await relayed.join(second["token"])
+            assert relayed.node_id == other.node_id
+            await relayed.connected(timeout=20)
+            await relayed.hear(440, present=True, timeout=10)
+        finally:
+            await asyncio.gather(host.close(), listener.close(),
+                                 *([relayed.close()] if relayed else []))
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        for node in started:
+            node.stop()
