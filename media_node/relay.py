@@ -367,14 +367,14 @@ class RelayRoom(Room):
         async for message in ws:
             if message.type is not aiohttp.WSMsgType.TEXT:
                 continue
-            for participant in list(self.participants.values()):
-                participant.send_text(message.data)
             try:
                 event = json.loads(message.data)
             except ValueError:
                 continue
-            if isinstance(event, dict):
-                await self._act_on(event)
+            if not isinstance(event, dict):
+                continue
+            self._forward(message.data, event)
+            await self._act_on(event)
             if self._finished or self.closed:
                 return
         if self.closed:
@@ -386,16 +386,27 @@ class RelayRoom(Room):
         self._notify({"type": "rejoin", "reason": REJOIN_RELAY_LOST})
         await self._finish(REJOIN_RELAY_LOST)
 
+    def _forward(self, text: str, event: dict[str, Any]) -> None:
+        """The owner's event to every listener here; to one promoted to the stage, in
+        its place, `rejoin`: a speaker publishes into the owner's mix, so the client
+        moves there (with its new role, from the API), and must not take the event as
+        leave to open its microphone on this connection, which cannot carry it."""
+        promoted = event.get("user_id") if event.get("type") == "role_changed" and \
+            event.get("role") in PUBLISHING_ROLES else None
+        for participant in list(self.participants.values()):
+            if participant.user_id == promoted:
+                participant.send(
+                    {"type": "rejoin", "reason": REJOIN_PROMOTED, "role": event["role"]}
+                )
+            else:
+                participant.send_text(text)
+
     async def _act_on(self, event: dict[str, Any]) -> None:
         kind, user_id = event.get("type"), event.get("user_id")
         if kind == "speaking_started" and isinstance(user_id, str):
             self._speaking.add(user_id)
         elif kind == "speaking_stopped" and isinstance(user_id, str):
             self._speaking.discard(user_id)
-        elif kind == "role_changed" and event.get("role") in PUBLISHING_ROLES:
-            # A speaker publishes into the owner's mix: the client moves there.
-            for participant in self.of_user(str(user_id)):
-                participant.send({"type": "rejoin", "reason": REJOIN_PROMOTED})
         elif kind == "removed" and isinstance(user_id, str):
             self._refusals.refuse_earlier_tokens(self.space_id, user_id)
             found = self.of_user(user_id)
