@@ -5,15 +5,17 @@ It checks join tokens, places each join on a worker and forwards the request the
 node to that node inside the VPC, and proxies other nodes' feed subscriptions to the
 worker that owns the Space. Placement, for a Space (docs/media-contract.md):
 
-- speakers (host, co-host, speaker) join the worker that owns the Space, the first one
-  to join choosing the least loaded worker;
+- speakers (host, co-host, speaker) join the worker that owns the Space, whatever the
+  node's load (a Space has at most 13); the first to join a Space (a speaker or not)
+  makes the least loaded worker its owner, if the node is below CAPACITY;
 - a listener joins the owner while it has fewer than WORKER_LISTENERS listeners of the
   Space, else a worker already relaying the Space with room left (filled one at a time),
   else the least loaded worker not yet holding the Space, which becomes a relay;
 - a listener whose token names an origin (this node relays a Space owned elsewhere)
   joins a relay worker the same way;
-- no worker left for the Space: 503 `full`, and the Space is listed full in the
-  registry, so the control plane places further listeners on another node.
+- listeners beyond the node's CAPACITY, or with no worker left for the Space: 503
+  `full`; the Space is then listed full in the registry, and the control plane places
+  further listeners on another node.
 """
 
 from __future__ import annotations
@@ -221,6 +223,8 @@ class Front:
     ) -> WorkerProcess:
         if self.draining:
             raise SignalingError(503, "draining", "this node is draining and opens no new rooms")
+        if self._participants() >= self._config.capacity:
+            raise SignalingError(503, "full", "this node is at capacity")
         free = [w for w in alive if w.index not in holding]
         if not free:
             raise SignalingError(503, "full", "no worker is free to mix this Space")

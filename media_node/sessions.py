@@ -33,7 +33,8 @@ def address_of(session_id: str) -> SessionAddress | None:
         return None
     tag = parts[0]
     try:
-        node_id = base64.urlsafe_b64decode(tag + "=" * (-len(tag) % 4)).decode()
+        padded = tag + "=" * (-len(tag) % 4)
+        node_id = base64.b64decode(padded, altchars=b"-_", validate=True).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
         return None
-    return SessionAddress(node_id, int(parts[1]))
+    return SessionAddress(node_id, int(parts[1])) if node_id else None

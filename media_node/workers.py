@@ -125,6 +125,11 @@ class WorkerProcess:
                 status: dict[str, Any] = await response.json()
         except (aiohttp.ClientError, TimeoutError):
             return False
+        self.absorb(status, asked_at)
+        return True
+
+    def absorb(self, status: dict[str, Any], asked_at: float) -> None:
+        """The worker's status (node.Node.status), as it was when asked at `asked_at`."""
         self.rooms = {
             space_id: RoomView(
                 listeners=int(room["listeners"]),
@@ -144,7 +149,6 @@ class WorkerProcess:
             counters["packets_in"], counters["packets_out"], counters["late_ticks"]
         )
         self.cpu = float(status["cpu_seconds"])
-        return True
 
     def died(self) -> None:
         """Its rooms died with it: forget them, keep what it counted."""
