@@ -301,7 +301,6 @@ class RelayRoom(Room):
         self._speaking: set[str] = set()
         self._feed_pts = 0
         self._http: aiohttp.ClientSession | None = None
-        self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._up: _TextPump | None = None
         self._udp: asyncio.DatagramTransport | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -345,7 +344,7 @@ class RelayRoom(Room):
         except (aiohttp.ClientError, OSError, TimeoutError, ValueError, KeyError) as exc:
             await self._http.close()
             raise FeedUnavailable(f"{type(exc).__name__}: {exc}") from None
-        self._ws, self._udp = ws, udp
+        self._udp = udp
         self._up = _TextPump(ws, f"up-{self.space_id}")
         self._speaking = set(hello.get("speaking", []))
         self._refusals.adopt_refusals(self.space_id, hello.get("refusals", {}))
