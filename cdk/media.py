@@ -4,7 +4,10 @@ Tasks run in public subnets with public IPs, because WebRTC audio goes straight 
 clients and a task (a node announces its public address in its ICE candidates). Only
 signaling goes through the Application Load Balancer, which accepts only requests that
 CloudFront signs with a shared header, since the browser reaches everything through
-the one CloudFront origin."""
+the one CloudFront origin. The load balancer spreads requests over the nodes; a node
+forwards what belongs to another node to it inside the VPC, and a node relays a full
+Space of another node from it, so nodes reach each other on the signaling port (and on
+UDP for the relay feeds, which the WebRTC rule already admits)."""
 
 from __future__ import annotations
 
@@ -29,17 +32,25 @@ SIGNALING_PORT = 8700
 COMMAND_QUEUE_PREFIX = "parlor-media-node-"
 # The IAM policy variable a node's principal id is compared with (see media_node/config.py).
 PRINCIPAL = "${aws:userid}"
-# Participants one node takes (its CAPACITY); autoscaling aims below it.
-NODE_CAPACITY = 500
+# Participants a node takes per vCPU (its CAPACITY); autoscaling aims below it.
+CAPACITY_PER_VCPU = 500
+# A node's memory per vCPU (one worker each): Fargate's smallest size for 1 vCPU, and
+# about 17 MB per 100 listeners (docs/performance.md) leaves room for CAPACITY.
+MEMORY_MIB_PER_VCPU = 2048
+# Fargate's task sizes, each of which takes MEMORY_MIB_PER_VCPU per vCPU.
+FARGATE_VCPUS = (1, 2, 4, 8, 16)
 ORIGIN_HEADER = "X-Parlor-Origin"
 
 
 class Media(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, nodes_table: dynamodb.ITable,
                  media_events: sqs.IQueue, public_key: secretsmanager.ISecret,
-                 origin_secret: str, max_nodes: int) -> None:
+                 origin_secret: str, max_nodes: int, vcpus: int = 1) -> None:
         super().__init__(scope, construct_id)
+        if vcpus not in FARGATE_VCPUS:
+            raise ValueError(f"media_node_vcpus must be one of {FARGATE_VCPUS}, got {vcpus}")
         stack = Stack.of(self)
+        self.capacity = CAPACITY_PER_VCPU * vcpus
         self.vpc = ec2.Vpc(
             self, "Vpc", max_azs=2, nat_gateways=0,
             subnet_configuration=[ec2.SubnetConfiguration(
@@ -50,7 +61,8 @@ class Media(Construct):
         self.cluster = ecs.Cluster(self, "Cluster", vpc=self.vpc,
                                    container_insights_v2=ecs.ContainerInsights.ENABLED)
 
-        task = ecs.FargateTaskDefinition(self, "Task", cpu=1024, memory_limit_mib=2048)
+        task = ecs.FargateTaskDefinition(self, "Task", cpu=1024 * vcpus,
+                                         memory_limit_mib=MEMORY_MIB_PER_VCPU * vcpus)
         self.log_group = logs.LogGroup(self, "Logs", retention=logs.RetentionDays.ONE_MONTH)
         # PUBLIC_URL (the site's origin, through which clients reach signaling) is added
         # by the stack once the site exists: the site's distribution needs this ALB first.
@@ -61,11 +73,16 @@ class Media(Construct):
             environment={
                 "PORT": str(SIGNALING_PORT),
                 "ANNOUNCED_ADDRESS": "ecs",
+                # Other nodes reach this one at its task's private address.
+                "PRIVATE_URL": "ecs",
                 "NODE_ID": NODE_ID_FROM_AWS,
                 "NODES_TABLE": nodes_table.table_name,
                 "MEDIA_EVENTS_QUEUE_URL": media_events.queue_url,
                 "COMMAND_QUEUE_PREFIX": COMMAND_QUEUE_PREFIX,
-                "CAPACITY": str(NODE_CAPACITY),
+                "CAPACITY": str(self.capacity),
+                # One worker per vCPU of the task, said outright: the CPUs a Fargate
+                # task may be scheduled on need not match its vCPU quota.
+                "WORKERS": str(vcpus),
             },
             secrets={"JOIN_TOKEN_PUBLIC_KEY": ecs.Secret.from_secrets_manager(public_key)},
             logging=ecs.LogDrivers.aws_logs(stream_prefix="media", log_group=self.log_group),
@@ -89,7 +106,11 @@ class Media(Construct):
         # completed ICE with it.
         self.node_security_group.add_ingress_rule(
             ec2.Peer.any_ipv4(), ec2.Port.udp_range(1024, 65535),
-            "WebRTC media (ICE, DTLS-SRTP) from clients")
+            "WebRTC media (ICE, DTLS-SRTP) from clients, and relay feeds between nodes")
+        # Signaling forwarded to the node that holds a Space or session, and the
+        # WebSocket of a relay feed: from the other nodes only.
+        self.node_security_group.connections.allow_internally(
+            ec2.Port.tcp(SIGNALING_PORT), "signaling and relay feeds between nodes")
         self.service = ecs.FargateService(
             self, "Service", cluster=self.cluster, task_definition=task,
             desired_count=1, assign_public_ip=True,
@@ -126,7 +147,7 @@ class Media(Construct):
         scaling.scale_on_cpu_utilization("Cpu", target_utilization_percent=60)
         scaling.scale_to_track_custom_metric(
             "Participants", metric=self.participants_metric(),
-            target_value=NODE_CAPACITY * 0.6,
+            target_value=self.capacity * 0.6,
             scale_in_cooldown=Duration.minutes(5), scale_out_cooldown=Duration.minutes(1))
 
     @staticmethod
@@ -157,6 +178,10 @@ class Media(Construct):
             actions=["dynamodb:PutItem", "dynamodb:DeleteItem"],
             resources=[nodes_table.table_arn],
             conditions={"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": [PRINCIPAL]}}))
+        # Reading another node's entry (its private URL) to forward its signaling to
+        # it or to subscribe to its feed: any item, one at a time, nothing else.
+        role.add_to_principal_policy(iam.PolicyStatement(
+            actions=["dynamodb:GetItem"], resources=[nodes_table.table_arn]))
         media_events.grant_send_messages(role)
         # ANNOUNCED_ADDRESS=ecs: the node reads its task's public IP from its ENI.
         role.add_to_principal_policy(iam.PolicyStatement(

@@ -53,7 +53,8 @@ class ParlorStack(Stack):
         media = Media(self, "Media", nodes_table=data.tables["NODES_TABLE"],
                       media_events=messaging.media_events, public_key=keys.public_key,
                       origin_secret=stack_uuid,
-                      max_nodes=int(context("max_media_nodes") or 1))
+                      max_nodes=int(context("max_media_nodes") or 4),
+                      vcpus=int(context("media_node_vcpus") or 1))
         media.service.node.add_dependency(keys.resource)
         Media.grant_commands(api.role, self)
 

@@ -1,8 +1,9 @@
 """Commands from the control plane, on this node's own SQS queue.
 
-The queue is long-polled from a daemon thread (a 20 s receive must not hold up the
-event loop, nor the process's exit); each batch is applied on the event loop, in
-order, and deleted from the queue once applied.
+The supervisor long-polls the queue from a daemon thread (a 20 s receive must not hold
+up the event loop, nor the process's exit); each batch is applied on the event loop,
+in order, by forwarding each command to the node's workers (supervisor.py), and is
+deleted from the queue once applied. A worker applies a command with `apply`.
 """
 
 from __future__ import annotations
@@ -12,10 +13,12 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .identity import NODE_TAG
 from .node import Node
+from .relay import RelayRoom
 from .room import Room
 from .tokens import ROLES
 
@@ -61,6 +64,10 @@ async def apply(node: Node, command: dict[str, Any]) -> None:
     if room is None:
         log.info("command for a Space not open here", extra=fields)
         return
+    if isinstance(room, RelayRoom):
+        # The owner applies it and its events reach this relay through the feed, in the
+        # owner's order; applying it here too would tell the listeners twice.
+        return
     if kind == "end":
         log.info("ending the Space", extra=fields)
         await room.end({"type": "space_ended"}, reason="ended")
@@ -94,6 +101,9 @@ def _superseded(room: Room, kind: str, user_id: str, issued_at: Any) -> bool:
     return False
 
 
+Applier = Callable[[dict[str, Any]], Awaitable[None]]
+
+
 class CommandQueue:
     def __init__(self, sqs: Any, name: str, node_id: str) -> None:
         self._sqs = sqs
@@ -118,16 +128,16 @@ class CommandQueue:
         self._sqs.delete_queue(QueueUrl=self.url)
         log.info("command queue deleted", extra={"queue_url": self.url})
 
-    def start(self, node: Node, loop: asyncio.AbstractEventLoop) -> None:
+    def start(self, apply: Applier, loop: asyncio.AbstractEventLoop) -> None:
         self._thread = threading.Thread(
-            target=self._poll, args=(node, loop), name="command-queue", daemon=True
+            target=self._poll, args=(apply, loop), name="command-queue", daemon=True
         )
         self._thread.start()
 
     def stop(self) -> None:
         self._stopped.set()
 
-    def _poll(self, node: Node, loop: asyncio.AbstractEventLoop) -> None:
+    def _poll(self, apply: Applier, loop: asyncio.AbstractEventLoop) -> None:
         while not self._stopped.is_set():
             try:
                 response = self._sqs.receive_message(
@@ -142,7 +152,7 @@ class CommandQueue:
             messages = response.get("Messages", [])
             if not messages or self._stopped.is_set():
                 continue
-            future = asyncio.run_coroutine_threadsafe(self._apply_batch(node, messages), loop)
+            future = asyncio.run_coroutine_threadsafe(self._apply_batch(apply, messages), loop)
             try:
                 done = future.result(timeout=APPLY_TIMEOUT_SECONDS)
             except Exception:
@@ -150,7 +160,7 @@ class CommandQueue:
                 continue
             self._delete(done)
 
-    async def _apply_batch(self, node: Node, messages: list[dict[str, Any]]) -> list[str]:
+    async def _apply_batch(self, apply: Applier, messages: list[dict[str, Any]]) -> list[str]:
         """Apply each command in order; the receipts of those to delete from the queue."""
         done = []
         for message in messages:
@@ -164,7 +174,7 @@ class CommandQueue:
                 done.append(message["ReceiptHandle"])
                 continue
             try:
-                await apply(node, command)
+                await apply(command)
             except Exception:
                 log.exception("command failed", extra={"command": command})
                 continue

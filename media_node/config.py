@@ -14,6 +14,10 @@ from .ice import DISCOVER_ON_ECS
 from .rtp_fanout import Fanout
 
 SQS_NAME_MAX = 80
+# Listeners of one Space a worker sends to before more workers relay it: about 65% of
+# the fast path's measured 1,240 listeners per core (docs/performance.md), leaving the
+# rest of the core for the mix, the speakers' decoding and the DTLS handshakes of joins.
+DEFAULT_WORKER_LISTENERS = 800
 
 
 class ConfigError(ValueError):
@@ -26,6 +30,8 @@ class Config:
     host: str
     port: int
     public_url: str
+    # How other nodes reach this one inside the VPC (signaling forwarded, relay feeds).
+    private_url: str
     announced_address: str | None
     join_token_public_key: str
     nodes_table: str
@@ -36,6 +42,8 @@ class Config:
     drain_timeout_seconds: float
     metrics_seconds: float
     fanout: Fanout = Fanout.FAST
+    workers: int = 1
+    worker_listeners: int = DEFAULT_WORKER_LISTENERS
 
     @property
     def command_queue_name(self) -> str:
@@ -64,6 +72,9 @@ class Config:
         host = env.get("HOST", "0.0.0.0")
         port = _int(env, "PORT", 8700, minimum=1)
         public_url = env.get("PUBLIC_URL") or f"http://127.0.0.1:{port}"
+        private_url = env.get("PRIVATE_URL") or f"http://127.0.0.1:{port}"
+        if private_url != DISCOVER_ON_ECS and not re.match(r"https?://", private_url):
+            raise ConfigError(f"PRIVATE_URL must be an http(s) URL or {DISCOVER_ON_ECS!r}")
         prefix = env.get("COMMAND_QUEUE_PREFIX", "parlor-media-node-")
         if len(prefix + node_id) > SQS_NAME_MAX:
             raise ConfigError("COMMAND_QUEUE_PREFIX + NODE_ID exceed SQS's 80-character name")
@@ -85,6 +96,7 @@ class Config:
             host=host,
             port=port,
             public_url=public_url.rstrip("/"),
+            private_url=private_url.rstrip("/"),
             announced_address=announced,
             join_token_public_key=key,
             nodes_table=env.get("NODES_TABLE", "parlor-media-nodes"),
@@ -96,6 +108,8 @@ class Config:
             drain_timeout_seconds=_float(env, "DRAIN_TIMEOUT_SECONDS", 110.0),
             metrics_seconds=_float(env, "METRICS_SECONDS", 60.0),
             fanout=fanout,
+            workers=_int(env, "WORKERS", len(os.sched_getaffinity(0)), minimum=1),
+            worker_listeners=_int(env, "WORKER_LISTENERS", DEFAULT_WORKER_LISTENERS, minimum=1),
         )
 
 

@@ -13,7 +13,8 @@ from typing import Any
 
 import aiohttp
 
-# ANNOUNCED_ADDRESS's value that asks the node to find its task's public IP itself.
+# ANNOUNCED_ADDRESS's (and PRIVATE_URL's) value that asks the node to find its task's
+# public IP (private address) itself.
 DISCOVER_ON_ECS = "ecs"
 
 
@@ -46,12 +47,9 @@ def _announce_candidate(line: str, address: str) -> str:
     return " ".join(fields)
 
 
-async def discover_ecs_public_address(metadata_uri: str, ec2: Any) -> str:
-    """The public IPv4 address of this Fargate task, known only once the task runs.
-
-    The task metadata endpoint gives the private address of the task's network
-    interface; EC2 tells which public address is associated with that interface.
-    """
+async def ecs_private_address(metadata_uri: str) -> str:
+    """The private IPv4 address of this Fargate task's network interface, from the task
+    metadata endpoint v4: where other nodes of the VPC reach it."""
     timeout = aiohttp.ClientTimeout(total=5)
     async with (
         aiohttp.ClientSession(timeout=timeout) as http,
@@ -67,11 +65,21 @@ async def discover_ecs_public_address(metadata_uri: str, ec2: Any) -> str:
     ]
     if not private:
         raise RuntimeError("the task metadata lists no IPv4 address")
+    return str(private[0])
+
+
+async def discover_ecs_public_address(metadata_uri: str, ec2: Any) -> str:
+    """The public IPv4 address of this Fargate task, known only once the task runs.
+
+    The task metadata endpoint gives the private address of the task's network
+    interface; EC2 tells which public address is associated with that interface.
+    """
+    private = await ecs_private_address(metadata_uri)
     interfaces = ec2.describe_network_interfaces(
-        Filters=[{"Name": "addresses.private-ip-address", "Values": private[:1]}]
+        Filters=[{"Name": "addresses.private-ip-address", "Values": [private]}]
     )["NetworkInterfaces"]
     for interface in interfaces:
         public = interface.get("Association", {}).get("PublicIp")
         if public:
             return str(public)
-    raise RuntimeError(f"no public IP is associated with {private[0]}: is assignPublicIp on?")
+    raise RuntimeError(f"no public IP is associated with {private}: is assignPublicIp on?")

@@ -12,9 +12,10 @@ _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message
 
 
 class JsonFormatter(logging.Formatter):
-    def __init__(self, node_id: str) -> None:
+    def __init__(self, node_id: str, worker: int | None = None) -> None:
         super().__init__()
         self._node_id = node_id
+        self._worker = worker
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
@@ -24,6 +25,9 @@ class JsonFormatter(logging.Formatter):
             "node_id": self._node_id,
             "message": record.getMessage(),
         }
+        if self._worker is not None:
+            # The node's processes share one stdout: which worker said it.
+            entry["worker"] = self._worker
         for key, value in vars(record).items():
             if key not in _STANDARD and not key.startswith("_"):
                 entry[key] = value
@@ -32,9 +36,9 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
-def configure(node_id: str, level: str = "INFO") -> None:
+def configure(node_id: str, level: str = "INFO", worker: int | None = None) -> None:
     handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(JsonFormatter(node_id))
+    handler.setFormatter(JsonFormatter(node_id, worker))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -1,4 +1,8 @@
-"""The node: its rooms, its admission rules and its draining state."""
+"""A worker's rooms, its admission rules and its draining state.
+
+Each worker process of a node (supervisor.py starts them) has one `Node`: the rooms it
+owns (it mixes them) and the rooms it relays (relay.py). What is per node, not per
+worker (capacity, one use of a join token, placement), is the front's (front.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +14,9 @@ from typing import Any
 from .config import Config
 from .events import MediaEvents
 from .metrics import Counters
+from .relay import FeedSource, FeedUnavailable, RelayRoom
 from .room import Participant, Room
+from .sessions import new_session_id
 from .signaling import SignalingError
 from .tokens import JoinClaims, TokenVerifier
 
@@ -21,9 +27,10 @@ REFUSAL_MEMORY_SECONDS = 600
 
 
 class Node:
-    def __init__(self, config: Config, events: MediaEvents) -> None:
+    def __init__(self, config: Config, events: MediaEvents, worker: int = 0) -> None:
         self.config = config
         self.node_id = config.node_id
+        self.worker = worker
         self.verifier = TokenVerifier(config.join_token_public_key, config.node_id)
         self.events = events
         self.counters = Counters()
@@ -51,26 +58,57 @@ class Node:
                         lost += stats.packetsLost
         return received, lost
 
-    def open_room(self, claims: JoinClaims) -> Room:
-        """The Space's room on this node, opened if need be and if the node may."""
+    def new_session_id(self) -> str:
+        return new_session_id(self.node_id, self.worker)
+
+    async def open_room(self, claims: JoinClaims, feed: FeedSource | None = None) -> Room:
+        """The Space's room in this worker, opened if need be and if the worker may:
+        a room it mixes, or with `feed` (the front says where from) a room it relays."""
         space_id = claims.space_id
-        self._forget_old_refusals()
-        ended = self._ended.get(space_id)
-        if ended is not None and claims.issued_at <= ended:
-            raise SignalingError(410, "space_ended", "this Space has ended")
-        removed = self._removed.get((space_id, claims.user_id))
-        if removed is not None and claims.issued_at <= removed:
-            raise SignalingError(403, "removed", "you were removed from this Space")
+        self._refuse_if_refused(claims)
         room = self.rooms.get(space_id)
         if room is None and self.draining:
             raise SignalingError(503, "draining", "this node is draining and opens no new rooms")
-        if self.participant_count() >= self.config.capacity:
-            raise SignalingError(503, "full", "this node is at capacity")
+        if claims.may_publish and (isinstance(room, RelayRoom) or (room is None and feed)):
+            # Speakers publish into the mix, which is made where the Space is owned.
+            raise SignalingError(403, "wrong_node", "speakers join the Space where it is mixed")
         if room is None:
-            room = Room(space_id, self.events, self.counters, self._room_closed, self.config.fanout)
+            config = self.config
+            if feed is None:
+                room = Room(space_id, self.events, self.counters, self._room_closed, config.fanout)
+            else:
+                room = RelayRoom(space_id, self.events, self.counters, self._room_closed,
+                                 config.fanout, feed, self, config.host)
             self.rooms[space_id] = room
-            log.info("room opened", extra={"space_id": space_id})
+            log.info("room opened", extra={"space_id": space_id, "relay": feed is not None})
+        if isinstance(room, RelayRoom):
+            try:
+                await room.ready()
+            except FeedUnavailable as exc:
+                log.warning("no feed to relay", extra={"space_id": space_id, "why": str(exc)})
+                raise SignalingError(
+                    503, "relay_unavailable", "the Space's audio cannot be relayed; try again"
+                ) from None
+            if room.closed:
+                # Another join, refused, closed the room while this one waited for it.
+                raise SignalingError(503, "relay_unavailable", "the relay closed; try again")
+            try:
+                # The owner's refusals arrived with its feed.
+                self._refuse_if_refused(claims)
+            except SignalingError:
+                if not room.participants:
+                    await room.close()
+                raise
         return room
+
+    def _refuse_if_refused(self, claims: JoinClaims) -> None:
+        self._forget_old_refusals()
+        ended = self._ended.get(claims.space_id)
+        if ended is not None and claims.issued_at <= ended:
+            raise SignalingError(410, "space_ended", "this Space has ended")
+        removed = self._removed.get((claims.space_id, claims.user_id))
+        if removed is not None and claims.issued_at <= removed:
+            raise SignalingError(403, "removed", "you were removed from this Space")
 
     def refuse_earlier_tokens(self, space_id: str, user_id: str | None = None) -> None:
         """After "end" (or "remove"), tokens minted before it no longer admit anyone.
@@ -83,6 +121,23 @@ class Node:
             self._ended[space_id] = now
         else:
             self._removed[(space_id, user_id)] = now
+
+    def refusals(self, space_id: str) -> dict[str, Any]:
+        """What a relay of the Space must refuse too (sent with the feed)."""
+        return {
+            "ended": self._ended.get(space_id),
+            "removed": {u: t for (s, u), t in self._removed.items() if s == space_id},
+        }
+
+    def adopt_refusals(self, space_id: str, refusals: dict[str, Any]) -> None:
+        ended = refusals.get("ended")
+        if isinstance(ended, int | float):
+            self._ended[space_id] = max(float(ended), self._ended.get(space_id, 0.0))
+        removed = refusals.get("removed")
+        for user_id, at in (removed.items() if isinstance(removed, dict) else ()):
+            if isinstance(at, int | float):
+                key = (space_id, str(user_id))
+                self._removed[key] = max(float(at), self._removed.get(key, 0.0))
 
     def _forget_old_refusals(self) -> None:
         horizon = time.time() - REFUSAL_MEMORY_SECONDS
@@ -99,11 +154,34 @@ class Node:
         return room.participants.get(session_id) if room is not None else None
 
     def start_draining(self) -> None:
+        # The front tells the control plane (node_draining): it is the node's news.
         if self.draining:
             return
         self.draining = True
         log.info("draining", extra={"rooms": self.room_count()})
-        self.events.publish("node_draining")
+
+    def status(self) -> dict[str, Any]:
+        """What the front places by and aggregates (see front.py and supervisor.py)."""
+        rooms = {}
+        for space_id, room in self.rooms.items():
+            participants = room.participants.values()
+            rooms[space_id] = {
+                "participants": len(participants),
+                "listeners": sum(1 for p in participants if not p.may_publish),
+                "relay": isinstance(room, RelayRoom),
+                "origin": room.origin if isinstance(room, RelayRoom) else None,
+            }
+        counters = self.counters
+        return {
+            "rooms": rooms,
+            "counters": {
+                "packets_in": counters.packets_in,
+                "packets_out": counters.packets_out,
+                "late_ticks": counters.late_ticks,
+            },
+            "cpu_seconds": time.process_time(),
+            "draining": self.draining,
+        }
 
     async def wait_until_empty(self, timeout: float) -> bool:
         loop = asyncio.get_running_loop()

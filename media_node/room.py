@@ -9,7 +9,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from aiortc import RTCDataChannel, RTCPeerConnection, RTCRtpSender
@@ -52,6 +52,17 @@ MAX_LAG_SECONDS = 0.2
 # the reports of a large room spread out. Cheap, and off the per-packet path.
 STREAM_UPKEEP_TICKS = 25
 REPORT_UPKEEPS = 10
+
+
+class RelayOutlet(Protocol):
+    """A worker relaying this room (relay.py): it gets every encoded listener packet and
+    every room event, and fans them out to listeners of its own."""
+
+    def send_packet(self, payload: bytes, pts: int) -> None: ...
+
+    def send_text(self, text: str) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class Participant:
@@ -155,7 +166,7 @@ class Participant:
             return
         if not self._take_reaction_allowance():
             return
-        self.room.broadcast({"type": "reaction", "user_id": self.user_id, "emoji": emoji})
+        self.room.react(self.user_id, emoji)
 
     def _take_reaction_allowance(self) -> bool:
         now = time.monotonic()
@@ -218,6 +229,8 @@ class Room:
         self.events = events
         self.counters = counters
         self.participants: dict[str, Participant] = {}
+        # Workers (here or on other nodes) that send this room to listeners of their own.
+        self.relays: list[RelayOutlet] = []
         self.closed = False
         # (kind, user id) -> issued_at of the latest command applied, see commands.py.
         self.command_times: dict[tuple[str, str], float] = {}
@@ -242,6 +255,11 @@ class Room:
         text = json.dumps(message)
         for participant in self.participants.values():
             participant.send_text(text)
+        for relay in self.relays:
+            relay.send_text(text)
+
+    def react(self, user_id: str, emoji: str) -> None:
+        self.broadcast({"type": "reaction", "user_id": user_id, "emoji": emoji})
 
     # -- the mixer -------------------------------------------------------------------
 
@@ -309,7 +327,10 @@ class Room:
                     participant.track.push(packet)
                 sent += len(packets)
         for packet in listener_packets:
-            sent += send_to_all(listener_streams, bytes(packet), pts)
+            payload = bytes(packet)
+            sent += send_to_all(listener_streams, payload, pts)
+            for relay in self.relays:
+                relay.send_packet(payload, pts)
         self.counters.packets_out += sent
         self._ticks += 1
         if self._ticks % STREAM_UPKEEP_TICKS == 0:
@@ -365,7 +386,7 @@ class Room:
             log.info("participant left", extra={**participant.describe(), "reason": reason})
             self.events.publish("participant_left", **participant.describe(), reason=reason)
         await participant.close()
-        if not self.participants:
+        if not self.participants and not self.relays:
             await self.close()
 
     def set_role(self, user_id: str, role: str) -> bool:
@@ -380,6 +401,9 @@ class Room:
             else:
                 participant.encoder = None
                 self._silence(participant)
+            self.broadcast({"type": "role_changed", "user_id": user_id, "role": role})
+        if not found and self.relays:
+            # The user may listen through a relay, which acts on the event (relay.py).
             self.broadcast({"type": "role_changed", "user_id": user_id, "role": role})
         return bool(found)
 
@@ -403,8 +427,10 @@ class Room:
 
     async def remove_user(self, user_id: str, reason: str) -> bool:
         found = self.of_user(user_id)
-        if found:
+        # Relays close the user's sessions they hold when they see the event.
+        if found or self.relays:
             self.broadcast({"type": "removed", "user_id": user_id})
+        if found:
             await asyncio.sleep(FAREWELL_SECONDS)
             for participant in found:
                 await self.remove(participant, reason)
@@ -426,4 +452,6 @@ class Room:
             self._clock.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._clock
+        for relay in self.relays:
+            relay.close()
         self._on_closed(self)

@@ -1,4 +1,6 @@
-"""WHIP/WHEP-shaped signaling: POST an offer to join, PATCH to renegotiate, DELETE to leave.
+"""WHIP/WHEP-shaped signaling in a worker: POST an offer to join, PATCH to renegotiate,
+DELETE to leave. Requests reach it through the node's front (front.py), which routes
+them to the worker that holds the Space or the session.
 
 ICE is not trickled: the client gathers its candidates before it POSTs, and the answer
 carries all of the node's. The session URL holds a 128-bit random id and is the
@@ -10,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
@@ -26,6 +27,8 @@ from aiortc.exceptions import InvalidAccessError, InvalidStateError, OperationEr
 from aiortc.mediastreams import MediaStreamTrack
 
 from .ice import announce_address
+from .internal import FEED_HEADER, SESSION_PATH, SESSIONS_PATH
+from .relay import FeedSource
 from .room import Participant, Room
 from .rtp_fanout import Fanout
 from .tokens import TokenError
@@ -114,38 +117,24 @@ class Signaling:
         self._node = node
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def app(self) -> web.Application:
-        app = web.Application(middlewares=[json_errors], client_max_size=MAX_SDP_BYTES)
-        app.router.add_get("/health", self.health)
-        app.router.add_post("/media/spaces/{space_id}/sessions", self.create_session)
-        app.router.add_patch("/media/spaces/{space_id}/sessions/{session_id}", self.renegotiate)
-        app.router.add_delete("/media/spaces/{space_id}/sessions/{session_id}", self.leave)
-        return app
-
-    async def health(self, request: web.Request) -> web.Response:
-        node = self._node
-        return web.json_response(
-            {
-                "status": "draining" if node.draining else "ok",
-                "node_id": node.node_id,
-                "rooms": node.room_count(),
-                "participants": node.participant_count(),
-                "capacity": node.config.capacity,
-                "draining": node.draining,
-            }
-        )
+    def add_routes(self, app: web.Application) -> None:
+        app.router.add_post(SESSIONS_PATH, self.create_session)
+        app.router.add_patch(SESSION_PATH, self.renegotiate)
+        app.router.add_delete(SESSION_PATH, self.leave)
 
     async def create_session(self, request: web.Request) -> web.Response:
         space_id = request.match_info["space_id"]
+        # The front verified the token too and spent it (one use is per node, and the
+        # node's workers do not share memory); the worker keeps its own check of what
+        # admits the peer, so that nothing reaches a room on the front's word alone.
         claims = self._node.verifier.verify(request.headers.get("Authorization"), space_id)
         _content_type_must_be_sdp(request)
         offer = check_offer(await request.read())
-        room = self._node.open_room(claims)
-        # Spent only now, so that a request refused for its body can be retried.
-        self._node.verifier.consume(claims)
+        feed = request.headers.get(FEED_HEADER)
+        room = await self._node.open_room(claims, FeedSource.parse(feed) if feed else None)
 
         pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-        participant = Participant(room, secrets.token_urlsafe(16), claims, pc)
+        participant = Participant(room, self._node.new_session_id(), claims, pc)
         self._wire(room, participant)
         # The transceiver exists before the offer is applied so that the offer's audio
         # section lands on it and only Opus is negotiated: the mix is Opus packets, which

@@ -37,6 +37,12 @@ class JoinClaims:
     jti: str
     issued_at: float
     expires_at: float
+    # The node that mixes the Space when `node_id` only relays it (docs/media-contract.md).
+    origin: str | None = None
+
+    @property
+    def may_publish(self) -> bool:
+        return self.role in PUBLISHING_ROLES
 
 
 class TokenVerifier:
@@ -52,7 +58,14 @@ class TokenVerifier:
         # A join token admits one connection: a copied token cannot open a second one.
         self._seen: dict[str, float] = {}
 
-    def verify(self, authorization: str | None, space_id: str) -> JoinClaims:
+    def verify(
+        self, authorization: str | None, space_id: str, *, any_node: bool = False
+    ) -> JoinClaims:
+        """The token's claims if it admits someone to `space_id` on this node.
+
+        `any_node`: a token for another node is returned rather than refused, for the
+        node's front to forward the request to the node it names.
+        """
         token = _bearer(authorization)
         try:
             claims = jwt.decode(
@@ -73,18 +86,29 @@ class TokenVerifier:
             raise TokenError(401, "invalid_token", f"unknown role {role!r}")
         if claims["space"] != space_id:
             raise TokenError(403, "wrong_space", "the join token is for another Space")
-        if claims["node"] != self._node_id:
+        if claims["node"] != self._node_id and not any_node:
             raise TokenError(403, "wrong_node", "the join token is for another media node")
+        origin = claims.get("origin")
         return JoinClaims(
             user_id=str(claims["sub"]),
             space_id=space_id,
             role=role,
-            node_id=self._node_id,
+            node_id=str(claims["node"]),
             muted=bool(claims.get("muted", False)),
             jti=str(claims["jti"]),
             issued_at=float(claims["iat"]),
             expires_at=float(claims["exp"]) + LEEWAY_SECONDS,
+            origin=str(origin) if origin else None,
         )
+
+    def verify_feed(self, authorization: str | None, space_id: str) -> JoinClaims:
+        """A relay node asking this node for a Space's feed shows the join token that
+        placed a listener of that Space on it as a relay of this node: the control plane
+        decided that relay, and only it can sign such a token."""
+        claims = self.verify(authorization, space_id, any_node=True)
+        if claims.origin != self._node_id:
+            raise TokenError(403, "wrong_node", "the join token places no relay of this node")
+        return claims
 
     def consume(self, claims: JoinClaims) -> None:
         """Spend the token on the session about to open; a second use is refused."""
@@ -94,6 +118,10 @@ class TokenVerifier:
         if claims.jti in self._seen:
             raise TokenError(401, "token_reused", "the join token was already used")
         self._seen[claims.jti] = claims.expires_at
+
+    def release(self, claims: JoinClaims) -> None:
+        """Give back a token whose session did not open, so that it can be retried."""
+        self._seen.pop(claims.jti, None)
 
 
 def _bearer(authorization: str | None) -> str:

@@ -17,6 +17,7 @@ Results: bench/results/media.json and bench/results/media.png.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -59,6 +60,15 @@ def process_cpu(pid: int) -> float:
     """CPU seconds (user + system, all threads) a process has used so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def process_tree(pid: int) -> list[int]:
+    """The process and its descendants: the node's supervisor and its workers."""
+    children = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError):
+            children += [int(c) for c in (task / "children").read_text().split()]
+    return [pid, *(p for child in children for p in process_tree(child))]
 
 
 def process_rss_mb(pid: int) -> float:
@@ -131,6 +141,8 @@ class MediaNode:
             "CAPACITY": "100000",
             "DRAIN_TIMEOUT_SECONDS": "1",
             "RTP_FANOUT": fanout,
+            # One core: the supervisor and one worker, every room on that worker.
+            "WORKERS": "1",
         }
         self.log = (log_dir / f"{self.node_id}-{fanout}.log").open("wb")
         self.process = subprocess.Popen(
@@ -153,10 +165,10 @@ class MediaNode:
                 time.sleep(0.2)
 
     def cpu(self) -> float:
-        return process_cpu(self.process.pid)
+        return sum(process_cpu(pid) for pid in process_tree(self.process.pid))
 
     def rss_mb(self) -> float:
-        return process_rss_mb(self.process.pid)
+        return sum(process_rss_mb(pid) for pid in process_tree(self.process.pid))
 
     def stop(self) -> None:
         # SIGKILL: a graceful drain of thousands of peers would only slow the run.

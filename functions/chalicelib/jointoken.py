@@ -38,7 +38,9 @@ def _private_key() -> Ed25519PrivateKey:
     return key
 
 
-def mint(user_id: str, space_id: str, role: str, node_id: str, muted: bool) -> tuple[str, int]:
+def mint(user_id: str, space_id: str, role: str, node_id: str, muted: bool,
+         origin: str | None = None) -> tuple[str, int]:
+    """`origin`: the node that mixes the Space, when `node_id` is to relay it."""
     now = int(time.time())
     expires_at = now + settings().join_token_ttl_seconds
     claims: dict[str, Any] = {
@@ -53,6 +55,8 @@ def mint(user_id: str, space_id: str, role: str, node_id: str, muted: bool) -> t
         "exp": expires_at,
         "jti": uuid.uuid4().hex,
     }
+    if origin is not None:
+        claims["origin"] = origin
     return jwt.encode(claims, _private_key(), algorithm="EdDSA"), expires_at
 
 

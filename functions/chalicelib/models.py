@@ -188,10 +188,17 @@ class MediaNode(Model):
 
     node_id = UnicodeAttribute(hash_key=True)
     url = UnicodeAttribute()
+    # Where other nodes reach it inside the VPC (forwarded signaling, relay feeds).
+    private_url = UnicodeAttribute(null=True)
     command_queue_url = UnicodeAttribute()
     capacity = NumberAttribute(default=1000)
+    workers = NumberAttribute(default=1)
     rooms = NumberAttribute(default=0)
     participants = NumberAttribute(default=0)
+    # Spaces open on the node that take no more listeners there: placement relays them.
+    full_spaces = ListAttribute(of=UnicodeAttribute, default=list)
+    # Spaces the node relays for other nodes.
+    relayed_spaces = ListAttribute(of=UnicodeAttribute, default=list)
     cpu = NumberAttribute(default=0)
     heartbeat_at = NumberAttribute()
     draining = BooleanAttribute(default=False)

@@ -1,8 +1,15 @@
 """Joining a Space's audio: a seat in the Space, a media node, and a join token.
 
 A Space is placed on the least loaded healthy node the first time someone joins and
-keeps that node while it stays healthy; if it stops heartbeating, the next join moves
-the Space (clients rejoin through this same call)."""
+keeps that node (its owner, which mixes it) while it stays healthy; if it stops
+heartbeating, the next join moves the Space (clients rejoin through this same call).
+
+When the owner takes no more listeners of the Space (its registry entry lists the Space
+in `full_spaces`, or the node is at capacity), a listener is placed on another healthy
+node as a relay of the owner: the join token names that node and, as `origin`, the
+owner, from which that node gets the Space's feed (docs/media-contract.md). A node that
+already relays the Space is filled first. Speakers always join the owner: they publish
+into its mix."""
 
 from __future__ import annotations
 
@@ -14,7 +21,7 @@ from .config import settings
 from .db import Tx, TxFailed
 from .errors import Conflict, Forbidden, Unavailable
 from .models import MediaNode, Member, Space
-from .spaces import LISTENER, REMOVED
+from .spaces import LISTENER, REMOVED, STAGE_ROLES
 
 
 def healthy(node: MediaNode, now: float) -> bool:
@@ -26,10 +33,26 @@ def _load_ratio(node: MediaNode) -> float:
     return int(node.participants) / max(int(node.capacity), 1)
 
 
-def _node_of(space: Space, now: float) -> MediaNode:
+def _takes_listeners(node: MediaNode, space_id: str) -> bool:
+    return space_id not in (node.full_spaces or []) and \
+        int(node.participants) < int(node.capacity)
+
+
+def _relay_for(space_id: str, owner: MediaNode, nodes: dict[str, MediaNode],
+               now: float) -> MediaNode | None:
+    """Another healthy node to relay the Space from its owner, if any can."""
+    candidates = [n for n in nodes.values()
+                  if n.node_id != owner.node_id and healthy(n, now) and n.private_url
+                  and space_id not in (n.full_spaces or [])]
+    if not candidates:
+        return None
+    # A node that relays the Space already has its feed: fill it before opening another.
+    return min(candidates, key=lambda n: (space_id not in (n.relayed_spaces or []),
+                                          _load_ratio(n), n.node_id))
+
+
+def _node_of(space: Space, nodes: dict[str, MediaNode], now: float) -> MediaNode:
     """The Space's node, placing (or re-placing) it when needed."""
-    # The registry holds one small item per node: a scan is a few reads.
-    nodes = {n.node_id: n for n in MediaNode.scan(consistent_read=True)}
     current = nodes.get(space.node_id) if space.node_id else None
     if current is not None and now - float(current.heartbeat_at) <= \
             settings().node_heartbeat_max_age_seconds:
@@ -82,9 +105,19 @@ def join(space_id: str, user_id: str) -> dict[str, Any]:
     space = spaces.load(space_id)
     spaces.require_live(space)
     member = _seat(space_id, user_id)
-    node = _node_of(space, time.time())
+    now = time.time()
+    # The registry holds one small item per node: a scan is a few reads.
+    nodes = {n.node_id: n for n in MediaNode.scan(consistent_read=True)}
+    owner = _node_of(space, nodes, now)
+    node, origin = owner, None
+    # A relay subscribes to the owner at its private address: without one, no relay.
+    if member.role not in STAGE_ROLES and owner.private_url and \
+            not _takes_listeners(owner, space_id):
+        relay = _relay_for(space_id, owner, nodes, now)
+        if relay is not None:
+            node, origin = relay, owner.node_id
     token, expires_at = jointoken.mint(user_id, space_id, member.role, node.node_id,
-                                       bool(member.muted))
+                                       bool(member.muted), origin=origin)
     return {
         "space_id": space_id,
         "role": member.role,

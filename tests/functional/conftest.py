@@ -90,12 +90,16 @@ class World:
         return str(reply.json["space_id"])
 
     def node(self, node_id: str = "node-a", *, participants: int = 0, capacity: int = 100,
-             age: float = 0.0, draining: bool = False) -> str:
-        """Registers a media node as a node's heartbeat would, with its command queue."""
+             age: float = 0.0, draining: bool = False, full_spaces: list[str] | None = None,
+             relayed_spaces: list[str] | None = None, private: bool = True) -> str:
+        """Registers a media node as a node's heartbeat would, with its command queue.
+        `private=False`: an entry without a private URL, as nodes wrote before relays."""
         queue_url = boto3.client("sqs").create_queue(QueueName=f"cmd-{node_id}")["QueueUrl"]
         now = time.time()
         MediaNode(node_id, url=f"http://{node_id}.test:8700", command_queue_url=queue_url,
+                  private_url=f"http://10.0.0.{len(node_id)}:8700" if private else None,
                   capacity=capacity, participants=participants, rooms=0, cpu=0,
+                  full_spaces=full_spaces or [], relayed_spaces=relayed_spaces or [],
                   heartbeat_at=now - age, draining=draining, expires_at=int(now + 60)).save()
         return queue_url
 

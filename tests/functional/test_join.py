@@ -112,3 +112,84 @@ def test_joining_needs_no_profile(world: World) -> None:
     space_id = world.live_space(alice)
     anonymous = world.caller("u-just-listening")
     assert anonymous.post(f"/spaces/{space_id}/join").json["role"] == "listener"
+
+
+def _full(node_id: str, space_id: str) -> None:
+    """The node's heartbeat lists the Space as taking no more listeners there."""
+    MediaNode(node_id).update(actions=[MediaNode.full_spaces.set([space_id])])
+
+
+def test_listeners_beyond_the_owners_room_are_relayed_by_another_node(world: World) -> None:
+    world.node("node-a", participants=10)
+    world.node("node-b", participants=50)
+    world.node("node-c", participants=20)
+    alice = world.host()
+    space_id = world.live_space(alice)
+    assert alice.post(f"/spaces/{space_id}/join").json["node_id"] == "node-a"
+    _full("node-a", space_id)
+
+    body = world.user("bob").post(f"/spaces/{space_id}/join").json
+    assert body["node_id"] == "node-c"
+    assert body["media"]["url"] == f"http://node-c.test:8700/media/spaces/{space_id}/sessions"
+    claims = _claims(body["token"])
+    assert (claims["node"], claims["origin"]) == ("node-c", "node-a")
+    # The Space stays the owner's; its speakers join there, with no origin.
+    host = _claims(alice.post(f"/spaces/{space_id}/join").json["token"])
+    assert host["node"] == "node-a"
+    assert "origin" not in host
+
+
+def test_a_node_already_relaying_the_space_is_filled_first(world: World) -> None:
+    world.node("node-a")
+    world.node("node-busy-relay", participants=60)
+    world.node("node-idle", participants=0)
+    alice = world.host()
+    space_id = world.live_space(alice)
+    alice.post(f"/spaces/{space_id}/join")
+    _full("node-a", space_id)
+    MediaNode("node-busy-relay").update(actions=[MediaNode.relayed_spaces.set([space_id])])
+    assert world.user("bob").post(f"/spaces/{space_id}/join").json["node_id"] == "node-busy-relay"
+    # Once that relay is full for the Space too, the next node relays it.
+    _full("node-busy-relay", space_id)
+    assert world.user("carol").post(f"/spaces/{space_id}/join").json["node_id"] == "node-idle"
+
+
+def test_an_owner_at_capacity_relays_its_listeners(world: World) -> None:
+    world.node("node-a")
+    world.node("node-b")
+    alice = world.host()
+    space_id = world.live_space(alice)
+    alice.post(f"/spaces/{space_id}/join")
+    MediaNode("node-a").update(actions=[MediaNode.participants.set(100)])
+    claims = _claims(world.user("bob").post(f"/spaces/{space_id}/join").json["token"])
+    assert (claims["node"], claims["origin"]) == ("node-b", "node-a")
+
+
+def test_without_a_node_to_relay_the_owner_answers_for_itself(world: World) -> None:
+    """No healthy node with room for the Space: the listener goes to the owner, which
+    says full if it still is."""
+    world.node("node-a")
+    world.node("node-stale", age=120)
+    world.node("node-draining", draining=True)
+    world.node("node-full", participants=100)
+    alice = world.host()
+    space_id = world.live_space(alice)
+    alice.post(f"/spaces/{space_id}/join")
+    world.node("node-also-full", full_spaces=[space_id])
+    _full("node-a", space_id)
+    claims = _claims(world.user("bob").post(f"/spaces/{space_id}/join").json["token"])
+    assert claims["node"] == "node-a"
+    assert "origin" not in claims
+
+
+def test_an_owner_without_a_private_url_is_not_relayed(world: World) -> None:
+    """A registry entry written before relays: other nodes could not reach its feed."""
+    world.node("node-old", private=False)
+    alice = world.host()
+    space_id = world.live_space(alice)
+    alice.post(f"/spaces/{space_id}/join")
+    world.node("node-new", participants=0)
+    _full("node-old", space_id)
+    claims = _claims(world.user("bob").post(f"/spaces/{space_id}/join").json["token"])
+    assert claims["node"] == "node-old"
+    assert "origin" not in claims

@@ -97,6 +97,42 @@ def test_media_nodes_run_on_fargate_with_public_ips_behind_a_signaling_alb(
         "DefaultActions": [Match.object_like({"Type": "fixed-response"})]})
 
 
+def test_a_node_runs_one_worker_per_vcpu_and_nodes_reach_each_other(
+    template: Template, tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    task_def = _one(template, "AWS::ECS::TaskDefinition")
+    (container,) = task_def["Properties"]["ContainerDefinitions"]
+    env = {e["Name"]: e["Value"] for e in container["Environment"]}
+    assert (task_def["Properties"]["Cpu"], env["WORKERS"], env["CAPACITY"]) == ("1024", "1", "500")
+    assert env["PRIVATE_URL"] == "ecs"
+    # Forwarded signaling and relay feeds' WebSockets: the signaling port, from the
+    # nodes' own security group; the feeds' UDP is inside the WebRTC rule (0.0.0.0/0).
+    service = _one(template, "AWS::ECS::Service")
+    (group,) = service["Properties"]["NetworkConfiguration"]["AwsvpcConfiguration"][
+        "SecurityGroups"]
+    template.has_resource_properties("AWS::EC2::SecurityGroupIngress", {
+        "IpProtocol": "tcp", "FromPort": 8700, "ToPort": 8700,
+        "GroupId": group, "SourceSecurityGroupId": group})
+    scaling = _one(template, "AWS::ApplicationAutoScaling::ScalableTarget")
+    assert scaling["Properties"]["MaxCapacity"] == 4
+
+    # A bigger task: more workers and more participants, the same per vCPU.
+    from tests.infra.conftest import _synth
+
+    bigger = _synth(str(tmp_path_factory.mktemp("cdk.out")), {"media_node_vcpus": 2})
+    task_def = _one(bigger, "AWS::ECS::TaskDefinition")
+    (container,) = task_def["Properties"]["ContainerDefinitions"]
+    env = {e["Name"]: e["Value"] for e in container["Environment"]}
+    assert (task_def["Properties"]["Cpu"], task_def["Properties"]["Memory"]) == ("2048", "4096")
+    assert (env["WORKERS"], env["CAPACITY"]) == ("2", "1000")
+    participants = next(
+        c for c in (p["Properties"]["TargetTrackingScalingPolicyConfiguration"]
+                    for p in bigger.find_resources(
+                        "AWS::ApplicationAutoScaling::ScalingPolicy").values())
+        if "CustomizedMetricSpecification" in c)
+    assert participants["TargetValue"] == 600
+
+
 def test_media_nodes_scale_on_cpu_and_participants(template: Template) -> None:
     policies = template.find_resources("AWS::ApplicationAutoScaling::ScalingPolicy")
     configs = [p["Properties"]["TargetTrackingScalingPolicyConfiguration"]
@@ -140,6 +176,14 @@ def test_a_node_may_touch_only_its_queues_the_registry_and_the_events_queue(
             assert set(names) == {"dynamodb:PutItem", "dynamodb:DeleteItem"}
             assert statement["Condition"] == {
                 "ForAllValues:StringEquals": {"dynamodb:LeadingKeys": ["${aws:userid}"]}}
+    # It reads other nodes' entries (their private URLs) one item at a time.
+    reads = [s for s in statements if "dynamodb:GetItem" in json.dumps(s["Action"])]
+    assert len(reads) == 1
+    assert reads[0]["Action"] == "dynamodb:GetItem"
+    assert "Condition" not in reads[0]
+    (writes,) = [s for s in statements if "dynamodb:PutItem" in json.dumps(s["Action"])]
+    assert reads[0]["Resource"] == writes["Resource"], "the registry table only"
+    assert not any(a in actions for a in ("dynamodb:Scan", "dynamodb:Query"))
     # Any other SQS statement of the node's is the media-events queue's send grant.
     others = [s for s in statements if "sqs:SendMessage" in json.dumps(s["Action"])]
     assert len(others) == 1

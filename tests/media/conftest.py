@@ -54,9 +54,9 @@ class Aws:
     def sqs(self) -> Any:
         return boto3.client("sqs", endpoint_url=self.endpoint, region_name="us-east-1")
 
-    def table(self) -> Any:
+    def table(self, name: str = NODES_TABLE) -> Any:
         dynamodb = boto3.resource("dynamodb", endpoint_url=self.endpoint, region_name="us-east-1")
-        return dynamodb.Table(NODES_TABLE)
+        return dynamodb.Table(name)
 
     def principal(self) -> str:
         """The `aws:userid` the node's credentials have (NODE_ID=aws)."""
@@ -100,6 +100,14 @@ class Keys:
     private: Ed25519PrivateKey
     public_pem: str
 
+    @property
+    def private_pem(self) -> str:
+        return self.private.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ).decode()
+
 
 @pytest.fixture(scope="package")
 def keys() -> Keys:
@@ -120,6 +128,7 @@ class NodeProcess:
     log_path: Path
     aws: Aws
     _keys: Keys
+    table: str = NODES_TABLE
 
     def token(
         self,
@@ -151,7 +160,7 @@ class NodeProcess:
 
     def registry_item(self) -> dict[str, Any] | None:
         item: dict[str, Any] | None = (
-            self.aws.table()
+            self.aws.table(self.table)
             .get_item(Key={"node_id": self.node_id}, ConsistentRead=True)
             .get("Item")
         )
@@ -169,6 +178,9 @@ class NodeProcess:
         with urllib.request.urlopen(f"{self.url}/health", timeout=2) as response:
             result: dict[str, Any] = json.load(response)
         return result
+
+    def worker_pids(self) -> list[int]:
+        return [worker["pid"] for worker in self.health()["workers"]]
 
     def log_lines(self) -> list[dict[str, Any]]:
         lines = []
@@ -214,6 +226,9 @@ def start_node(aws: Aws, keys: Keys) -> Iterator[Callable[..., NodeProcess]]:
             "METRICS_SECONDS": "1",
             # Teardown must not wait out rooms whose peers never connected.
             "DRAIN_TIMEOUT_SECONDS": "2",
+            # One worker unless a test asks for more: the single-worker node of old,
+            # behind its supervisor, and the lightest on a shared machine.
+            "WORKERS": "1",
             "PYTHONUNBUFFERED": "1",
             **env_overrides,
         }
@@ -231,7 +246,8 @@ def start_node(aws: Aws, keys: Keys) -> Iterator[Callable[..., NodeProcess]]:
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
-        node = NodeProcess(node_id, f"http://127.0.0.1:{port}", process, log_path, aws, keys)
+        node = NodeProcess(node_id, f"http://127.0.0.1:{port}", process, log_path, aws, keys,
+                           table=env["NODES_TABLE"])
         started.append(node)
         deadline = time.monotonic() + 30
         while True:

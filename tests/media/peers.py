@@ -18,6 +18,8 @@ from aiortc import (
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av import AudioFrame
 
+from media_node.sessions import address_of
+
 SAMPLE_RATE = 48000
 FRAME = 960
 # A 100 ms window holds a whole number of cycles of 440, 550 and 660 Hz: no leakage.
@@ -122,6 +124,30 @@ class Peer:
             assert isinstance(frame, AudioFrame)
             data = frame.to_ndarray().reshape(-1, len(frame.layout.channels))[:, 0]
             self._heard.append((time.monotonic(), data.astype(np.float64)))
+
+    @property
+    def worker(self) -> int:
+        """The worker of its node the session is on (the session id says)."""
+        assert self.location is not None, "not joined"
+        address = address_of(self.location.rsplit("/", 1)[1])
+        assert address is not None, self.location
+        return address.worker
+
+    @property
+    def node_id(self) -> str:
+        assert self.location is not None, "not joined"
+        address = address_of(self.location.rsplit("/", 1)[1])
+        assert address is not None, self.location
+        return address.node_id
+
+    async def leave(self) -> int:
+        """DELETE the session, as a client that leaves does; the status."""
+        assert self.location is not None, "not joined"
+        async with (
+            aiohttp.ClientSession(self.base_url) as http,
+            http.delete(self.location) as response,
+        ):
+            return response.status
 
     def heard_since(self, since: float) -> np.ndarray:
         frames = [samples for at, samples in self._heard if at >= since]

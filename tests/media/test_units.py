@@ -1,13 +1,20 @@
-"""The node's pure parts, without a network: buffering, voice activity, parsing."""
+"""The node's pure parts, without a network: buffering, voice activity, parsing,
+placement on workers, session ids."""
 
 from __future__ import annotations
+
+import os
+import socket
 
 import numpy as np
 import pytest
 
 from media_node.commands import CommandError, parse
-from media_node.config import Config, ConfigError
+from media_node.config import DEFAULT_WORKER_LISTENERS, Config, ConfigError
+from media_node.front import listener_target
 from media_node.mixer import FRAME_SAMPLES, JitterBuffer, Speech, VoiceActivity
+from media_node.sessions import SessionAddress, address_of, new_session_id
+from media_node.workers import RoomView, WorkerProcess
 
 
 def frame(value: int, samples: int = FRAME_SAMPLES) -> np.ndarray:
@@ -82,3 +89,84 @@ def test_config_needs_a_key_and_valid_numbers() -> None:
     assert config.node_id.startswith("node-")
     assert config.public_url == "http://127.0.0.1:9000"
     assert config.command_queue_name == f"parlor-media-node-{config.node_id}"
+
+
+def test_config_of_workers_relays_and_the_private_url() -> None:
+    config = Config.from_env({"JOIN_TOKEN_PUBLIC_KEY": "k", "PORT": "9000"})
+    assert config.workers == len(os.sched_getaffinity(0))
+    assert config.worker_listeners == DEFAULT_WORKER_LISTENERS
+    assert config.private_url == "http://127.0.0.1:9000"
+    config = Config.from_env({"JOIN_TOKEN_PUBLIC_KEY": "k", "WORKERS": "3",
+                              "WORKER_LISTENERS": "2", "PRIVATE_URL": "http://10.0.1.7:8700/"})
+    assert (config.workers, config.worker_listeners) == (3, 2)
+    assert config.private_url == "http://10.0.1.7:8700"
+    for bad in ({"WORKERS": "0"}, {"WORKER_LISTENERS": "many"}, {"PRIVATE_URL": "10.0.1.7"}):
+        with pytest.raises(ConfigError):
+            Config.from_env({"JOIN_TOKEN_PUBLIC_KEY": "k", **bad})
+
+
+@pytest.mark.parametrize("node_id", ["node-3f9c1a", "AROAEXAMPLE:9f2c4e0b8d7a4c1e9b6f3a2d1c0e5f4a"])
+def test_a_session_id_says_which_node_and_worker_hold_it(node_id: str) -> None:
+    session_id = new_session_id(node_id, 3)
+    assert address_of(session_id) == SessionAddress(node_id, 3)
+    assert new_session_id(node_id, 3) != session_id
+    for bad in ("", "plain", "a.b", "bm9kZQ.x.abc", "%%%.1.abc", "a.1.b.c"):
+        assert address_of(bad) is None, bad
+
+
+def _worker(index: int, rooms: dict[str, RoomView]) -> WorkerProcess:
+    worker = WorkerProcess(index, "secret", socket.socket(), ready=True, rooms=rooms)
+    worker.listening.close()
+    return worker
+
+
+def test_listeners_fill_the_owner_then_one_relay_at_a_time() -> None:
+    space = "sp_x"
+    owner = _worker(0, {space: RoomView(listeners=1, participants=2, relay=False, origin=None)})
+    busy = _worker(1, {"sp_other": RoomView(listeners=5, participants=5, relay=False, origin=None)})
+    idle = _worker(2, {})
+    workers = [owner, busy, idle]
+    assert listener_target(space, workers, limit=2) == (owner, False)
+    # A join in flight counts: the owner's share is taken.
+    reservation = owner.reserve(space, listener=True, relay=False, origin=None)
+    assert listener_target(space, workers, limit=2) == (idle, True)
+    relay_join = idle.reserve(space, listener=True, relay=True, origin=None)
+    idle.settle(relay_join, admitted=True)
+    # The relay that has the Space fills before another opens.
+    assert listener_target(space, workers, limit=2) == (idle, True)
+    idle.reserve(space, listener=True, relay=True, origin=None)
+    assert listener_target(space, workers, limit=2) == (busy, True)
+    busy.rooms[space] = RoomView(listeners=2, participants=2, relay=True, origin=None)
+    assert listener_target(space, workers, limit=2) is None
+    # A refused join gives its seat back.
+    owner.settle(reservation, admitted=False)
+    assert listener_target(space, workers, limit=2) == (owner, False)
+    # A worker that is not ready takes nobody.
+    owner.ready = False
+    assert listener_target(space, workers, limit=2) is None
+
+
+def test_a_status_asked_after_a_join_was_answered_replaces_its_reservation() -> None:
+    worker = _worker(0, {})
+    joined = worker.reserve("sp_x", listener=True, relay=False, origin=None)
+    worker.settle(joined, admitted=True)
+    assert joined.done_at is not None
+    in_flight = worker.reserve("sp_x", listener=True, relay=False, origin=None)
+    assert worker.view("sp_x") == RoomView(2, 2, relay=False, origin=None)
+    status = {
+        "rooms": {"sp_x": {"listeners": 1, "participants": 1, "relay": False, "origin": None}},
+        "counters": {"packets_in": 5, "packets_out": 7, "late_ticks": 0},
+        "cpu_seconds": 1.5,
+        "draining": False,
+    }
+    # Asked before the join was answered: the join may not be in it, so it still counts.
+    worker.absorb(status, asked_at=joined.done_at - 1)
+    assert worker.view("sp_x") == RoomView(3, 3, relay=False, origin=None)
+    worker.absorb(status, asked_at=joined.done_at + 1)
+    assert worker.view("sp_x") == RoomView(2, 2, relay=False, origin=None)
+    assert worker.reservations == [in_flight]
+    # What a worker counted survives its death.
+    worker.died()
+    assert worker.view("sp_x") is None
+    assert worker.totals().packets_out == 7
+    assert worker.cpu_seconds() == 1.5

@@ -320,6 +320,10 @@ class Room {
         await this.refresh();
         return;
       case "node_closing":
+      case "rejoin":
+        // The audio must come from elsewhere: the node is closing, or (rejoin) this
+        // connection came through a relay that cannot carry a speaker's voice or lost
+        // its feed. Joining again through the API places it where it now belongs.
         this.stopAudio();
         await attempt(() => this.join());
         return;

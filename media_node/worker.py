@@ -1,0 +1,174 @@
+"""`python -m media_node.worker`: one worker process of a node, started by its supervisor.
+
+A worker is what a whole node was before there were several: aiortc peers, the rooms
+they are in, the mix. It serves HTTP on a loopback socket the supervisor made and
+passed to it (`WORKER_FD`), reachable by the node's front only (the worker secret comes
+first on its stdin); it publishes its media events itself. The supervisor keeps the
+other end of stdin open for the worker's whole life: when it closes, the supervisor is
+gone, and the worker closes its rooms and exits rather than run on unsupervised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+from collections.abc import Awaitable, Callable
+
+import boto3
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+
+from . import commands, logs
+from .config import Config, ConfigError
+from .events import MediaEvents
+from .internal import COMMANDS_PATH, FEED_PATH, INBOUND_PATH, STATUS_PATH, WORKER_SECRET_HEADER
+from .node import Node
+from .relay import FeedEndpoint, RelayRoom, serve_feed
+from .signaling import MAX_SDP_BYTES, Signaling, error_response, json_errors
+
+log = logging.getLogger("media_node.worker")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def only_the_front(secret: str) -> Middleware:
+    @web.middleware
+    async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
+        given = request.headers.get(WORKER_SECRET_HEADER, "")
+        if not hmac.compare_digest(given.encode(), secret.encode()):
+            return error_response(403, "forbidden", "workers answer their node's front only")
+        return await handler(request)
+
+    return check
+
+
+class Worker:
+    def __init__(self, node: Node, endpoint: FeedEndpoint, secret: str) -> None:
+        self._node = node
+        self._endpoint = endpoint
+        self._secret = secret
+
+    def app(self) -> web.Application:
+        app = web.Application(
+            middlewares=[only_the_front(self._secret), json_errors], client_max_size=MAX_SDP_BYTES
+        )
+        Signaling(self._node).add_routes(app)
+        app.router.add_get(STATUS_PATH, self.status)
+        app.router.add_get(INBOUND_PATH, self.inbound)
+        app.router.add_post(COMMANDS_PATH, self.command)
+        app.router.add_get(FEED_PATH, self.feed)
+        return app
+
+    async def status(self, request: web.Request) -> web.Response:
+        return web.json_response(self._node.status())
+
+    async def inbound(self, request: web.Request) -> web.Response:
+        # Apart from the status: getStats over every peer is too costly to poll often.
+        received, lost = await self._node.inbound_totals()
+        return web.json_response({"received": received, "lost": lost})
+
+    async def command(self, request: web.Request) -> web.Response:
+        try:
+            command = commands.parse(await request.text())
+        except commands.CommandError as exc:
+            return error_response(400, "invalid_command", str(exc))
+        await commands.apply(self._node, command)
+        return web.Response(status=204)
+
+    async def feed(self, request: web.Request) -> web.StreamResponse:
+        space_id = request.match_info["space_id"]
+        room = self._node.rooms.get(space_id)
+        if room is None or room.closed or isinstance(room, RelayRoom):
+            return error_response(404, "unknown_space", "this worker does not mix this Space")
+        hello = {"speaking": room.speaking_users(), "refusals": self._node.refusals(space_id)}
+        return await serve_feed(request, room, self._endpoint, hello)
+
+
+def _read_secret() -> str:
+    secret = sys.stdin.readline().strip()
+    if not secret:
+        raise ConfigError("the worker secret must come first on stdin (from the supervisor)")
+    return secret
+
+
+def _when_the_supervisor_is_gone(loop: asyncio.AbstractEventLoop, gone: Callable[[], None]) -> None:
+    def wait() -> None:
+        sys.stdin.read()
+        loop.call_soon_threadsafe(gone)
+
+    threading.Thread(target=wait, name="supervisor-watch", daemon=True).start()
+
+
+async def serve(config: Config, index: int, secret: str, listening: socket.socket) -> None:
+    loop = asyncio.get_running_loop()
+    events = MediaEvents(boto3.client("sqs"), config.media_events_queue_url, config.node_id)
+    events.start()
+    node = Node(config, events, index)
+    endpoint = await FeedEndpoint.open(config.host)
+    runner = web.AppRunner(Worker(node, endpoint, secret).app(), access_log=None)
+    await runner.setup()
+    await web.SockSite(runner, listening).start()
+
+    drain = asyncio.Event()
+    hurry = asyncio.Event()
+
+    def on_signal(signum: int) -> None:
+        # As the node's: the first drains, a second closes the rooms at once.
+        if drain.is_set():
+            hurry.set()
+        drain.set()
+        log.info("signal", extra={"signal": signum, "hurry": hurry.is_set()})
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)
+
+    def supervisor_gone() -> None:
+        log.error("the supervisor is gone: closing the rooms")
+        drain.set()
+        hurry.set()
+
+    _when_the_supervisor_is_gone(loop, supervisor_gone)
+    log.info("worker serving", extra={"feed_port": endpoint.port})
+
+    await drain.wait()
+    node.start_draining()
+    emptied = asyncio.create_task(node.wait_until_empty(config.drain_timeout_seconds))
+    hurried = asyncio.create_task(hurry.wait())
+    await asyncio.wait({emptied, hurried}, return_when=asyncio.FIRST_COMPLETED)
+    hurried.cancel()
+    emptied.cancel()
+    if node.rooms:
+        log.info("drain over: closing the remaining rooms", extra={"rooms": node.room_count()})
+        await node.close_all_rooms()
+    await runner.cleanup()
+    endpoint.close()
+    await events.close()
+    log.info("worker stopped")
+
+
+def main() -> int:
+    try:
+        config = Config.from_env()
+        index = int(os.environ["WORKER_INDEX"])
+        listening = socket.socket(fileno=int(os.environ["WORKER_FD"]))
+        secret = _read_secret()
+    except (ConfigError, KeyError, ValueError, OSError) as exc:
+        print(f"media_node.worker: {exc}", file=sys.stderr)
+        return 2
+    logs.configure(config.node_id, worker=index)
+    try:
+        asyncio.run(serve(config, index, secret, listening))
+    except Exception:
+        log.exception("worker failed")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
