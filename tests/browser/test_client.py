@@ -58,4 +58,4 @@ def test_the_host_can_do_it_all_from_the_keyboard_and_every_control_is_named(
     assert page.evaluate(UNNAMED_CONTROLS) == []
     page.get_by_role("button", name="End the Space").focus()
     page.keyboard.press("Enter")
-    expect(page.get_by_text("ended")).to_be_visible(timeout=10_000)
+    expect(page.locator("[data-state]")).to_have_text("ended", timeout=10_000)

@@ -460,13 +460,12 @@ async function showRoom(spaceId) {
 async function route() {
   if (!state.api) return;
   const match = location.hash.match(/^#\/spaces\/(sp_[a-z0-9]+)$/);
-  if (match) {
-    await showRoom(match[1]);
-  } else {
-    leaveRoom();
-    await showHome();
-  }
+  if (!match) leaveRoom();
+  // Both views render before their first await: focus moves to the new view then, for
+  // screen readers, and not after its data arrives, when the person may be typing.
+  const shown = match ? showRoom(match[1]) : showHome();
   $("#view").focus();
+  await shown;
 }
 
 async function start() {
