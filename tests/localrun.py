@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -60,6 +61,11 @@ class LocalRun:
     def issuer(self) -> LocalIssuer:
         return LocalIssuer.load_or_create(self.state / "issuer.pem")
 
+    @property
+    def log_path(self) -> Path:
+        """Everything `make up` printed, kept for reading after a failure."""
+        return self.state / "make-up.log"
+
     def start(self, timeout: float = 90) -> LocalRun:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "local.up"], cwd=ROOT, env=self.env,
@@ -71,11 +77,27 @@ class LocalRun:
             seen.append(line)
             if "Ctrl-C stops everything" in line:
                 self.banner = "".join(seen)
+                self._keep_reading(seen)
                 return self
             if time.time() > deadline:
                 break
         self.kill()
         raise AssertionError("make up never became ready:\n" + "".join(seen[-40:]))
+
+    def _keep_reading(self, seen: list[str]) -> None:
+        """Reads the output for as long as the run lasts: an unread pipe fills up, and
+        then every process that logs to it (the media node too) stops at its next line."""
+        assert self.process is not None and self.process.stdout is not None
+        stdout = self.process.stdout
+
+        def copy() -> None:
+            with self.log_path.open("a") as log:
+                log.writelines(seen)
+                for line in stdout:
+                    log.write(line)
+                    log.flush()
+
+        threading.Thread(target=copy, daemon=True, name="make-up-output").start()
 
     def stop(self) -> float:
         """Ctrl-C, as a developer would; returns how long it took to stop."""
