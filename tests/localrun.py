@@ -87,7 +87,8 @@ class LocalRun:
     def _keep_reading(self, seen: list[str]) -> None:
         """Reads the output for as long as the run lasts: an unread pipe fills up, and
         then every process that logs to it (the media node too) stops at its next line."""
-        assert self.process is not None and self.process.stdout is not None
+        assert self.process is not None
+        assert self.process.stdout is not None
         stdout = self.process.stdout
 
         def copy() -> None:
