@@ -109,7 +109,15 @@ class LocalRun:
         return time.time() - started
 
     def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
+        """Ctrl-C, and SIGKILL only if that does not stop it: `make up` runs the media
+        node in a session of its own (so that Ctrl-C drains it), which a SIGKILL of
+        `make up` would leave running."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGINT)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
 
