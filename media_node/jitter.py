@@ -6,7 +6,7 @@ The policy, and why (docs/performance.md has the measurements):
   decoded only when the mixer takes a frame, so a packet that comes late but in time
   costs nothing and reordering is undone before the decoder sees anything.
 - The delay is set by measured jitter, not fixed. Each packet's arrival offset (arrival
-  time minus its RTP timestamp in seconds) is tracked over the last 4 s; a packet is due
+  time minus its RTP timestamp in seconds) is tracked over the last 2 s; a packet is due
   once the slowest offset of that window (plus a few ms) has passed since its timestamp.
   On a clean network the spread is a few ms, so a packet plays at the first tick after it
   arrives: 0-20 ms (10 on average) of waiting for the room's clock, plus that margin.
@@ -39,18 +39,18 @@ from .mixer import FRAME_SAMPLES, SAMPLE_RATE, Samples, level_dbfs
 # Headroom over the measured spread: jitter the window has not seen yet, and the slop of
 # the room's timer.
 MARGIN_SECONDS = 0.004
-# 4 s of 20 ms packets: long enough to remember a periodic spike (a Wi-Fi scan, a busy
-# sender), short enough to come back down soon after one.
-WINDOW_PACKETS = 200
+# 2 s of 20 ms packets: jitter that recurs within that stays covered; a one-off hiccup
+# (a stall of the sender, the network or this node) stops adding delay 2 s later.
+WINDOW_PACKETS = 100
 # Jitter beyond this is concealed, not waited for; a packet this far off the window's
 # fastest one means the sender's timeline moved (a pause, a restart), and the measure
 # starts again from it.
 MAX_DELAY_SECONDS = 0.2
 # Concealed frames in a row with nothing buffered before the stream counts as gone quiet.
 MAX_CONCEALED = 3
-# A second of ticks that all played audio more than a frame older than needed sheds one
-# frame; more than this many frames too old restarts the stream at once (a backlog after
-# a stall plays as lost audio, not as added delay).
+# After a second of ticks that all played audio more than a frame older than needed,
+# quiet frames are dropped while a whole frame is spare; more than this many frames too
+# old restarts the stream at once (a backlog after a stall is dropped, not played late).
 SHRINK_TICKS = 50
 MAX_EXCESS_FRAMES = 5
 # Frames below this level (the voice detector's "stopped" threshold) may be repeated or
@@ -251,14 +251,14 @@ class JitterBuffer:
             self._pending_timestamp = head
             self.stats.repeated += 1
             self._forget_lag()
-        elif (
-            self._lag_ticks >= SHRINK_TICKS
-            and self._least_lag >= FRAME_SAMPLES
-            and level_dbfs(frame) < QUIET_DBFS
-        ):
-            self.stats.shed += 1
-            self._forget_lag()
-            frame = self._take()
+        elif self._lag_ticks >= SHRINK_TICKS:
+            if self._least_lag < FRAME_SAMPLES:
+                self._forget_lag()
+            elif level_dbfs(frame) < QUIET_DBFS:
+                # Dropped; the next quiet frame may go too while a frame is still spare.
+                self.stats.shed += 1
+                self._least_lag -= FRAME_SAMPLES
+                frame = self._take()
         return frame
 
     # -- internals ---------------------------------------------------------------------
