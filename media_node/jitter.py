@@ -12,6 +12,10 @@ The policy, and why (docs/performance.md has the measurements):
   arrives: 0-20 ms (10 on average) of waiting for the room's clock, plus that margin.
   On a jittery one the spread, and with it the delay, grows to cover it, up to 200 ms;
   packets later than that are concealed rather than waited for.
+- Time is the room's clock: ticks are due every 20 ms, and a packet this node handles
+  after a tick that ran late (this process busy, or not scheduled) still made that tick,
+  so it counts as arrived by the tick's due time. Stalls of the node itself are the
+  mixer's lateness, not jitter, and do not grow the delay.
 - The delay follows the measure at frame boundaries without audible cuts: a quiet frame
   is played twice when the playout runs ahead of what the jitter calls for, and a quiet
   frame is dropped when every tick of the last second played audio more than a frame
@@ -34,7 +38,7 @@ from typing import NamedTuple
 import av
 import numpy as np
 
-from .mixer import FRAME_SAMPLES, SAMPLE_RATE, Samples, level_dbfs
+from .mixer import FRAME_SAMPLES, FRAME_SECONDS, SAMPLE_RATE, Samples, level_dbfs
 
 # Headroom over the measured spread: jitter the window has not seen yet, and the slop of
 # the room's timer.
@@ -60,6 +64,9 @@ QUIET_DBFS = -50.0
 MAX_PACKETS = 64
 # A sequence number this far from the last one is a new stream, not loss or reordering.
 RESTART_SEQUENCE_JUMP = 3000
+# A tick this far behind the room's schedule means the room skipped ahead (or this
+# speaker was not asked for a while): the schedule is taken up again from it.
+MAX_TICK_LATENESS = 0.2
 
 NO_SAMPLES: Samples = np.zeros(0, dtype=np.int16)
 
@@ -189,6 +196,8 @@ class JitterBuffer:
         self._owed = 0
         self._least_lag = math.inf
         self._lag_ticks = 0
+        # When the last tick was due on the room's clock, as its calls show it.
+        self._tick: float | None = None
 
     def push(
         self, ssrc: int, sequence: int, timestamp: int, payload: bytes, arrival: float
@@ -204,6 +213,8 @@ class JitterBuffer:
         if sequence > self._top_sequence:
             self._top_sequence, self._top_timestamp = sequence, timestamp
 
+        if self._tick is not None:
+            arrival = min(arrival, self._tick + FRAME_SECONDS)
         offset = arrival - timestamp / SAMPLE_RATE
         spread = self._spread
         if not spread.empty and abs(offset - spread.low) > MAX_DELAY_SECONDS:
@@ -224,7 +235,8 @@ class JitterBuffer:
         self._stop()
 
     def pop_frame(self, now: float) -> Samples | None:
-        """The frame to mix at `now`, or None when this speaker has nothing due."""
+        """The frame to mix at the tick run at `now`, or None when nothing is due."""
+        now = self._on_tick(now)
         if self._spread.empty:
             return None
         due = self._due(now)
@@ -270,6 +282,14 @@ class JitterBuffer:
         self._next_sequence = sequence - MAX_PACKETS
         self._spread.clear()
         self.clear()
+
+    def _on_tick(self, now: float) -> float:
+        """When this tick was due: ticks are 20 ms apart however late each one runs."""
+        tick = now if self._tick is None else min(now, self._tick + FRAME_SECONDS)
+        if now - tick > MAX_TICK_LATENESS:
+            tick = now
+        self._tick = tick
+        return tick
 
     def _due(self, now: float) -> float:
         """The newest RTP timestamp every packet up to which should have arrived by `now`."""

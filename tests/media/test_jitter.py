@@ -99,16 +99,29 @@ def send(
 
 
 def play(
-    buffer: JitterBuffer, packets: Sequence[Sent], seconds: float, phase: float = 0.0137
+    buffer: JitterBuffer,
+    packets: Sequence[Sent],
+    seconds: float,
+    phase: float = 0.0137,
+    stall: tuple[float, float] | None = None,
 ) -> list[tuple[float, np.ndarray | None]]:
-    """Run the room's clock over the packets: what the buffer yields at each tick."""
+    """Run the room's clock over the packets: what the buffer yields at each tick.
+
+    During a `stall` (start, end) of the node itself nothing runs: the packets that come
+    in are handled at its end, and the ticks due in it then run one after the other.
+    """
     out: list[tuple[float, np.ndarray | None]] = []
     queue = list(packets)
     for tick in range(int(seconds / FRAME)):
         now = phase + tick * FRAME
+        if stall is not None and stall[0] <= now < stall[1]:
+            now = stall[1] + (now - stall[0]) / 1000
         while queue and queue[0].arrival <= now:
             packet = queue.pop(0)
-            buffer.push(SSRC, packet.sequence, packet.timestamp, packet.payload, packet.arrival)
+            handled = packet.arrival
+            if stall is not None and stall[0] <= handled < stall[1]:
+                handled = stall[1]
+            buffer.push(SSRC, packet.sequence, packet.timestamp, packet.payload, handled)
         frame = buffer.pop_frame(now)
         assert frame is None or frame.shape == (FRAME_SAMPLES,)
         out.append((now, frame))
@@ -207,6 +220,19 @@ def test_a_stalled_speaker_is_concealed_briefly_then_yields_nothing_then_restart
     assert buffer.stats.starts == 2
     # The restart is clean: the tone bursts after it are heard as soon as before.
     assert latencies(out, packets)[-1] - 0.03 < FRAME + 0.005
+
+
+def test_a_stall_of_the_node_itself_does_not_grow_the_delay(bursts: list[bytes]) -> None:
+    buffer = JitterBuffer()
+    packets = send(bursts)
+    out = play(buffer, packets, 12.5, stall=(3.03, 3.18))
+    reference = decoded(bursts)
+    # Every packet made its tick, late as the tick was: nothing concealed or moved.
+    assert np.array_equal(played(out)[: reference.size], reference)
+    assert buffer.stats.concealed == TAIL
+    assert buffer.stats.repeated == 0
+    after = [latency for at, latency in onsets(out, packets) if at > 3.3]
+    assert max(after) - 0.03 < FRAME + 0.005
 
 
 def test_a_very_late_packet_is_not_played_out_of_its_place(bursts: list[bytes]) -> None:
