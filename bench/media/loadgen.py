@@ -11,6 +11,12 @@ onsets are judged by decoded level. Packet sizes cannot tell them: near-silent a
 (the decoder's own noise of a few LSB) costs the mix encoder as many bytes as a tone's
 first packet.
 
+The speaker runs in a process of its own (the orchestrator starts two generators):
+sharing an event loop with a thousand listeners would make it send late whenever they
+are busy, and the node's jitter buffer would rightly absorb that, as if it were the
+node's latency. Both sides note onsets on the system-wide monotonic clock, and
+`latencies` pairs them.
+
 The orchestrator drives it with JSON lines on stdin and reads JSON lines on stdout:
 `speaker`, `join {count, rate}`, `snapshot`, `quit`.
 """
@@ -104,6 +110,17 @@ class BurstTrack(MediaStreamTrack):
             # aiortc packetizes and sends this packet right after recv() returns.
             self._onsets.append(time.monotonic())
         return packet
+
+
+def latencies(sent: list[float], heard: list[float]) -> list[float]:
+    """Onset to hearing, in ms: each onset heard is paired with the latest one sent
+    before it (cycles are 500 ms apart)."""
+    found = []
+    for at in heard:
+        before = [t for t in sent if t <= at]
+        if before and at - before[-1] < 0.4:
+            found.append(round((at - before[-1]) * 1000, 2))
+    return found
 
 
 def rtp_payload(packet: bytes) -> bytes:
@@ -286,18 +303,14 @@ class LoadGenerator:
         }
 
     def snapshot(self) -> dict[str, Any]:
-        """Totals so far, and the speech-onset latencies seen since the last snapshot."""
+        """Totals so far; the onsets heard since the last snapshot, the latest ones sent."""
         now = time.monotonic()
-        latencies = []
-        onsets = sorted(self.speaker_onsets)
-        for listener in self.listeners:
-            for heard in listener.onsets:
-                if heard < self._latency_from:
-                    continue
-                # The latest onset sent before this one was heard (cycles are 500 ms).
-                sent = [t for t in onsets[-50:] if t <= heard]
-                if sent and heard - sent[-1] < 0.4:
-                    latencies.append(round((heard - sent[-1]) * 1000, 2))
+        heard = [
+            at
+            for listener in self.listeners
+            for at in listener.onsets
+            if self._latency_from <= at < now
+        ]
         self._latency_from = now
         return {
             "listeners": len(self.listeners),
@@ -306,7 +319,8 @@ class LoadGenerator:
             "expected": sum(listener.expected for listener in self.listeners),
             "cpu": time.process_time(),
             "at": now,
-            "latency_ms": latencies,
+            "sent": sorted(self.speaker_onsets)[-50:],
+            "heard": heard,
         }
 
 
