@@ -12,10 +12,10 @@ The policy, and why (docs/performance.md has the measurements):
   arrives: 0-20 ms (10 on average) of waiting for the room's clock, plus that margin.
   On a jittery one the spread, and with it the delay, grows to cover it, up to 200 ms;
   packets later than that are concealed rather than waited for.
-- Time is the room's clock: ticks are due every 20 ms, and a packet this node handles
-  after a tick that ran late (this process busy, or not scheduled) still made that tick,
-  so it counts as arrived by the tick's due time. Stalls of the node itself are the
-  mixer's lateness, not jitter, and do not grow the delay.
+- Only arrivals seen while the room keeps its schedule are measured. When this process
+  is busy or not scheduled, packets are handled late, but so is the tick that needs
+  them: they are buffered as usual, and their timing, which says nothing about the
+  network, is left out. Stalls of the node itself do not grow the delay.
 - The delay follows the measure at frame boundaries without audible cuts: a quiet frame
   is played twice when the playout runs ahead of what the jitter calls for, and a quiet
   frame is dropped when every tick of the last second played audio more than a frame
@@ -64,9 +64,13 @@ QUIET_DBFS = -50.0
 MAX_PACKETS = 64
 # A sequence number this far from the last one is a new stream, not loss or reordering.
 RESTART_SEQUENCE_JUMP = 3000
-# A tick this far behind the room's schedule means the room skipped ahead (or this
-# speaker was not asked for a while): the schedule is taken up again from it.
+# A tick this far behind the schedule means the room skipped ahead (or this speaker was
+# not asked for a while): the schedule is taken up again from it. Ticks that all ran
+# late for 100 ms mean the same, by less: the schedule moves up by the least. Moving it
+# too far costs nothing (the next tick on time pulls it back); lagging behind the room's
+# real schedule would make every packet look early.
 MAX_TICK_LATENESS = 0.2
+RESYNC_TICKS = 5
 
 NO_SAMPLES: Samples = np.zeros(0, dtype=np.int16)
 
@@ -198,6 +202,8 @@ class JitterBuffer:
         self._lag_ticks = 0
         # When the last tick was due on the room's clock, as its calls show it.
         self._tick: float | None = None
+        self._least_lateness = math.inf
+        self._lateness_ticks = 0
 
     def push(
         self, ssrc: int, sequence: int, timestamp: int, payload: bytes, arrival: float
@@ -213,13 +219,14 @@ class JitterBuffer:
         if sequence > self._top_sequence:
             self._top_sequence, self._top_timestamp = sequence, timestamp
 
-        if self._tick is not None:
-            arrival = min(arrival, self._tick + FRAME_SECONDS)
-        offset = arrival - timestamp / SAMPLE_RATE
-        spread = self._spread
-        if not spread.empty and abs(offset - spread.low) > MAX_DELAY_SECONDS:
-            spread.clear()
-        spread.add(offset)
+        if self._tick is None or arrival <= self._tick + FRAME_SECONDS:
+            offset = arrival - timestamp / SAMPLE_RATE
+            spread = self._spread
+            if not spread.empty and not (
+                spread.high - MAX_DELAY_SECONDS <= offset <= spread.low + MAX_DELAY_SECONDS
+            ):
+                spread.clear()
+            spread.add(offset)
 
         if sequence < self._next_sequence or sequence in self._packets:
             # Its slot was played or concealed already (or it is a duplicate).
@@ -288,6 +295,12 @@ class JitterBuffer:
         tick = now if self._tick is None else min(now, self._tick + FRAME_SECONDS)
         if now - tick > MAX_TICK_LATENESS:
             tick = now
+        self._least_lateness = min(self._least_lateness, now - tick)
+        self._lateness_ticks += 1
+        if self._lateness_ticks >= RESYNC_TICKS:
+            tick += self._least_lateness
+            self._least_lateness = math.inf
+            self._lateness_ticks = 0
         self._tick = tick
         return tick
 

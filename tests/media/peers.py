@@ -246,6 +246,17 @@ class Peer:
                 raise AssertionError(f"never told {kind} {fields}; got {self.messages}")
             await asyncio.sleep(0.05)
 
+    async def wait_told_speaking(self, user_id: str, timeout: float = 5.0) -> None:
+        """Wait until told that `user_id` speaks: as it starts, or in the welcome when
+        they already were by the time this peer's channel opened."""
+        deadline = time.monotonic() + timeout
+        while not self.told("speaking_started", user_id=user_id) and not any(
+            m.get("type") == "welcome" and user_id in m.get("speaking", []) for m in self.messages
+        ):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"never told {user_id} speaks; got {self.messages}")
+            await asyncio.sleep(0.05)
+
     async def wait_closed(self, timeout: float = 5.0) -> None:
         deadline = time.monotonic() + timeout
         while self.pc.connectionState not in ("closed", "failed"):

@@ -104,16 +104,21 @@ def play(
     seconds: float,
     phase: float = 0.0137,
     stall: tuple[float, float] | None = None,
+    skip: bool = False,
 ) -> list[tuple[float, np.ndarray | None]]:
     """Run the room's clock over the packets: what the buffer yields at each tick.
 
     During a `stall` (start, end) of the node itself nothing runs: the packets that come
-    in are handled at its end, and the ticks due in it then run one after the other.
+    in are handled at its end, and the ticks due in it then run one after the other,
+    unless the room `skip`s them: its clock then goes on from the stall's end.
     """
     out: list[tuple[float, np.ndarray | None]] = []
     queue = list(packets)
-    for tick in range(int(seconds / FRAME)):
-        now = phase + tick * FRAME
+    ticks = [phase + tick * FRAME for tick in range(int(seconds / FRAME))]
+    if stall is not None and skip:
+        ticks = [t for t in ticks if t < stall[0]]
+        ticks += [stall[1] + k * FRAME for k in range(int((seconds - stall[1]) / FRAME))]
+    for now in ticks:
         if stall is not None and stall[0] <= now < stall[1]:
             now = stall[1] + (now - stall[0]) / 1000
         while queue and queue[0].arrival <= now:
@@ -233,6 +238,17 @@ def test_a_stall_of_the_node_itself_does_not_grow_the_delay(bursts: list[bytes])
     assert buffer.stats.repeated == 0
     after = [latency for at, latency in onsets(out, packets) if at > 3.3]
     assert max(after) - 0.03 < FRAME + 0.005
+
+
+def test_after_the_room_skips_ahead_the_delay_is_as_before(bursts: list[bytes]) -> None:
+    buffer = JitterBuffer()
+    packets = send(bursts)
+    # Short of the room's 200 ms limit: the buffer's own reading of the clock has to
+    # see that the room's ticks now run later.
+    out = play(buffer, packets, 12.5, stall=(3.03, 3.187), skip=True)
+    after = [latency for at, latency in onsets(out, packets) if at > 4.5]
+    assert max(after) - 0.03 < FRAME + 0.005
+    assert buffer.stats.concealed <= TAIL + 1
 
 
 def test_a_very_late_packet_is_not_played_out_of_its_place(bursts: list[bytes]) -> None:
