@@ -1,4 +1,4 @@
-"""Audio arithmetic for a room: jitter buffering, voice activity and the Opus encoder.
+"""Audio arithmetic for a room: levels, voice activity, the mix and its Opus encoder.
 
 Everything works on 20 ms mono frames at 48 kHz (960 int16 samples), the unit of the
 room's clock.
@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import fractions
 import math
-from collections import deque
 from enum import Enum
 
 import av
@@ -25,19 +24,6 @@ Samples = npt.NDArray[np.int16]
 Mix = npt.NDArray[np.int32]
 
 
-def to_mono(frame: av.AudioFrame) -> Samples:
-    """Decoded WebRTC audio (s16, usually stereo) as mono int16 at 48 kHz."""
-    if frame.sample_rate != SAMPLE_RATE or frame.format.name != "s16":
-        raise ValueError(f"unexpected audio {frame.format.name}@{frame.sample_rate}")
-    data = frame.to_ndarray()
-    channels = len(frame.layout.channels)
-    if channels == 1:
-        return data.reshape(-1).astype(np.int16, copy=False)
-    # Packed s16 interleaves the channels in one row.
-    mono = data.reshape(-1, channels).mean(axis=1)
-    return mono.astype(np.int16)
-
-
 def level_dbfs(samples: Samples) -> float:
     if samples.size == 0:
         return -math.inf
@@ -45,78 +31,6 @@ def level_dbfs(samples: Samples) -> float:
     if power <= 0.0:
         return -math.inf
     return 10.0 * math.log10(power / (32768.0 * 32768.0))
-
-
-class JitterBuffer:
-    """The samples a speaker has sent and the mixer has not yet taken.
-
-    Packets arrive in bursts; the mixer takes one frame per tick on its own clock. The
-    buffer fills to `prefill` before it plays (and again after running dry) so a burst
-    gap does not cut every word, and sheds its oldest audio past `limit` so the delay
-    of a speaker whose clock runs fast stays bounded.
-    """
-
-    def __init__(self, prefill: int = 2 * FRAME_SAMPLES, limit: int = 10 * FRAME_SAMPLES):
-        self._chunks: deque[Samples] = deque()
-        self._size = 0
-        self._prefill = prefill
-        self._limit = limit
-        self._playing = False
-
-    @property
-    def buffered(self) -> int:
-        return self._size
-
-    def push(self, samples: Samples) -> None:
-        if samples.size == 0:
-            return
-        self._chunks.append(samples)
-        self._size += samples.size
-        if self._size > self._limit:
-            self._discard(self._size - self._prefill)
-
-    def clear(self) -> None:
-        self._chunks.clear()
-        self._size = 0
-        self._playing = False
-
-    def pop_frame(self) -> Samples | None:
-        """One frame of audio, or None while (re)filling or when nothing was sent."""
-        if not self._playing:
-            if self._size < self._prefill:
-                return None
-            self._playing = True
-        if self._size == 0:
-            self._playing = False
-            return None
-        out = np.zeros(FRAME_SAMPLES, dtype=np.int16)
-        filled = 0
-        while filled < FRAME_SAMPLES and self._chunks:
-            chunk = self._chunks[0]
-            take = min(FRAME_SAMPLES - filled, chunk.size)
-            out[filled : filled + take] = chunk[:take]
-            filled += take
-            if take == chunk.size:
-                self._chunks.popleft()
-            else:
-                self._chunks[0] = chunk[take:]
-        self._size -= filled
-        if filled < FRAME_SAMPLES:
-            # Ran dry mid-frame: play what there is, then refill before playing again.
-            self._playing = False
-        return out
-
-    def _discard(self, count: int) -> None:
-        while count > 0 and self._chunks:
-            chunk = self._chunks[0]
-            if chunk.size <= count:
-                self._chunks.popleft()
-                self._size -= chunk.size
-                count -= chunk.size
-            else:
-                self._chunks[0] = chunk[count:]
-                self._size -= count
-                count = 0
 
 
 class Speech(Enum):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import time
@@ -14,25 +15,25 @@ from typing import Any, Protocol
 import numpy as np
 from aiortc import RTCDataChannel, RTCPeerConnection, RTCRtpSender
 from aiortc.clock import current_ntp_time
-from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtcrtpparameters import RTCRtpSendParameters
-from av import AudioFrame
+from aiortc.rtp import RtpPacket
 
 from .events import MediaEvents
+from .jitter import JitterBuffer
 from .metrics import Counters
 from .mixer import (
     FRAME_SAMPLES,
     FRAME_SECONDS,
-    JitterBuffer,
     Mix,
     OpusEncoder,
     Speech,
     VoiceActivity,
     level_dbfs,
     mix_frame,
-    to_mono,
 )
 from .rtp_fanout import Fanout, RtpStream, StreamGone, send_to_all, take_over
+from .rtp_receive import take_over_receiving
 from .tokens import PUBLISHING_ROLES, JoinClaims
 from .tracks import MixTrack
 
@@ -85,7 +86,6 @@ class Participant:
         self.channel: RTCDataChannel | None = None
         self.connected = False
         self.closed = False
-        self._reader: asyncio.Task[None] | None = None
         self._reactions: deque[float] = deque()
 
     @property
@@ -105,30 +105,23 @@ class Participant:
         }
 
     def receive(self, track: MediaStreamTrack) -> None:
-        """Read the peer's audio for as long as it lasts.
+        """Take the peer's audio off aiortc's receive path, into this jitter buffer.
 
-        The track is read even when the participant may not publish: aiortc queues
-        every decoded frame on the track, and an unread queue only grows. Whether a
-        frame reaches the mix is decided per frame, so a promotion takes effect at once.
+        aiortc emits the track before it starts the receiver, which is the moment the
+        receiver can be taken over (rtp_receive.py).
         """
-        if self._reader is not None:
-            self._reader.cancel()
-        self._reader = asyncio.create_task(self._read(track), name=f"read-{self.session_id}")
+        for transceiver in self.pc.getTransceivers():
+            if transceiver.receiver.track is track:
+                take_over_receiving(transceiver.receiver, self._packet)
 
-    async def _read(self, track: MediaStreamTrack) -> None:
-        counters = self.room.counters
-        while True:
-            try:
-                frame = await track.recv()
-            except MediaStreamError:
-                return
-            counters.packets_in += 1
-            if not self.audible or not isinstance(frame, AudioFrame):
-                continue
-            try:
-                self.jitter.push(to_mono(frame))
-            except ValueError:
-                log.warning("unusable audio frame dropped", extra=self.describe())
+    def _packet(self, packet: RtpPacket, arrival: float) -> None:
+        self.room.counters.packets_in += 1
+        # Decided per packet, so a promotion takes effect with the next one; a
+        # listener's audio is never even decoded.
+        if self.audible:
+            self.jitter.push(
+                packet.ssrc, packet.sequence_number, packet.timestamp, packet.payload, arrival
+            )
 
     def attach_channel(self, channel: RTCDataChannel) -> None:
         self.channel = channel
@@ -201,8 +194,10 @@ class Participant:
             self.stream = None
 
     async def close(self) -> None:
-        if self._reader is not None:
-            self._reader.cancel()
+        if self.jitter.stats.starts:
+            log.info(
+                "inbound audio", extra={**self.describe(), **dataclasses.asdict(self.jitter.stats)}
+            )
         self.close_stream()
         await self.pc.close()
         self.track.stop()
@@ -284,10 +279,11 @@ class Room:
         self._pts += FRAME_SAMPLES
         total: Mix = np.zeros(FRAME_SAMPLES, dtype=np.int32)
         own: dict[str, Mix] = {}
+        now = time.monotonic()
         for participant in list(self.participants.values()):
             if not participant.may_publish:
                 continue
-            samples = participant.jitter.pop_frame() if participant.audible else None
+            samples = participant.jitter.pop_frame(now) if participant.audible else None
             if samples is not None:
                 voice = samples.astype(np.int32)
                 total += voice

@@ -2,7 +2,8 @@
 
 One run, on this machine, of the real node (`python -m media_node`, a subprocess pinned
 to CPU 0) under a load generator in other processes (pinned to CPU 1, its own CPU
-reported): one speaker publishing tone bursts and many lightweight listeners.
+reported): one speaker publishing tone bursts, in a process of its own, and many
+lightweight listeners.
 
 1. The three fan-out paths side by side, same room, same listener count: CPU
    microseconds per outbound listener packet (total, and above the room's cost with no
@@ -37,6 +38,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from moto.server import ThreadedMotoServer
 
+from .loadgen import latencies
 from .plot import plot
 
 REPO = Path(__file__).resolve().parents[2]
@@ -217,8 +219,8 @@ class LoadGenerator:
 class Window:
     """Node and load-generator figures over an interval of steady load."""
 
-    def __init__(self, node: MediaNode, load: LoadGenerator) -> None:
-        self.node, self.load = node, load
+    def __init__(self, node: MediaNode, load: LoadGenerator, speaker: LoadGenerator) -> None:
+        self.node, self.load, self.speaker = node, load, speaker
         self.snapshot = load.ask("snapshot")
         self.node_cpu = node.cpu()
         self.load_cpu = load.cpu()
@@ -244,7 +246,7 @@ class Window:
             "node_cpu_seconds": node_cpu,
             "load_cpu_percent": round(100 * (self.load.cpu() - self.load_cpu) / seconds, 1),
             "node_rss_mb": round(self.node.rss_mb(), 1),
-            "latency_ms": end["latency_ms"],
+            "latency_ms": latencies(self.speaker.ask("snapshot")["sent"], end["heard"]),
         }
 
 
@@ -254,20 +256,23 @@ def compare(
     """One room, one speaker, `listeners` listeners, on one fan-out path."""
     private_pem, public_pem = keys
     node = MediaNode(aws, public_pem, fanout, logs)
-    load = LoadGenerator(node, f"sp_bench_{secrets.token_hex(3)}", private_pem, "c")
+    space = f"sp_bench_{secrets.token_hex(3)}"
+    speaker = LoadGenerator(node, space, private_pem, "c")
+    load = LoadGenerator(node, space, private_pem, "c")
     try:
-        load.ask("speaker")
+        speaker.ask("speaker")
         time.sleep(3)
-        idle = Window(node, load)
+        idle = Window(node, load, speaker)
         time.sleep(5)
         empty = idle.close()
         joins = load.ask("join", count=listeners, rate=PACKETS_PER_SECOND)
         time.sleep(3)
-        window = Window(node, load)
+        window = Window(node, load, speaker)
         time.sleep(seconds)
         steady = window.close()
     finally:
         load.stop()
+        speaker.stop()
         node.stop()
     packets = steady["packets"]
     idle_cpu = empty["node_cpu_percent"] / 100 * steady["seconds"]
@@ -299,17 +304,19 @@ def saturate(
     """Fast path, one worker on one core: add listeners until loss passes 0.5%."""
     private_pem, public_pem = keys
     node = MediaNode(aws, public_pem, "fast", logs)
-    load = LoadGenerator(node, f"sp_bench_{secrets.token_hex(3)}", private_pem, "s")
+    space = f"sp_bench_{secrets.token_hex(3)}"
+    speaker = LoadGenerator(node, space, private_pem, "s")
+    load = LoadGenerator(node, space, private_pem, "s")
     steps: list[dict[str, Any]] = []
     try:
-        load.ask("speaker")
+        speaker.ask("speaker")
         time.sleep(2)
         rss_empty = node.rss_mb()
         storm_result = load.ask("join", count=storm, rate=PACKETS_PER_SECOND)
         count = storm
         while True:
             time.sleep(3)
-            window = Window(node, load)
+            window = Window(node, load, speaker)
             time.sleep(6)
             result = window.close()
             result.pop("latency_ms")
@@ -323,6 +330,7 @@ def saturate(
             count += step
     finally:
         load.stop()
+        speaker.stop()
         node.stop()
     within = [s["listeners"] for s in steps if s["loss"] is not None and s["lost"] <= LOSS_LIMIT]
     rss = [(s["listeners"], s["node_rss_mb"]) for s in steps]

@@ -3,9 +3,19 @@
 Each listener is a real WebRTC peer for everything but its media: aiortc does its ICE
 (including answering the node's consent checks) and DTLS, then the listener's UDP
 datagrams are intercepted before aiortc's DTLS/SRTP layers, so RTP packets are counted
-(sequence numbers give loss, sizes give speech onsets) and never unprotected, jitter-
-buffered or decoded. That keeps the generator's own cost to a few microseconds per
-packet, far below the node's, which is what lets one core of load saturate the other.
+(sequence numbers give loss) and never jitter-buffered. That keeps the generator's own
+cost to a few microseconds per packet, far below the node's, which is what lets one core
+of load saturate the other. One listener in PROBE_EVERY (spread over the join order, so
+over the node's fan-out order too) also unprotects and decodes what it gets: speech
+onsets are judged by decoded level. Packet sizes cannot tell them: near-silent audio
+(the decoder's own noise of a few LSB) costs the mix encoder as many bytes as a tone's
+first packet.
+
+The speaker runs in a process of its own (the orchestrator starts two generators):
+sharing an event loop with a thousand listeners would make it send late whenever they
+are busy, and the node's jitter buffer would rightly absorb that, as if it were the
+node's latency. Both sides note onsets on the system-wide monotonic clock, and
+`latencies` pairs them.
 
 The orchestrator drives it with JSON lines on stdin and reads JSON lines on stdout:
 `speaker`, `join {count, rate}`, `snapshot`, `quit`.
@@ -27,8 +37,12 @@ import aiohttp
 import av
 import jwt
 import numpy as np
+import pylibsrtp
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.rtcdtlstransport import RTCDtlsTransport
+
+from media_node.mixer import level_dbfs
 
 SAMPLE_RATE = 48000
 FRAME = 960
@@ -36,9 +50,10 @@ TIME_BASE = fractions.Fraction(1, SAMPLE_RATE)
 # The speaker's cycle: a 200 ms tone, then 300 ms of silence.
 TONE_FRAMES = 10
 CYCLE_FRAMES = 25
-# The node's mix encoder makes packets of a few bytes for silence and of about 80 for
-# the tone; a datagram is the payload plus 30 bytes (RTP header, mid extension, SRTP tag).
-LOUD_DATAGRAM = 70
+# A decoded frame this loud holds the tone (0.3 of full scale is about -13 dBFS; the
+# first frame of a burst, partly tone, about -18); silence decodes below -40.
+LOUD_DBFS = -30.0
+PROBE_EVERY = 20
 JOIN_TIMEOUT = 30.0
 
 
@@ -97,9 +112,28 @@ class BurstTrack(MediaStreamTrack):
         return packet
 
 
+def latencies(sent: list[float], heard: list[float]) -> list[float]:
+    """Onset to hearing, in ms: each onset heard is paired with the latest one sent
+    before it (cycles are 500 ms apart)."""
+    found = []
+    for at in heard:
+        before = [t for t in sent if t <= at]
+        if before and at - before[-1] < 0.4:
+            found.append(round((at - before[-1]) * 1000, 2))
+    return found
+
+
+def rtp_payload(packet: bytes) -> bytes:
+    """The payload of a plain RTP packet: after the CSRCs and any header extension."""
+    start = 12 + 4 * (packet[0] & 0x0F)
+    if packet[0] & 0x10:
+        start += 4 + 4 * int.from_bytes(packet[start + 2 : start + 4], "big")
+    return packet[start:]
+
+
 @dataclass
 class Listener:
-    """Counts what one listener receives, from the datagram layer."""
+    """Counts what one listener receives, from the datagram layer; a probe also hears it."""
 
     received: int = 0
     highest: int = 0
@@ -108,6 +142,8 @@ class Listener:
     first_at: float | None = None
     loud: bool = False
     onsets: list[float] = field(default_factory=list)
+    dtls: RTCDtlsTransport | None = None
+    decoder: av.AudioCodecContext | None = None
 
     def count(self, data: bytes) -> None:
         now = time.monotonic()
@@ -122,7 +158,24 @@ class Listener:
                 self.highest += step
                 self.last_seq = sequence
         self.received += 1
-        loud = len(data) > LOUD_DATAGRAM
+        if self.dtls is not None and self.dtls._rx_srtp is not None:
+            self.hear(data, now)
+
+    def hear(self, data: bytes, now: float) -> None:
+        assert self.dtls is not None
+        if self.decoder is None:
+            codec = av.CodecContext.create("libopus", "r")
+            assert isinstance(codec, av.AudioCodecContext)
+            codec.sample_rate = SAMPLE_RATE
+            codec.layout = "mono"
+            self.decoder = codec
+        try:
+            payload = rtp_payload(self.dtls._rx_srtp.unprotect(data))
+            frames = self.decoder.decode(av.Packet(payload)) if payload else []
+        except (pylibsrtp.Error, av.FFmpegError):
+            return
+        samples = [frame.to_ndarray().reshape(-1) for frame in frames]
+        loud = bool(samples) and level_dbfs(np.concatenate(samples)) > LOUD_DBFS
         if loud and not self.loud:
             self.onsets.append(now)
         self.loud = loud
@@ -132,9 +185,13 @@ class Listener:
         return 0 if self.first_seq is None else self.highest + 1
 
 
-def intercept_rtp(pc: RTCPeerConnection, listener: Listener) -> None:
-    """Count RTP at the UDP layer; STUN, DTLS and RTCP still go to aiortc."""
-    connection = pc.getTransceivers()[0].receiver.transport.transport._connection
+def intercept_rtp(pc: RTCPeerConnection, listener: Listener, probe: bool) -> None:
+    """Count RTP at the UDP layer; STUN, DTLS and RTCP still go to aiortc. A probe
+    unprotects RTP with its DTLS transport's keys, which aiortc then never sees."""
+    dtls = pc.getTransceivers()[0].receiver.transport
+    if probe:
+        listener.dtls = dtls
+    connection = dtls.transport._connection
     for protocol in connection._protocols:
         original = protocol.datagram_received
 
@@ -215,7 +272,7 @@ class LoadGenerator:
         pc.addTransceiver("audio", direction="recvonly")
         await pc.setLocalDescription(await pc.createOffer())
         listener = Listener()
-        intercept_rtp(pc, listener)
+        intercept_rtp(pc, listener, probe=index % PROBE_EVERY == 0)
         self.peers.append(pc)
         started = time.monotonic()
         try:
@@ -246,18 +303,14 @@ class LoadGenerator:
         }
 
     def snapshot(self) -> dict[str, Any]:
-        """Totals so far, and the speech-onset latencies seen since the last snapshot."""
+        """Totals so far; the onsets heard since the last snapshot, the latest ones sent."""
         now = time.monotonic()
-        latencies = []
-        onsets = sorted(self.speaker_onsets)
-        for listener in self.listeners:
-            for heard in listener.onsets:
-                if heard < self._latency_from:
-                    continue
-                # The latest onset sent before this one was heard (cycles are 500 ms).
-                sent = [t for t in onsets[-50:] if t <= heard]
-                if sent and heard - sent[-1] < 0.4:
-                    latencies.append(round((heard - sent[-1]) * 1000, 2))
+        heard = [
+            at
+            for listener in self.listeners
+            for at in listener.onsets
+            if self._latency_from <= at < now
+        ]
         self._latency_from = now
         return {
             "listeners": len(self.listeners),
@@ -266,7 +319,8 @@ class LoadGenerator:
             "expected": sum(listener.expected for listener in self.listeners),
             "cpu": time.process_time(),
             "at": now,
-            "latency_ms": latencies,
+            "sent": sorted(self.speaker_onsets)[-50:],
+            "heard": heard,
         }
 
 

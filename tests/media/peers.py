@@ -6,9 +6,11 @@ import asyncio
 import fractions
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
+import av
 import numpy as np
 from aiortc import (
     RTCConfiguration,
@@ -16,14 +18,19 @@ from aiortc import (
     RTCSessionDescription,
 )
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.rtp import RtpPacket, is_rtcp
 from av import AudioFrame
 
 from media_node.sessions import address_of
 
 SAMPLE_RATE = 48000
 FRAME = 960
+TIME_BASE = fractions.Fraction(1, SAMPLE_RATE)
 # A 100 ms window holds a whole number of cycles of 440, 550 and 660 Hz: no leakage.
 WINDOW = 4800
+# The burst speaker's cycle: 200 ms of tone, then 300 ms of silence.
+TONE_FRAMES = 10
+CYCLE_FRAMES = 25
 
 
 class ToneTrack(MediaStreamTrack):
@@ -57,6 +64,61 @@ class ToneTrack(MediaStreamTrack):
         return frame
 
 
+class BurstTrack(MediaStreamTrack):
+    """A microphone of tone bursts, Opus-encoded once up front so that aiortc only
+    packetizes them: each burst's first packet leaves as `recv()` returns it, which is
+    when its onset is noted. How late each packet left (this process being busy) is
+    noted too: it is jitter the receiving end has to absorb."""
+
+    kind = "audio"
+
+    def __init__(self, hz: float = 440) -> None:
+        super().__init__()
+        codec = av.CodecContext.create("libopus", "w")
+        assert isinstance(codec, av.AudioCodecContext)
+        codec.sample_rate = SAMPLE_RATE
+        codec.layout = "mono"
+        codec.format = "s16"
+        codec.bit_rate = 32000
+        codec.time_base = TIME_BASE
+        payloads: list[bytes] = []
+        # Two cycles: the first warms the encoder up, the second is sent over and over.
+        for index in range(2 * CYCLE_FRAMES):
+            t = (index * FRAME + np.arange(FRAME)) / SAMPLE_RATE
+            loud = index % CYCLE_FRAMES < TONE_FRAMES
+            wave = 0.3 * 32767 * np.sin(2 * np.pi * hz * t) if loud else np.zeros(FRAME)
+            frame = AudioFrame.from_ndarray(
+                wave.astype(np.int16).reshape(1, -1), format="s16", layout="mono"
+            )
+            frame.sample_rate = SAMPLE_RATE
+            frame.time_base = TIME_BASE
+            frame.pts = index * FRAME
+            payloads.extend(bytes(p) for p in codec.encode(frame))
+        self._payloads = payloads[-CYCLE_FRAMES:]
+        self.onsets: list[float] = []
+        self.lateness: list[tuple[float, float]] = []
+        self._sent = 0
+        self._start: float | None = None
+
+    async def recv(self) -> av.Packet:
+        if self.readyState != "live":
+            raise MediaStreamError
+        if self._start is None:
+            self._start = time.monotonic()
+        due = self._start + self._sent * FRAME / SAMPLE_RATE
+        await asyncio.sleep(max(0.0, due - time.monotonic()))
+        now = time.monotonic()
+        self.lateness.append((now, now - due))
+        position = self._sent % CYCLE_FRAMES
+        packet = av.Packet(self._payloads[position])
+        packet.pts = self._sent * FRAME
+        packet.time_base = TIME_BASE
+        self._sent += 1
+        if position == 0:
+            self.onsets.append(now)
+        return packet
+
+
 def tone_level(samples: np.ndarray, hz: float) -> float:
     """Amplitude (as a fraction of full scale) of the `hz` component of `samples`."""
     if samples.size == 0:
@@ -73,12 +135,20 @@ def peak_hz(samples: np.ndarray) -> float:
 
 
 class Peer:
-    """One participant: publishes a tone if given one, records what it hears and is told."""
+    """One participant: publishes a tone (or a given track) if given one, records what it
+    hears and is told."""
 
-    def __init__(self, base_url: str, space_id: str, tone_hz: float | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        space_id: str,
+        tone_hz: float | None = None,
+        track: MediaStreamTrack | None = None,
+    ) -> None:
         self.base_url = base_url
         self.space_id = space_id
         self.tone_hz = tone_hz
+        self.microphone = track if track is not None or tone_hz is None else ToneTrack(tone_hz)
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self.channel = self.pc.createDataChannel("events")
         self.messages: list[dict[str, Any]] = []
@@ -92,10 +162,10 @@ class Peer:
             self._reader = asyncio.create_task(self._listen(track))
 
     async def offer(self) -> str:
-        if self.tone_hz is None:
+        if self.microphone is None:
             self.pc.addTransceiver("audio", direction="recvonly")
         else:
-            self.pc.addTransceiver(ToneTrack(self.tone_hz), direction="sendrecv")
+            self.pc.addTransceiver(self.microphone, direction="sendrecv")
         await self.pc.setLocalDescription(await self.pc.createOffer())
         return self.pc.localDescription.sdp
 
@@ -168,6 +238,27 @@ class Peer:
                 raise AssertionError(f"{hz} Hz not {state} after {timeout} s")
             await asyncio.sleep(0.02)
 
+    def record_rtp(self) -> list[tuple[float, bytes]]:
+        """Note every RTP packet (arrival time, payload) as it reaches this peer, before
+        aiortc's own jitter buffer holds it."""
+        received: list[tuple[float, bytes]] = []
+        receiver = self.pc.getReceivers()[0]
+        handle = receiver._handle_rtp_packet
+
+        async def noted(packet: RtpPacket, arrival_time_ms: int) -> None:
+            received.append((time.monotonic(), packet.payload))
+            await handle(packet, arrival_time_ms)
+
+        receiver._handle_rtp_packet = noted  # type: ignore[method-assign]
+        return received
+
+    async def sender_stats(self, kind: str) -> Any:
+        """This peer's sender's latest stats of `kind` (e.g. "remote-inbound-rtp")."""
+        for stats in (await self.pc.getSenders()[0].getStats()).values():
+            if stats.type == kind:
+                return stats
+        return None
+
     def told(self, kind: str, **fields: Any) -> bool:
         return any(
             m.get("type") == kind and all(m.get(k) == v for k, v in fields.items())
@@ -179,6 +270,17 @@ class Peer:
         while not self.told(kind, **fields):
             if time.monotonic() > deadline:
                 raise AssertionError(f"never told {kind} {fields}; got {self.messages}")
+            await asyncio.sleep(0.05)
+
+    async def wait_told_speaking(self, user_id: str, timeout: float = 5.0) -> None:
+        """Wait until told that `user_id` speaks: as it starts, or in the welcome when
+        they already were by the time this peer's channel opened."""
+        deadline = time.monotonic() + timeout
+        while not self.told("speaking_started", user_id=user_id) and not any(
+            m.get("type") == "welcome" and user_id in m.get("speaking", []) for m in self.messages
+        ):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"never told {user_id} speaks; got {self.messages}")
             await asyncio.sleep(0.05)
 
     async def wait_closed(self, timeout: float = 5.0) -> None:
@@ -207,3 +309,41 @@ async def post_offer(
         ) as response,
     ):
         return response.status, await response.text(), dict(response.headers)
+
+
+class Impairment:
+    """What happens to a peer's outbound RTP on the way out: drops, swaps and pauses.
+
+    Applied where aiortc's sender hands each serialized packet to the DTLS transport, so
+    everything else (SRTP, RTCP, ICE) is as in a real peer.
+    """
+
+    def __init__(self, peer: Peer) -> None:
+        self.lose: Callable[[int], bool] = lambda index: False
+        self.swap: Callable[[int], bool] = lambda index: False
+        self.lost = 0
+        self.swapped = 0
+        self._count = 0
+        self._held: bytes | None = None
+        transport = peer.pc.getSenders()[0].transport
+        send = transport._send_rtp
+
+        async def impaired(data: bytes) -> None:
+            if is_rtcp(data):
+                await send(data)
+                return
+            index = self._count
+            self._count += 1
+            if self.lose(index):
+                self.lost += 1
+                return
+            if self._held is None and self.swap(index):
+                self._held = data
+                self.swapped += 1
+                return
+            await send(data)
+            if self._held is not None:
+                held, self._held = self._held, None
+                await send(held)
+
+        transport._send_rtp = impaired

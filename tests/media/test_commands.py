@@ -119,7 +119,7 @@ def test_remove_disconnects_only_that_peer_and_events_follow(
             await media_events.wait_for(
                 type="speaking_started", space_id=space, user_id="u_speaker"
             )
-            await staying.wait_told("speaking_started", user_id="u_speaker")
+            await staying.wait_told_speaking("u_speaker")
 
             await asyncio.to_thread(
                 node.command, type="remove", space_id=space, user_id="u_removed"

@@ -1,55 +1,19 @@
-"""The node's pure parts, without a network: buffering, voice activity, parsing,
-placement on workers, session ids."""
+"""The node's pure parts, without a network: voice activity, parsing, placement on
+workers, session ids."""
 
 from __future__ import annotations
 
 import os
 import socket
 
-import numpy as np
 import pytest
 
 from media_node.commands import CommandError, parse
 from media_node.config import DEFAULT_WORKER_LISTENERS, Config, ConfigError
 from media_node.front import listener_target
-from media_node.mixer import FRAME_SAMPLES, JitterBuffer, Speech, VoiceActivity
+from media_node.mixer import Speech, VoiceActivity
 from media_node.sessions import SessionAddress, address_of, new_session_id
 from media_node.workers import RoomView, WorkerProcess
-
-
-def frame(value: int, samples: int = FRAME_SAMPLES) -> np.ndarray:
-    return np.full(samples, value, dtype=np.int16)
-
-
-def test_jitter_buffer_fills_before_playing_and_again_after_running_dry() -> None:
-    buffer = JitterBuffer(prefill=2 * FRAME_SAMPLES, limit=5 * FRAME_SAMPLES)
-    buffer.push(frame(1))
-    assert buffer.pop_frame() is None
-    buffer.push(frame(2))
-    first = buffer.pop_frame()
-    assert first is not None
-    assert set(first) == {1}
-    second = buffer.pop_frame()
-    assert second is not None
-    assert set(second) == {2}
-    buffer.push(frame(3, FRAME_SAMPLES // 2))
-    # Dry: what there is plays, padded with silence, then it fills again.
-    partial = buffer.pop_frame()
-    assert partial is not None
-    assert set(partial[: FRAME_SAMPLES // 2]) == {3}
-    assert set(partial[FRAME_SAMPLES // 2 :]) == {0}
-    buffer.push(frame(4))
-    assert buffer.pop_frame() is None
-
-
-def test_jitter_buffer_sheds_the_oldest_audio_past_its_limit() -> None:
-    buffer = JitterBuffer(prefill=2 * FRAME_SAMPLES, limit=5 * FRAME_SAMPLES)
-    for value in range(1, 7):
-        buffer.push(frame(value))
-    assert buffer.buffered == 2 * FRAME_SAMPLES
-    played = buffer.pop_frame()
-    assert played is not None
-    assert set(played) == {5}
 
 
 def test_voice_activity_has_hysteresis() -> None:
