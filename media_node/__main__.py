@@ -14,6 +14,7 @@ import boto3
 from aiohttp import web
 
 from . import logs
+from .certificate import share_one_certificate
 from .commands import CommandQueue
 from .config import Config, ConfigError
 from .events import MediaEvents
@@ -43,6 +44,7 @@ async def serve(config: Config) -> None:
     sqs = boto3.client("sqs")
     table = boto3.resource("dynamodb").Table(config.nodes_table)
 
+    share_one_certificate()
     events = MediaEvents(sqs, config.media_events_queue_url, config.node_id)
     node = Node(config, events)
     commands = CommandQueue(sqs, config.command_queue_name)
