@@ -43,7 +43,7 @@ $(NATIVE_DEBIAN_STAMP): | $(STAMP)
 	touch $(NATIVE_DEBIAN_STAMP)
 
 $(FANOUT): media_node/native/fanout.c media_node/native/build.sh | $(STAMP) $(NATIVE_DEBIAN_STAMP)
-	sh media_node/native/build.sh $(BIN)/python
+	sh media_node/native/build.sh $(BIN)/python media_node/native/fanout.c $(FANOUT)
 
 # Everything that starts a media node needs the extension.
 up pytest bench: $(FANOUT)

@@ -45,7 +45,8 @@ try:
 except ImportError as exc:  # pragma: no cover - a checkout that skipped the build
     raise ImportError(
         "media_node._fanout is not built: run `make up` or `make test` (or "
-        "`sh media_node/native/build.sh .venv/bin/python`; needs gcc and libsrtp2-dev)"
+        "`sh media_node/native/build.sh .venv/bin/python media_node/native/fanout.c "
+        "media_node/_fanout.abi3.so`; needs gcc and the Python headers)"
     ) from exc
 
 # RFC 8285 one-byte header extensions.
