@@ -10,5 +10,5 @@ python=$1
 source=$2
 output=$3
 include=$("$python" -c 'import sysconfig; print(sysconfig.get_path("include"))')
-${CC:-cc} -O2 -g -Wall -Wextra -Wno-missing-field-initializers -fPIC -shared -pthread \
+${CC:-cc} -O2 -g -Wall -Wextra -Wno-missing-field-initializers -Werror=implicit-function-declaration -fPIC -shared -pthread \
     -DPy_LIMITED_API=0x030B0000 -I"$include" "$source" -o "$output"
