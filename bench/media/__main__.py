@@ -50,6 +50,10 @@ NODE_CPU = 0
 # Past this share of its CPUs, or with its sockets overflowing, the load generator (not
 # the node) may be what limits a step.
 LOAD_CPU_LIMIT = 0.9
+# A node that missed ticks while using less than this share of its core was kept off
+# it (other processes on a shared machine), not saturated: its step is measured again.
+STARVED_NODE_CPU = 0.85
+STEP_TRIES = 3
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -315,17 +319,16 @@ def saturate(
         storm_result = load.ask("join", count=storm, rate=PACKETS_PER_SECOND)
         count = storm
         while True:
-            time.sleep(3)
-            window = Window(node, load)
-            time.sleep(6)
-            result = window.close()
-            result.pop("latency_ms")
+            result = measure_step(node, load)
             steps.append(result)
             print(f"  {count} listeners: {json.dumps(result)}", flush=True)
-            lost = max(result["loss"] or 0.0, result["shortfall"] or 0.0)
-            result["lost"] = lost
-            if result["loss"] is None or lost > LOSS_LIMIT:
-                stopped_by = "load_generator" if result["load_generator_bound"] else "loss"
+            if result["loss"] is None or result["lost"] > LOSS_LIMIT:
+                if result["contended"]:
+                    stopped_by = "contention"
+                elif result["load_generator_bound"]:
+                    stopped_by = "load_generator"
+                else:
+                    stopped_by = "loss"
                 break
             if result["load_generator_bound"]:
                 stopped_by = "load_generator"
@@ -340,7 +343,10 @@ def saturate(
     within = [
         s["listeners"]
         for s in steps
-        if s["loss"] is not None and s["lost"] <= LOSS_LIMIT and not s["load_generator_bound"]
+        if s["loss"] is not None
+        and s["lost"] <= LOSS_LIMIT
+        and not s["load_generator_bound"]
+        and not s["contended"]
     ]
     rss = [(s["listeners"], s["node_rss_mb"]) for s in steps]
     return {
@@ -356,12 +362,35 @@ def saturate(
         "steps": steps,
         "max_listeners_within_loss_limit": max(within) if within else 0,
         # "loss": the node's limit was found; "load_generator": the generator's was, and
-        # the node's is above the last step; "limit": neither, up to --limit.
+        # the node's is above the last step; "contention": the node kept missing ticks
+        # without using its core (other processes had it); "limit": none, up to --limit.
         "stopped_by": stopped_by,
         "loss_limit": LOSS_LIMIT,
         "rss_empty_room_mb": round(rss_empty, 1),
         "rss_mb_per_100_listeners": slope_per_100(rss),
     }
+
+
+def measure_step(node: MediaNode, load: LoadGenerator) -> dict[str, Any]:
+    """A step's steady window; again (the least lossy kept) while the node was starved."""
+    best: dict[str, Any] | None = None
+    for attempt in range(STEP_TRIES):
+        time.sleep(3 if attempt == 0 else 1)
+        window = Window(node, load)
+        time.sleep(6)
+        result = window.close()
+        result.pop("latency_ms")
+        result["lost"] = max(result["loss"] or 0.0, result["shortfall"] or 0.0)
+        result["contended"] = (
+            result["lost"] > LOSS_LIMIT and result["node_cpu_percent"] < 100 * STARVED_NODE_CPU
+        )
+        if best is None or result["lost"] < best["lost"]:
+            best = result
+        if not result["contended"]:
+            break
+    assert best is not None
+    best["tries"] = attempt + 1
+    return best
 
 
 def slope_per_100(points: list[tuple[int, float]]) -> float | None:
@@ -375,6 +404,60 @@ def slope_per_100(points: list[tuple[int, float]]) -> float | None:
         return None
     slope = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=True)) / spread
     return round(100 * slope, 2)
+
+
+def median(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return round(statistics.median(present), 1) if present else None
+
+
+def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One entry per path and listener count: medians over its rounds, and their spread."""
+    groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for run in runs:
+        groups.setdefault((run["fanout"], run["listeners"]), []).append(run)
+    summary = []
+    for (fanout, listeners), group in groups.items():
+        if not any(run.get("us_per_packet") for run in group):
+            summary.append(group[0])
+            continue
+
+        def middle(key: str, group: list[dict[str, Any]] = group) -> float | None:
+            return median([run.get(key) for run in group])
+
+        total = middle("us_per_packet")
+        summary.append(
+            {
+                "fanout": fanout,
+                "listeners": listeners,
+                "rounds": len(group),
+                "us_per_packet": total,
+                "us_per_packet_each_round": [run.get("us_per_packet") for run in group],
+                "us_per_packet_above_empty_room": middle("us_per_packet_above_empty_room"),
+                "listeners_per_core": int(1e6 / total / PACKETS_PER_SECOND) if total else None,
+                "empty_room_node_cpu_percent": middle("empty_room_node_cpu_percent"),
+                "node_cpu_percent": middle("node_cpu_percent"),
+                "load_cpu_percent": middle("load_cpu_percent"),
+                "latency_ms_p50": median([run["latency_ms"]["p50"] for run in group]),
+                "latency_ms_p95": median([run["latency_ms"]["p95"] for run in group]),
+                "answer_ms_p50": middle("answer_ms_p50"),
+                "join_ms_p95": middle("join_ms_p95"),
+                "node_rss_mb": middle("node_rss_mb"),
+                "worst_loss": max((run["loss"] or 0.0) for run in group),
+                "worst_shortfall": max((run["shortfall"] or 0.0) for run in group),
+                "load_kernel_drops": sum(run["load_kernel_drops"] for run in group),
+                "load_generator_bound": any(run["load_generator_bound"] for run in group),
+            }
+        )
+    return summary
+
+
+def by_round(runs: list[dict[str, Any]]) -> list[dict[tuple[str, int], dict[str, Any]]]:
+    rounds: dict[int, dict[tuple[str, int], dict[str, Any]]] = {}
+    for run in runs:
+        if "round" in run:
+            rounds.setdefault(run["round"], {})[(run["fanout"], run["listeners"])] = run
+    return list(rounds.values())
 
 
 def stock_over_fast(
@@ -486,6 +569,9 @@ def main() -> None:
     parser.add_argument("--step", type=int, default=250)
     parser.add_argument("--limit", type=int, default=4000, help="saturation stops here")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="comparison rounds (paths interleaved in each)"
+    )
     args = parser.parse_args()
 
     private = Ed25519PrivateKey.generate()
@@ -507,27 +593,42 @@ def main() -> None:
     started = time.time()
     try:
         runs = []
-        for fanout, listeners in (
-            ("fast", args.listeners),
-            ("aiortc", args.listeners),
-            ("aiortc-encode", args.listeners),
-            ("fast", args.fast_listeners),
+        # On a shared machine, a path measured while another process ran is slower
+        # than one measured just before: every round measures every path, and ratios
+        # are taken within a round.
+        for fanout, listeners, round_ in (
+            (fanout, listeners, round_)
+            for round_ in range(args.rounds)
+            for fanout, listeners in (
+                ("fast", args.listeners),
+                ("aiortc", args.listeners),
+                ("aiortc-encode", args.listeners),
+                ("fast", args.fast_listeners),
+            )
         ):
-            print(f"{fanout}, {listeners} listeners", flush=True)
-            runs.append(compare(aws, keys, fanout, listeners, args.seconds, logs))
+            print(f"{fanout}, {listeners} listeners, round {round_ + 1}", flush=True)
+            run = compare(aws, keys, fanout, listeners, args.seconds, logs)
+            runs.append(run | {"round": round_})
             print(f"  {json.dumps(runs[-1])}", flush=True)
         print("saturation (fast path)", flush=True)
         saturation = saturate(aws, keys, args.storm, args.step, args.limit, logs)
     finally:
         aws.server.stop()
-    by_fanout = {(r["fanout"], r["listeners"]): r for r in runs}
-    ratios = stock_over_fast(by_fanout, args.listeners, args.fast_listeners)
+    summary = summarize(runs)
+    by_fanout = {(r["fanout"], r["listeners"]): r for r in summary}
+    each_round = [
+        stock_over_fast(paths, args.listeners, args.fast_listeners) for paths in by_round(runs)
+    ]
+    ratios = {name: median([r[name] for r in each_round]) for name in each_round[0]}
     results = {
         "command": " ".join(["python -m bench.media", *sys.argv[1:]]),
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "duration_seconds": round(time.time() - started),
         "machine": machine(),
-        "comparison": runs,
+        # Each path's median over the rounds; every run is in comparison_runs.
+        "comparison": summary,
+        "comparison_runs": runs,
+        # The median over the rounds of each round's ratio.
         "stock_over_fast_ratio": ratios,
         "saturation": saturation,
         "targets": targets(by_fanout, ratios, saturation, args.listeners, args.fast_listeners),

@@ -174,7 +174,9 @@ def intercept_rtp(pc: RTCPeerConnection, listener: Listener) -> None:
     """Count RTP at the UDP layer; STUN, DTLS and RTCP still go to aiortc."""
     connection = pc.getTransceivers()[0].receiver.transport.transport._connection
     for protocol in connection._protocols:
-        listener.inodes.append(os.fstat(protocol.transport.get_extra_info("socket").fileno()).st_ino)
+        listener.inodes.append(
+            os.fstat(protocol.transport.get_extra_info("socket").fileno()).st_ino
+        )
         original = protocol.datagram_received
 
         def received(

@@ -304,9 +304,7 @@ def record_rtp(peer: Peer) -> list[tuple[float, int, int, int]]:
     original = receiver._handle_rtp_packet
 
     async def handle(packet: RtpPacket, arrival_time_ms: int) -> None:
-        received.append(
-            (time.monotonic(), packet.ssrc, packet.sequence_number, packet.timestamp)
-        )
+        received.append((time.monotonic(), packet.ssrc, packet.sequence_number, packet.timestamp))
         await original(packet, arrival_time_ms)
 
     receiver._handle_rtp_packet = handle
