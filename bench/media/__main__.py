@@ -51,7 +51,8 @@ NODE_CPU = 0
 # the node) may be what limits a step.
 LOAD_CPU_LIMIT = 0.9
 # A node that missed ticks while using less than this share of its core was kept off
-# it (other processes on a shared machine), not saturated: its step is measured again.
+# it (other processes on a shared machine; `node_waiting_for_cpu_percent` shows how
+# much), not saturated: its step is measured again.
 STARVED_NODE_CPU = 0.85
 STEP_TRIES = 3
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -68,6 +69,12 @@ def process_cpu(pid: int) -> float:
     """CPU seconds (user + system, all threads) a process has used so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def runqueue_wait(pid: int) -> float:
+    """Seconds the process's main thread (the node's event loop) spent ready to run but
+    waiting for a CPU: on a shared machine, how much other processes held it back."""
+    return int(Path(f"/proc/{pid}/schedstat").read_text().split()[1]) / 1e9
 
 
 def process_rss_mb(pid: int) -> float:
@@ -220,6 +227,7 @@ class Window:
         self.node, self.load = node, load
         self.snapshot = load.ask("snapshot")
         self.node_cpu = node.cpu()
+        self.node_wait = runqueue_wait(node.process.pid)
         self.load_cpu = load.cpu()
         self.at = time.monotonic()
 
@@ -227,6 +235,7 @@ class Window:
         end = self.load.ask("snapshot")
         seconds = time.monotonic() - self.at
         node_cpu = self.node.cpu() - self.node_cpu
+        node_wait = runqueue_wait(self.node.process.pid) - self.node_wait
         received = end["received"] - self.snapshot["received"]
         expected = end["expected"] - self.snapshot["expected"]
         # Loss by sequence numbers misses ticks the node never sent (a starved mixer
@@ -242,6 +251,7 @@ class Window:
             "loss": round(1 - received / expected, 5) if expected else None,
             "shortfall": round(max(0.0, 1 - received / due), 5) if due else None,
             "node_cpu_percent": round(100 * node_cpu / seconds, 1),
+            "node_waiting_for_cpu_percent": round(100 * node_wait / seconds, 1),
             "node_cpu_seconds": node_cpu,
             "load_cpu_percent": round(100 * load_cpu, 1),
             "load_kernel_drops": kernel_drops,
@@ -437,6 +447,7 @@ def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "listeners_per_core": int(1e6 / total / PACKETS_PER_SECOND) if total else None,
                 "empty_room_node_cpu_percent": middle("empty_room_node_cpu_percent"),
                 "node_cpu_percent": middle("node_cpu_percent"),
+                "node_waiting_for_cpu_percent": middle("node_waiting_for_cpu_percent"),
                 "load_cpu_percent": middle("load_cpu_percent"),
                 "latency_ms_p50": median([run["latency_ms"]["p50"] for run in group]),
                 "latency_ms_p95": median([run["latency_ms"]["p95"] for run in group]),
