@@ -326,7 +326,9 @@ def saturate(
         load.ask("speaker")
         time.sleep(2)
         rss_empty = node.rss_mb()
+        storm_window = Window(node, load)
         storm_result = load.ask("join", count=storm, rate=PACKETS_PER_SECOND)
+        during_storm = storm_window.close()
         count = storm
         while True:
             result = measure_step(node, load)
@@ -368,6 +370,11 @@ def saturate(
             "answer_ms_p50": percentile(storm_result["answer_ms"], 0.5),
             "join_ms_p50": percentile(storm_result["join_ms"], 0.5),
             "join_ms_p95": percentile(storm_result["join_ms"], 0.95),
+            # Who had the CPU while it lasted: a storm measured while the node waited
+            # for its core measures the machine's other load too.
+            "node_cpu_percent": during_storm["node_cpu_percent"],
+            "node_waiting_for_cpu_percent": during_storm["node_waiting_for_cpu_percent"],
+            "load_cpu_percent": during_storm["load_cpu_percent"],
         },
         "steps": steps,
         "max_listeners_within_loss_limit": max(within) if within else 0,
