@@ -6,6 +6,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 REQUIREMENTS := requirements.txt functions/requirements.txt media_node/requirements.txt
+# The media node's send path is a C extension (media_node/native), built in place: it
+# needs a compiler and the interpreter's headers (python3-dev for Debian's own python3),
+# and runs on the libsrtp that pylibsrtp's wheel brings.
+FANOUT := media_node/_fanout.abi3.so
+NATIVE_DEBIAN_PACKAGES := gcc libc6-dev python3-dev
+NATIVE_DEBIAN_STAMP := $(VENV)/.native-debian-stamp
 # Debian packages the browser tests need: Chromium (driven by Playwright, which may not
 # download browsers here) and a colour emoji font for the reactions.
 DEBIAN_PACKAGES := chromium fonts-noto-color-emoji
@@ -38,6 +44,17 @@ $(BENCH_DEBIAN_STAMP): | $(STAMP)
 
 up: $(STAMP)
 	$(BIN)/python -m local.up
+
+$(NATIVE_DEBIAN_STAMP): | $(STAMP)
+	dpkg -s $(NATIVE_DEBIAN_PACKAGES) >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(NATIVE_DEBIAN_PACKAGES); }
+	touch $(NATIVE_DEBIAN_STAMP)
+
+$(FANOUT): media_node/native/fanout.c media_node/native/build.sh | $(STAMP) $(NATIVE_DEBIAN_STAMP)
+	sh media_node/native/build.sh $(BIN)/python media_node/native/fanout.c $(FANOUT)
+
+# Everything that starts a media node needs the extension.
+up pytest bench: $(FANOUT)
 
 # Mint a bearer token for a local user: make token USER=u-alice
 token: $(STAMP)
@@ -72,3 +89,4 @@ bench: $(STAMP) $(BENCH_DEBIAN_STAMP)
 
 clean:
 	rm -rf $(VENV) .local cdk.out chalice.out node_modules .pytest_cache .mypy_cache .ruff_cache
+	rm -f $(FANOUT)

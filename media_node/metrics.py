@@ -66,6 +66,11 @@ class Observed(Protocol):
         """(packets received, packets lost) over the node's live inbound streams."""
         ...
 
+    async def outbound_totals(self) -> tuple[int, float]:
+        """(receiver report blocks received, mean fraction lost in the latest ones)
+        over the node's live outbound streams."""
+        ...
+
 
 class MetricsReporter:
     def __init__(self, node: Observed, interval: float) -> None:
@@ -74,6 +79,7 @@ class MetricsReporter:
         self._cpu = CpuMeter(node.cpu_seconds)
         self._last = Counters()
         self._last_inbound: tuple[int, int] | None = None
+        self._last_reports = 0
 
     async def run(self) -> None:
         while True:
@@ -95,12 +101,20 @@ class MetricsReporter:
             missed = lost - self._last_inbound[1]
             loss = 100.0 * missed / (got + missed) if got > 0 and missed > 0 else 0.0
         self._last_inbound = (received, lost)
+        reports, outbound_loss = await node.outbound_totals()
+        # As above: streams that ended take their reports with them.
+        new_reports = max(0, reports - self._last_reports)
+        self._last_reports = reports
         values = {
             "Rooms": (node.room_count(), "Count"),
             "Participants": (node.participant_count(), "Count"),
             "PacketsIn": (counters.packets_in - self._last.packets_in, "Count"),
             "PacketsOut": (counters.packets_out - self._last.packets_out, "Count"),
             "InboundLossPercent": (round(loss, 2), "Percent"),
+            # What listeners say they lost of what the node sent them (RTCP receiver
+            # reports of the fast path's streams).
+            "OutboundLossPercent": (round(100.0 * outbound_loss, 2), "Percent"),
+            "ReceiverReports": (new_reports, "Count"),
             "LateMixTicks": (counters.late_ticks - self._last.late_ticks, "Count"),
             "CpuPercent": (self._cpu.read(), "Percent"),
         }

@@ -58,6 +58,18 @@ class Node:
                         lost += stats.packetsLost
         return received, lost
 
+    def outbound_totals(self) -> tuple[int, float]:
+        reports = 0
+        fractions = []
+        for participant in self.participants():
+            stream = participant.stream
+            if stream is None:
+                continue
+            reports += stream.native.receiver_reports
+            if stream.native.fraction_lost is not None:
+                fractions.append(stream.native.fraction_lost)
+        return reports, sum(fractions) / len(fractions) if fractions else 0.0
+
     def new_session_id(self) -> str:
         return new_session_id(self.node_id, self.worker)
 

@@ -18,6 +18,7 @@ from aiortc.clock import current_ntp_time
 from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtcrtpparameters import RTCRtpSendParameters
 from aiortc.rtp import RtpPacket
+from av import AudioFrame, Packet
 
 from .events import MediaEvents
 from .jitter import JitterBuffer
@@ -32,7 +33,7 @@ from .mixer import (
     level_dbfs,
     mix_frame,
 )
-from .rtp_fanout import Fanout, RtpStream, StreamGone, send_to_all, take_over
+from .rtp_fanout import Fanout, RtpStream, Stream, StreamGone, send_to_all, take_over
 from .rtp_receive import take_over_receiving
 from .tokens import PUBLISHING_ROLES, JoinClaims
 from .tracks import MixTrack
@@ -48,9 +49,10 @@ MAX_CHANNEL_MESSAGE = 1024
 FAREWELL_SECONDS = 0.3
 # A mixer more than this far behind its clock skips ahead instead of bursting.
 MAX_LAG_SECONDS = 0.2
-# Every this many ticks (half a second) the fast streams refresh their route; every
-# REPORT_UPKEEPS upkeeps (5 s) each sends a sender report, at an offset of its own so
-# the reports of a large room spread out. Cheap, and off the per-packet path.
+# Every this many ticks (half a second) each fast stream refreshes its route, a
+# 1/STREAM_UPKEEP_TICKS share of them per tick so that a large room never spends one
+# long tick on it; every REPORT_UPKEEPS upkeeps (5 s) each sends a sender report, at an
+# offset of its own. Cheap, and off the per-packet path.
 STREAM_UPKEEP_TICKS = 25
 REPORT_UPKEEPS = 10
 
@@ -181,17 +183,20 @@ class Participant:
             if self.stream is None:
                 self.stream = RtpStream(sender, parameters)
             else:
-                # A renegotiation may move the payload type or the mid's extension id.
+                # A renegotiation may move the payload type or the mid's extension id;
+                # the sequence numbers and timestamps go on as before.
                 self.stream.configure(parameters)
         except StreamGone as exc:
             # aiortc only starts senders on a connected transport, so this is a peer
             # leaving at that very moment: its state change removes it.
             log.warning("no outbound stream: %s", exc, extra=self.describe())
+        self.room.place(self)
 
     def close_stream(self) -> None:
         if self.stream is not None:
             self.stream.close()
             self.stream = None
+            self.room.place(self)
 
     async def close(self) -> None:
         if self.jitter.stats.starts:
@@ -234,6 +239,11 @@ class Room:
         self._pts = 0
         self._ticks = 0
         self._clock: asyncio.Task[None] | None = None
+        # The fast path's listeners (session id -> C stream): every connected peer with
+        # a stream and no mix of its own. Kept up to date by `place` at each change, so
+        # a tick hands it to C as it is instead of gathering it per packet.
+        self._listening: dict[str, Stream] = {}
+        self._upkeep_due: list[Participant] = []
 
     def add(self, participant: Participant) -> None:
         self.participants[participant.session_id] = participant
@@ -295,49 +305,79 @@ class Room:
                 self._speech_changed(participant, change)
 
         listener_packets = self._listener_encoder.encode(total, pts)
-        # The baseline of aiortc's examples: every listener's sender encodes the mix.
-        listener_frame = mix_frame(total, pts) if self.fanout is Fanout.AIORTC_ENCODE else None
-        listener_streams: list[RtpStream] = []
         sent = 0
         for participant in self.participants.values():
-            if participant.encoder is not None:
-                mine = own.get(participant.session_id)
-                mix = total - mine if mine is not None else total
-                packets = participant.encoder.encode(mix, pts)
-            else:
-                packets = listener_packets
-            # Until ICE and DTLS are up there is no sender to take the packets.
-            if not participant.connected:
+            if participant.encoder is None:
                 continue
-            stream = participant.stream
-            if stream is not None and packets is listener_packets:
-                listener_streams.append(stream)
-            elif stream is not None:
-                for packet in packets:
-                    sent += send_to_all((stream,), bytes(packet), pts)
-            elif listener_frame is not None and packets is listener_packets:
-                participant.track.push(listener_frame)
-                sent += 1
-            else:
-                for packet in packets:
-                    participant.track.push(packet)
-                sent += len(packets)
+            # Each publisher hears the room without their own voice.
+            mine = own.get(participant.session_id)
+            packets = participant.encoder.encode(total - mine if mine is not None else total, pts)
+            sent += self._send_own(participant, packets, pts)
         for packet in listener_packets:
             payload = bytes(packet)
-            sent += send_to_all(listener_streams, payload, pts)
+            # Relay workers get each packet once, whatever their number of listeners.
             for relay in self.relays:
                 relay.send_packet(payload, pts)
+            if self.fanout is Fanout.FAST:
+                sent += send_to_all(self._listening.values(), payload, pts)
+        if self.fanout is not Fanout.FAST:
+            sent += self._send_through_aiortc(listener_packets, total, pts)
         self.counters.packets_out += sent
         self._ticks += 1
-        if self._ticks % STREAM_UPKEEP_TICKS == 0:
-            self._upkeep_streams(pts)
+        self._upkeep_streams(pts)
+
+    def _send_own(self, participant: Participant, packets: list[Packet], pts: int) -> int:
+        # Until ICE and DTLS are up there is no stream (or started sender) to take them.
+        if not participant.connected:
+            return 0
+        stream = participant.stream
+        if stream is not None:
+            return sum(send_to_all((stream.native,), bytes(packet), pts) for packet in packets)
+        if self.fanout is Fanout.FAST:
+            return 0
+        for packet in packets:
+            participant.track.push(packet)
+        return len(packets)
+
+    def _send_through_aiortc(self, packets: list[Packet], total: Mix, pts: int) -> int:
+        """The baselines: every listener's own RTCRtpSender, fed through its track."""
+        # aiortc-encode is the pattern of aiortc's examples: each sender encodes the mix.
+        frames: list[Packet] | list[AudioFrame] = (
+            [mix_frame(total, pts)] if self.fanout is Fanout.AIORTC_ENCODE else packets
+        )
+        sent = 0
+        for participant in self.participants.values():
+            if participant.encoder is None and participant.connected:
+                for frame in frames:
+                    participant.track.push(frame)
+                sent += len(frames)
+        return sent
+
+    def place(self, participant: Participant) -> None:
+        """Keep the fast path's set of listeners in step with `participant`'s state."""
+        stream = participant.stream
+        if (
+            stream is not None
+            and participant.connected
+            and participant.encoder is None
+            and not participant.closed
+        ):
+            self._listening[participant.session_id] = stream.native
+        else:
+            self._listening.pop(participant.session_id, None)
 
     def _upkeep_streams(self, pts: int) -> None:
+        phase = self._ticks % STREAM_UPKEEP_TICKS
+        if phase == 0:
+            self._upkeep_due = [p for p in self.participants.values() if p.stream is not None]
+        due = self._upkeep_due[phase::STREAM_UPKEEP_TICKS]
+        if not due:
+            return
         ntp_time = current_ntp_time()
         upkeep = self._ticks // STREAM_UPKEEP_TICKS
-        for participant in self.participants.values():
+        for participant in due:
             stream = participant.stream
-            if stream is None:
+            if stream is None or participant.closed:
                 continue
             try:
                 stream.refresh_route()
@@ -346,7 +386,7 @@ class Room:
                 # removes the participant. Until then, nothing more is sent to it.
                 participant.close_stream()
                 continue
-            if (upkeep + stream.timestamp_origin) % REPORT_UPKEEPS == 0:
+            if (upkeep + stream.native.timestamp_origin) % REPORT_UPKEEPS == 0:
                 stream.send_report(ntp_time, pts)
 
     def _speech_changed(self, participant: Participant, change: Speech) -> None:
@@ -366,6 +406,7 @@ class Room:
         if participant.connected or participant.closed:
             return
         participant.connected = True
+        self.place(participant)
         log.info("participant connected", extra=participant.describe())
         self.events.publish("participant_connected", **participant.describe())
 
@@ -375,6 +416,7 @@ class Room:
             return
         participant.closed = True
         self.participants.pop(participant.session_id, None)
+        self.place(participant)
         stopped = participant.vad.reset()
         if stopped is not None:
             self._speech_changed(participant, stopped)
@@ -397,6 +439,8 @@ class Room:
             else:
                 participant.encoder = None
                 self._silence(participant)
+            # A publisher gets a mix of its own, a listener the room's.
+            self.place(participant)
             self.broadcast({"type": "role_changed", "user_id": user_id, "role": role})
         if not found and self.relays:
             # The user may listen through a relay, which acts on the event (relay.py).

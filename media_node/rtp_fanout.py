@@ -1,48 +1,67 @@
-"""The fast outbound path: a room's encoded packets to all its peers in one pass.
+"""The fast outbound path: a room's encoded packets to all its peers in one C loop.
 
-aiortc's RTCRtpSender costs about 100-140 us of CPU per outbound packet even when it
+aiortc's RTCRtpSender costs tens of microseconds of CPU per outbound packet even when it
 only packetizes pre-encoded audio: a coroutine and a queue per peer, a fresh RtpPacket
 with header extensions and clock calls per packet, and an awaited send through the ICE
-connection. For a room that sends the same payload to every listener, all of that is
-per-listener overhead around the only work that must differ: the RTP header (sequence
-number, timestamp, SSRC), SRTP protection with the peer's own keys, and one sendto on
-the peer's own UDP socket.
+connection. For a room that sends the same payload to every listener, the only work
+that must differ per listener is the RTP header (sequence number, timestamp, SSRC),
+SRTP protection with the peer's own keys and one sendto on the peer's own UDP socket.
+Even a tight Python loop spent most of its time in the interpreter around those calls,
+so the loop is C (`media_node/native/fanout.c`, built as `media_node._fanout`).
 
-An `RtpStream` holds exactly that, taken from the peer connection once ICE and DTLS are
-up: the header bytes pre-built (only sequence number and timestamp change), the DTLS
-transport's SRTP session and the nominated candidate pair's socket and address.
-`send_to_all` then loops over the streams with no awaits, no queues and no allocation
-beyond the protected datagram itself.
+An `RtpStream` is set up from the peer connection once ICE and DTLS are up: the DTLS
+transport's outbound SRTP session (the libsrtp session aiortc keyed from the handshake,
+which its own sender would have used), the header template (payload type, SSRC, mid
+extension) and a duplicate of the nominated candidate pair's socket. `send_to_all` then
+sends one packet to any number of streams without a Python object per listener beyond
+the iteration.
 
-aiortc's RTCRtpSender is never started for such a peer (`take_over`): its RTP loop and
-its RTCP loop (a sender report every 0.5-1.5 s, each built from objects and sent through
-the ICE connection's coroutines) cost tens of microseconds per listener per packet
-between them. The sender is still registered with the DTLS transport, so the peer's
-receiver reports reach it as before; the stream sends its own sender reports, every
-5 seconds (RFC 3550's minimum interval), from bytes built in one call.
-aiortc keeps ICE (consent freshness included), DTLS and the receiving side.
+aiortc's RTCRtpSender is never started for such a peer (`take_over`): neither its RTP
+loop nor its RTCP loop runs. The stream sends its own sender reports, every 5 seconds
+(RFC 3550's minimum interval), and takes the peer's receiver reports off the socket
+before aiortc sees them (`_tap_rtcp`): a listener's RTCP never reaches aiortc's
+queues. aiortc keeps ICE (consent freshness included), DTLS and the receiving side.
+The aiortc and pylibsrtp internals read here are pinned in requirements.txt.
 """
 
 from __future__ import annotations
 
+import contextlib
 import random
-import socket
 import struct
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from enum import Enum
+from typing import Any
 
+import pylibsrtp
 from aiortc import RTCRtpSender
 from aiortc.rtcdtlstransport import RTCDtlsTransport
+from aiortc.rtcdtlstransport import State as DtlsState
 from aiortc.rtcrtpparameters import RTCRtpSendParameters
-from aiortc.rtp import RtcpSdesPacket, RtcpSenderInfo, RtcpSourceInfo, RtcpSrPacket
+from pylibsrtp._binding import ffi, lib
 
-# Version 2, no padding; the X bit is set when the mid extension is carried.
-RTP_VERSION = 0x80
-EXTENSION_BIT = 0x10
+try:
+    from . import _fanout
+except ImportError as exc:  # pragma: no cover - a checkout that skipped the build
+    raise ImportError(
+        "media_node._fanout is not built: run `make up` or `make test` (or "
+        "`sh media_node/native/build.sh .venv/bin/python media_node/native/fanout.c "
+        "media_node/_fanout.abi3.so`; needs gcc and the Python headers)"
+    ) from exc
+
 # RFC 8285 one-byte header extensions.
 ONE_BYTE_PROFILE = 0xBEDE
 MID_URI = "urn:ietf:params:rtp-hdrext:sdes:mid"
-SDES_CNAME = 1
+RTCP_RR = 201
+# The C side calls pylibsrtp's libsrtp through this signature (libsrtp 2.x); a pylibsrtp
+# built on another libsrtp must fail here, at import, rather than corrupt memory later.
+SRTP_PROTECT = "srtp_err_status_t(*)(struct srtp_ctx_t_ *, void *, int *)"
+if ffi.getctype(ffi.typeof(lib.srtp_protect)) != SRTP_PROTECT:  # pragma: no cover
+    raise ImportError(f"pylibsrtp's srtp_protect is {ffi.typeof(lib.srtp_protect)}")
+_fanout.use_srtp(int(ffi.cast("uintptr_t", ffi.addressof(lib, "srtp_protect"))))
+
+Stream = _fanout.Stream
+send_to_all = _fanout.send
 
 
 class Fanout(Enum):
@@ -65,45 +84,32 @@ class StreamGone(Exception):
 
 
 class RtpStream:
-    """One peer's outbound audio stream, sent without aiortc's per-sender loop."""
+    """One peer's outbound audio stream: the C stream and what keeps it routed."""
 
-    __slots__ = (
-        "_cname",
-        "_sender",
-        "_socket",
-        "address",
-        "dropped",
-        "lead",
-        "octets",
-        "pack",
-        "protect",
-        "sent",
-        "sequence",
-        "tail",
-        "timestamp_origin",
-        "transport",
-    )
+    __slots__ = ("_pair", "_sender", "_taps", "native", "transport")
 
     def __init__(self, sender: RTCRtpSender, parameters: RTCRtpSendParameters) -> None:
         self._sender = sender
         self.transport: RTCDtlsTransport = sender.transport
-        # Random starting points, as RFC 3550 asks; the sequence number in the lower
-        # half of its range, as aiortc does, so SRTP's rollover guess never wraps early.
-        self.sequence = random.getrandbits(15)
-        self.timestamp_origin = random.getrandbits(32)
-        self.sent = 0
-        self.octets = 0
-        self.dropped = 0
-        self.lead = b""
-        self.tail = b""
-        self.pack: Callable[..., bytes] = bytes
-        self.address: tuple[str, int] = ("", 0)
-        self._socket: socket.socket | None = None
-        self._cname = b""
+        srtp = self.transport._tx_srtp
+        if self.transport.state != "connected" or srtp is None:
+            raise StreamGone(f"DTLS is {self.transport.state}")
+        self.native = _fanout.Stream(
+            # The C stream keeps the Session object, and so its libsrtp context, alive.
+            owner=srtp,
+            session=int(ffi.cast("uintptr_t", srtp._srtp[0])),
+            ssrc=sender._ssrc,
+            # Random starting points, as RFC 3550 asks; the sequence number in the
+            # lower half of its range, as aiortc does, so SRTP's rollover guess never
+            # wraps early.
+            sequence=random.getrandbits(15),
+            timestamp_origin=random.getrandbits(32),
+        )
+        self._pair: Any = None
+        self._taps: list[Any] = []
         self.configure(parameters)
         self.refresh_route()
-        # Bound once: the SRTP session object lives as long as the DTLS transport.
-        self.protect = self.transport._tx_srtp.protect
+        self._tap_rtcp()
 
     def configure(self, parameters: RTCRtpSendParameters) -> None:
         """Build the header from the negotiated payload type and mid (again after a PATCH)."""
@@ -111,10 +117,8 @@ class RtpStream:
         payload_type = codecs[0].payloadType if codecs else None
         if payload_type is None:
             raise StreamGone("no codec negotiated")
-        self._cname = (parameters.rtcp.cname or "").encode()
         mid = (parameters.muxId or "").encode()
         mid_id = next((ext.id for ext in parameters.headerExtensions if ext.uri == MID_URI), None)
-        first = RTP_VERSION
         extension = b""
         if mid_id is not None and 0 < len(mid) <= 16:
             # Browsers demultiplex by SSRC too, but the mid is what BUNDLE relies on
@@ -122,58 +126,85 @@ class RtpStream:
             element = bytes([(mid_id << 4) | (len(mid) - 1)]) + mid
             element += b"\x00" * (-len(element) % 4)
             extension = struct.pack("!HH", ONE_BYTE_PROFILE, len(element) // 4) + element
-            first |= EXTENSION_BIT
-        # The header is lead + sequence number + timestamp + tail; one Struct packs it
-        # in a single call, the cheapest way found to make it per packet.
-        self.lead = bytes([first, payload_type])
-        self.tail = struct.pack("!I", self._sender._ssrc) + extension
-        self.pack = struct.Struct(f"!2sHI{len(self.tail)}s").pack
+        self.native.configure(
+            payload_type=payload_type,
+            extension=extension,
+            cname=(parameters.rtcp.cname or "").encode(),
+        )
 
     def refresh_route(self) -> None:
-        """Take the socket and remote address of the nominated ICE candidate pair."""
-        if self.transport.state != "connected" or self.transport._tx_srtp is None:
-            raise StreamGone(f"DTLS is {self.transport.state}")
-        pair = self.transport.transport._connection._nominated.get(1)
+        """Follow the nominated ICE candidate pair: its socket and remote address.
+
+        Called for every stream twice a second, so the common case (same pair, DTLS
+        up) is two identity checks: `state` and `remote_addr` are properties that
+        cost more than the check itself.
+        """
+        transport = self.transport
+        if transport._state is not DtlsState.CONNECTED:
+            raise StreamGone(f"DTLS is {transport.state}")
+        pair = transport.transport._connection._nominated.get(1)
+        if pair is self._pair and pair is not None:
+            return
         if pair is None or pair.protocol.transport is None:
             raise StreamGone("ICE has no nominated pair")
-        if self._socket is None:
-            transport_socket = pair.protocol.transport.get_extra_info("socket")
-            # A duplicate of aioice's non-blocking socket: sending on it skips the
-            # asyncio transport's bookkeeping, and a full send buffer drops this peer's
-            # packet (an exception below) instead of queueing behind it.
-            self._socket = socket.fromfd(
-                transport_socket.fileno(), transport_socket.family, transport_socket.type
-            )
-            self._socket.setblocking(False)
-        self.address = pair.remote_addr
+        host, port = pair.remote_addr[:2]
+        if self._pair is None or pair.protocol is not self._pair.protocol:
+            sock = pair.protocol.transport.get_extra_info("socket")
+            self.native.route(host, port, fd=sock.fileno())
+        else:
+            self.native.route(host, port)
+        self._pair = pair
+
+    def _tap_rtcp(self) -> None:
+        """Take the peer's receiver reports off the socket before aioice and aiortc do.
+
+        Through aiortc, each would cost an exception in aioice (it tries every datagram
+        as STUN first), a queue hand-off, a coroutine step and RTCP objects: per
+        listener, about once a second. A compound packet that starts with a sender
+        report comes from a peer that publishes, and aiortc's receiver needs it: it
+        goes on as before.
+        """
+        srtcp = self.transport._rx_srtp
+        take_rtcp = self.native.take_rtcp
+        # aioice's StunProtocol objects; their method is shadowed per instance.
+        protocols: list[Any] = self.transport.transport._connection._protocols
+        for protocol in protocols:
+            original = protocol.datagram_received
+
+            def received(
+                data: bytes,
+                addr: tuple[str, int],
+                original: Callable[[bytes, tuple[str, int]], None] = original,
+            ) -> None:
+                # RFC 5761/7983: RTP and RTCP start at 128-191; the first packet's
+                # header stays in the clear in SRTCP, so its type can be read here.
+                if len(data) > 8 and data[1] == RTCP_RR and 127 < data[0] < 192:
+                    # Forged, replayed or damaged: aiortc would have dropped it too.
+                    with contextlib.suppress(pylibsrtp.Error):
+                        take_rtcp(srtcp.unprotect_rtcp(data))
+                else:
+                    original(data, addr)
+
+            protocol.datagram_received = received
+            self._taps.append(protocol)
 
     def send_report(self, ntp_time: int, pts: int) -> None:
         """Send an RTCP sender report (with the CNAME) for the instant `ntp_time` / `pts`."""
-        ssrc = self._sender._ssrc
-        report = bytes(
-            RtcpSrPacket(
-                ssrc=ssrc,
-                sender_info=RtcpSenderInfo(
-                    ntp_timestamp=ntp_time,
-                    rtp_timestamp=(self.timestamp_origin + pts) & 0xFFFFFFFF,
-                    packet_count=self.sent & 0xFFFFFFFF,
-                    octet_count=self.octets & 0xFFFFFFFF,
-                ),
-            )
-        ) + bytes(
-            RtcpSdesPacket(chunks=[RtcpSourceInfo(ssrc=ssrc, items=[(SDES_CNAME, self._cname)])])
-        )
-        if self._socket is not None:
-            try:
-                self._socket.sendto(self.transport._tx_srtp.protect_rtcp(report), self.address)
-            except OSError:
-                self.dropped += 1
+        srtp = self.transport._tx_srtp
+        if srtp is None:
+            return
+        # The same session as the stream's RTP, which aiortc's receiver also uses for
+        # its receiver reports under this SSRC: one session per SSRC is what keeps
+        # SRTCP indexes (and so keystreams) from repeating.
+        self.native.send_datagram(srtp.protect_rtcp(self.native.sender_report(ntp_time, pts)))
 
     def close(self) -> None:
-        if self._socket is not None:
-            self._socket.close()
-            self._socket = None
-        self.address = ("", 0)
+        self.native.close()
+        for protocol in self._taps:
+            # The instance attribute shadowed the class's method; removing it restores it.
+            vars(protocol).pop("datagram_received", None)
+        self._taps.clear()
+        self._pair = None
 
 
 def take_over(sender: RTCRtpSender, started: Callable[[RTCRtpSendParameters], None]) -> None:
@@ -185,39 +216,9 @@ def take_over(sender: RTCRtpSender, started: Callable[[RTCRtpSendParameters], No
 
     async def send(parameters: RTCRtpSendParameters) -> None:
         # What aiortc's send() does besides starting its loops: the peer's RTCP about
-        # this SSRC (receiver reports) is routed to the sender.
+        # this SSRC that still goes through aiortc (in a speaker's sender reports) is
+        # routed to the sender.
         sender.transport._register_rtp_sender(sender, parameters)
         started(parameters)
 
     sender.send = send  # type: ignore[method-assign]
-
-
-def send_to_all(streams: Iterable[RtpStream], payload: bytes, pts: int) -> int:
-    """Send one encoded packet to every stream; the number actually handed to the kernel.
-
-    The loop is written out (local names, no method calls per stream beyond protect and
-    sendto) because it is the node's whole per-listener cost.
-    """
-    size = len(payload)
-    sent = 0
-    for stream in streams:
-        sequence = stream.sequence
-        stream.sequence = (sequence + 1) & 0xFFFF
-        header = stream.pack(
-            stream.lead, sequence, (stream.timestamp_origin + pts) & 0xFFFFFFFF, stream.tail
-        )
-        sock = stream._socket
-        try:
-            if sock is None:
-                raise StreamGone
-            sock.sendto(stream.protect(header + payload), stream.address)
-        except (OSError, StreamGone):
-            # A full socket buffer (a stalled peer) or a closed stream: this peer
-            # misses this packet, nobody else waits for it. The sequence number still
-            # advanced, so the receiver sees the gap as loss, which it is.
-            stream.dropped += 1
-            continue
-        stream.sent += 1
-        stream.octets += size
-        sent += 1
-    return sent

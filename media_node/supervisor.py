@@ -87,17 +87,28 @@ class Supervisor:
             sum(t.late_ticks for t in totals),
         )
 
-    async def inbound_totals(self) -> tuple[int, int]:
-        async def one(worker: WorkerProcess) -> tuple[int, int]:
+    async def _rtcp(self) -> list[dict[str, float]]:
+        async def one(worker: WorkerProcess) -> dict[str, float] | None:
             try:
                 async with self.http.get(worker.url + INBOUND_PATH, headers=worker.headers) as r:
                     body = await r.json()
-                    return int(body["received"]), int(body["lost"])
-            except (aiohttp.ClientError, TimeoutError, KeyError, ValueError):
-                return 0, 0
+                    return {name: float(body[name])
+                            for name in ("received", "lost", "reports", "fraction_lost")}
+            except (aiohttp.ClientError, TimeoutError, KeyError, ValueError, TypeError):
+                return None
 
-        totals = await asyncio.gather(*(one(w) for w in self._ready()))
-        return sum(t[0] for t in totals), sum(t[1] for t in totals)
+        found = await asyncio.gather(*(one(w) for w in self._ready()))
+        return [f for f in found if f is not None]
+
+    async def inbound_totals(self) -> tuple[int, int]:
+        totals = await self._rtcp()
+        return int(sum(t["received"] for t in totals)), int(sum(t["lost"] for t in totals))
+
+    async def outbound_totals(self) -> tuple[int, float]:
+        totals = await self._rtcp()
+        reporting = [t for t in totals if t["reports"]]
+        loss = sum(t["fraction_lost"] for t in reporting) / len(reporting) if reporting else 0.0
+        return int(sum(t["reports"] for t in totals)), loss
 
     def full_spaces(self) -> list[str]:
         """Spaces here that take no more listeners: the control plane relays them elsewhere."""

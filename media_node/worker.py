@@ -25,6 +25,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from . import commands, logs
+from .certificate import share_one_certificate
 from .config import Config, ConfigError
 from .events import MediaEvents
 from .internal import COMMANDS_PATH, FEED_PATH, INBOUND_PATH, STATUS_PATH, WORKER_SECRET_HEADER
@@ -69,9 +70,12 @@ class Worker:
         return web.json_response(self._node.status())
 
     async def inbound(self, request: web.Request) -> web.Response:
-        # Apart from the status: getStats over every peer is too costly to poll often.
+        """RTCP-derived totals, both ways. Apart from the status: getStats over every
+        peer is too costly to poll often."""
         received, lost = await self._node.inbound_totals()
-        return web.json_response({"received": received, "lost": lost})
+        reports, fraction_lost = self._node.outbound_totals()
+        return web.json_response({"received": received, "lost": lost, "reports": reports,
+                                  "fraction_lost": fraction_lost})
 
     async def command(self, request: web.Request) -> web.Response:
         try:
@@ -107,6 +111,8 @@ def _when_the_supervisor_is_gone(loop: asyncio.AbstractEventLoop, gone: Callable
 
 async def serve(config: Config, index: int, secret: str, listening: socket.socket) -> None:
     loop = asyncio.get_running_loop()
+    # Every peer connection of this worker presents the same DTLS certificate.
+    share_one_certificate()
     events = MediaEvents(boto3.client("sqs"), config.media_events_queue_url, config.node_id)
     events.start()
     node = Node(config, events, index)

@@ -1,15 +1,17 @@
 """Load generator: lightweight listeners (and one speaker) in a process of their own.
 
 Each listener is a real WebRTC peer for everything but its media: aiortc does its ICE
-(including answering the node's consent checks) and DTLS, then the listener's UDP
-datagrams are intercepted before aiortc's DTLS/SRTP layers, so RTP packets are counted
-(sequence numbers give loss) and never jitter-buffered. That keeps the generator's own
-cost to a few microseconds per packet, far below the node's, which is what lets one core
-of load saturate the other. One listener in PROBE_EVERY (spread over the join order, so
-over the node's fan-out order too) also unprotects and decodes what it gets: speech
-onsets are judged by decoded level. Packet sizes cannot tell them: near-silent audio
-(the decoder's own noise of a few LSB) costs the mix encoder as many bytes as a tone's
-first packet.
+(including answering the node's consent checks) and DTLS, and the listener sends RTCP
+receiver reports about what it got, as a browser's audio receiver does (about every
+5 s). Its UDP datagrams are intercepted before aiortc's DTLS/SRTP layers, so RTP
+packets are counted (sequence numbers give loss) and never jitter-buffered. What is
+left per packet is mostly the kernel's receive path, which on loopback costs about what
+the node's send path does; the kernel's own drop counters of the listeners' sockets
+show whether the generator kept up (`kernel_drops`). One listener in PROBE_EVERY
+(spread over the join order, so over the node's fan-out order too) also unprotects and
+decodes what it gets: speech onsets are judged by decoded level. Packet sizes cannot
+tell them: near-silent audio (the decoder's own noise of a few LSB) costs the mix
+encoder as many bytes as a tone's first packet.
 
 The speaker runs in a process of its own (the orchestrator starts two generators):
 sharing an event loop with a thousand listeners would make it send late whenever they
@@ -26,11 +28,14 @@ from __future__ import annotations
 import asyncio
 import fractions
 import json
+import os
+import random
 import sys
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -41,6 +46,7 @@ import pylibsrtp
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtcdtlstransport import RTCDtlsTransport
+from aiortc.rtp import RtcpReceiverInfo, RtcpRrPacket, RtcpSdesPacket, RtcpSourceInfo
 
 from media_node.mixer import level_dbfs
 
@@ -55,6 +61,9 @@ CYCLE_FRAMES = 25
 LOUD_DBFS = -30.0
 PROBE_EVERY = 20
 JOIN_TIMEOUT = 30.0
+# libwebrtc's RTCP report interval for audio, randomised by half either way (RFC 3550).
+REPORT_SECONDS = 5.0
+SDES_CNAME = 1
 
 
 def opus_cycle() -> list[bytes]:
@@ -144,6 +153,13 @@ class Listener:
     onsets: list[float] = field(default_factory=list)
     dtls: RTCDtlsTransport | None = None
     decoder: av.AudioCodecContext | None = None
+    ssrc: int = 0
+    # The inodes of its sockets, to find their drop counters in /proc/net/udp.
+    inodes: list[int] = field(default_factory=list)
+    next_report: float = 0.0
+    reported_expected: int = 0
+    reported_received: int = 0
+    cname: bytes = field(default_factory=lambda: uuid.uuid4().hex.encode())
 
     def count(self, data: bytes) -> None:
         now = time.monotonic()
@@ -151,6 +167,7 @@ class Listener:
         if self.first_seq is None:
             self.first_seq = self.last_seq = sequence
             self.first_at = now
+            self.ssrc = int.from_bytes(data[8:12], "big")
         else:
             step = (sequence - self.last_seq) & 0xFFFF
             # Forward steps extend the highest sequence number; late ones don't.
@@ -184,6 +201,26 @@ class Listener:
     def expected(self) -> int:
         return 0 if self.first_seq is None else self.highest + 1
 
+    def receiver_report(self, ssrc: int) -> bytes:
+        """RR + SDES about the node's stream since the last one, as a browser sends them."""
+        expected = self.expected - self.reported_expected
+        lost = expected - (self.received - self.reported_received)
+        self.reported_expected, self.reported_received = self.expected, self.received
+        block = RtcpReceiverInfo(
+            ssrc=self.ssrc,
+            fraction_lost=min(255, max(0, 256 * lost // expected)) if expected > 0 else 0,
+            packets_lost=max(0, self.expected - self.received),
+            # RFC 3550 6.4.1: the extended highest sequence number received.
+            highest_sequence=((self.first_seq or 0) + self.highest) & 0xFFFFFFFF,
+            jitter=0,
+            lsr=0,
+            dlsr=0,
+        )
+        description = RtcpSourceInfo(ssrc=ssrc, items=[(SDES_CNAME, self.cname)])
+        return bytes(RtcpRrPacket(ssrc=ssrc, reports=[block])) + bytes(
+            RtcpSdesPacket(chunks=[description])
+        )
+
 
 def intercept_rtp(pc: RTCPeerConnection, listener: Listener, probe: bool) -> None:
     """Count RTP at the UDP layer; STUN, DTLS and RTCP still go to aiortc. A probe
@@ -193,6 +230,9 @@ def intercept_rtp(pc: RTCPeerConnection, listener: Listener, probe: bool) -> Non
         listener.dtls = dtls
     connection = dtls.transport._connection
     for protocol in connection._protocols:
+        listener.inodes.append(
+            os.fstat(protocol.transport.get_extra_info("socket").fileno()).st_ino
+        )
         original = protocol.datagram_received
 
         def received(
@@ -219,8 +259,11 @@ class LoadGenerator:
         self.listeners: list[Listener] = []
         self.peers: list[RTCPeerConnection] = []
         self.speaker_onsets: list[float] = []
+        self.reports_sent = 0
         self._latency_from = 0.0
         self._http: aiohttp.ClientSession | None = None
+        self._reporter: asyncio.Task[None] | None = None
+        self._reporting: list[tuple[Listener, RTCPeerConnection]] = []
 
     def token(self, user: str, role: str) -> str:
         now = time.time()
@@ -285,7 +328,39 @@ class LoadGenerator:
             if time.monotonic() - started > JOIN_TIMEOUT:
                 return None
             await asyncio.sleep(0.01)
+        listener.next_report = time.monotonic() + REPORT_SECONDS * random.random()
+        self._reporting.append((listener, pc))
+        if self._reporter is None:
+            self._reporter = asyncio.create_task(self._report())
         return answered - started, listener.first_at - started
+
+    async def _report(self) -> None:
+        """Each receiving listener's receiver reports, each on a clock of its own."""
+        while True:
+            await asyncio.sleep(0.1)
+            now = time.monotonic()
+            for listener, pc in self._reporting:
+                if listener.next_report > now:
+                    continue
+                listener.next_report = now + REPORT_SECONDS * (0.5 + random.random())
+                transceiver = pc.getTransceivers()[0]
+                transport = transceiver.receiver.transport
+                if transport.state == "connected":
+                    # aiortc's receiver would send these itself had it seen the RTP.
+                    report = listener.receiver_report(transceiver.sender._ssrc)
+                    await transport._send_rtp(report)
+                    self.reports_sent += 1
+
+    def kernel_drops(self) -> int:
+        """Datagrams the kernel dropped for this generator's full socket buffers."""
+        inodes = {inode for listener in self.listeners for inode in listener.inodes}
+        drops = 0
+        for table in ("/proc/net/udp", "/proc/net/udp6"):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if int(fields[9]) in inodes:
+                    drops += int(fields[12])
+        return drops
 
     async def join(self, count: int, rate: float) -> dict[str, Any]:
         first = len(self.listeners) + len(self.peers)
@@ -317,6 +392,9 @@ class LoadGenerator:
             "receiving": sum(1 for listener in self.listeners if listener.received),
             "received": sum(listener.received for listener in self.listeners),
             "expected": sum(listener.expected for listener in self.listeners),
+            # Not zero: this generator, not the node, lost datagrams.
+            "kernel_drops": self.kernel_drops(),
+            "receiver_reports_sent": self.reports_sent,
             "cpu": time.process_time(),
             "at": now,
             "sent": sorted(self.speaker_onsets)[-50:],

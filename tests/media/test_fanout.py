@@ -3,41 +3,88 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
+import os
 import socket
+import time
 from collections.abc import Callable, Iterator
 from types import SimpleNamespace
 from typing import Any
 
+import aiohttp
 import pytest
-from aiortc import RTCRtpCodecParameters, RTCRtpHeaderExtensionParameters, RTCRtpParameters
+from aiortc import (
+    RTCRtpCodecParameters,
+    RTCRtpHeaderExtensionParameters,
+    RTCRtpParameters,
+    RTCSessionDescription,
+)
+from aiortc.clock import current_ntp_time
+from aiortc.rtcdtlstransport import State
 from aiortc.rtcrtpparameters import RTCRtcpParameters, RTCRtpSendParameters
-from aiortc.rtp import HeaderExtensionsMap, RtcpPacket, RtcpSdesPacket, RtcpSrPacket, RtpPacket
+from aiortc.rtp import (
+    HeaderExtensionsMap,
+    RtcpPacket,
+    RtcpReceiverInfo,
+    RtcpRrPacket,
+    RtcpSdesPacket,
+    RtcpSenderInfo,
+    RtcpSourceInfo,
+    RtcpSrPacket,
+    RtpPacket,
+)
 from pylibsrtp import Policy, Session
+from pylibsrtp._binding import ffi
 
+from media_node import _fanout
 from media_node.rtp_fanout import MID_URI, RtpStream, StreamGone, send_to_all
 
 from .conftest import NodeProcess
-from .peers import Peer, peak_hz
+from .peers import Peer, ToneTrack, peak_hz
 
-KEY = bytes(range(30))
 MID_ID = 9
+PROFILES = {
+    "SRTP_AES128_CM_SHA1_80": (Policy.SRTP_PROFILE_AES128_CM_SHA1_80, 30),
+    "SRTP_AEAD_AES_128_GCM": (Policy.SRTP_PROFILE_AEAD_AES_128_GCM, 28),
+    "SRTP_AEAD_AES_256_GCM": (Policy.SRTP_PROFILE_AEAD_AES_256_GCM, 44),
+}
 
 
-def srtp(direction: int) -> Session:
-    policy = Policy(key=KEY, ssrc_type=direction)
+def srtp(key: bytes, direction: int, profile: str = "SRTP_AEAD_AES_256_GCM") -> Session:
+    """A session as aiortc's DTLS transport makes them."""
+    policy = Policy(key=key, ssrc_type=direction, srtp_profile=PROFILES[profile][0])
     policy.allow_repeat_tx = True
+    policy.window_size = 1024
     return Session(policy)
 
 
-class FakePeer:
-    """What RtpStream reads from aiortc, over real sockets and real SRTP."""
+class FakeProtocol:
+    """An aioice StunProtocol as far as the stream's RTCP tap sees it."""
 
-    def __init__(self, ssrc: int) -> None:
+    def __init__(self) -> None:
+        self.passed: list[bytes] = []
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.passed.append(data)
+
+
+class FakePeer:
+    """What RtpStream reads from aiortc, over real sockets and real SRTP.
+
+    The node's side: a DTLS transport with its two SRTP sessions and a nominated pair.
+    The peer's side: `remote`, a socket that receives, and the sessions a browser
+    would have derived from the same handshake.
+    """
+
+    def __init__(self, ssrc: int, profile: str = "SRTP_AEAD_AES_256_GCM") -> None:
+        node_key = os.urandom(PROFILES[profile][1])
+        peer_key = os.urandom(PROFILES[profile][1])
         self.local = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.local.bind(("127.0.0.1", 0))
         self.remote = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.remote.bind(("127.0.0.1", 0))
         self.remote.settimeout(2)
+        self.protocol = FakeProtocol()
         pair = SimpleNamespace(
             protocol=SimpleNamespace(
                 transport=SimpleNamespace(get_extra_info=lambda name: self.local)
@@ -45,9 +92,13 @@ class FakePeer:
             remote_addr=self.remote.getsockname(),
         )
         self.dtls = SimpleNamespace(
+            _state=State.CONNECTED,
             state="connected",
-            _tx_srtp=srtp(Policy.SSRC_ANY_OUTBOUND),
-            transport=SimpleNamespace(_connection=SimpleNamespace(_nominated={1: pair})),
+            _tx_srtp=srtp(node_key, Policy.SSRC_ANY_OUTBOUND, profile),
+            _rx_srtp=srtp(peer_key, Policy.SSRC_ANY_INBOUND, profile),
+            transport=SimpleNamespace(
+                _connection=SimpleNamespace(_nominated={1: pair}, _protocols=[self.protocol])
+            ),
         )
         self.sender: Any = SimpleNamespace(_ssrc=ssrc, transport=self.dtls)
         self.parameters = RTCRtpSendParameters(
@@ -56,7 +107,8 @@ class FakePeer:
             muxId="0",
             rtcp=RTCRtcpParameters(cname="node-cname"),
         )
-        self.inbound = srtp(Policy.SSRC_ANY_INBOUND)
+        self.inbound = srtp(node_key, Policy.SSRC_ANY_INBOUND, profile)
+        self.outbound = srtp(peer_key, Policy.SSRC_ANY_OUTBOUND, profile)
 
     def receive(self) -> RtpPacket:
         extensions = HeaderExtensionsMap()
@@ -71,17 +123,21 @@ class FakePeer:
     def receive_rtcp(self) -> list[Any]:
         return RtcpPacket.parse(self.inbound.unprotect_rtcp(self.remote.recv(2048)))
 
+    def report(self, *packets: Any) -> bytes:
+        """An SRTCP compound packet from the peer."""
+        return self.outbound.protect_rtcp(b"".join(bytes(p) for p in packets))
+
     def close(self) -> None:
         self.local.close()
         self.remote.close()
 
 
 @pytest.fixture
-def fake_peers() -> Iterator[Callable[[int], FakePeer]]:
+def fake_peers() -> Iterator[Callable[..., FakePeer]]:
     made: list[FakePeer] = []
 
-    def make(ssrc: int) -> FakePeer:
-        made.append(FakePeer(ssrc))
+    def make(ssrc: int, profile: str = "SRTP_AEAD_AES_256_GCM") -> FakePeer:
+        made.append(FakePeer(ssrc, profile))
         return made[-1]
 
     yield make
@@ -89,15 +145,17 @@ def fake_peers() -> Iterator[Callable[[int], FakePeer]]:
         peer.close()
 
 
+@pytest.mark.parametrize("profile", sorted(PROFILES))
 def test_each_stream_gets_its_own_header_and_keys_and_a_dead_one_is_skipped(
-    fake_peers: Callable[[int], FakePeer],
+    fake_peers: Callable[..., FakePeer], profile: str
 ) -> None:
-    first, gone, last = fake_peers(1111), fake_peers(2222), fake_peers(3333)
+    first, gone, last = fake_peers(1111, profile), fake_peers(2222, profile), fake_peers(3333)
     streams = [RtpStream(peer.sender, peer.parameters) for peer in (first, gone, last)]
     streams[1].close()
+    natives = [stream.native for stream in streams]
 
     for pts in (0, 960):
-        assert send_to_all(streams, b"opus-payload", pts) == 2
+        assert send_to_all(natives, b"opus-payload", pts) == 2
 
     for peer, stream in ((first, streams[0]), (last, streams[2])):
         packets = [peer.receive(), peer.receive()]
@@ -105,13 +163,13 @@ def test_each_stream_gets_its_own_header_and_keys_and_a_dead_one_is_skipped(
         assert [p.payload_type for p in packets] == [111, 111]
         assert [p.payload for p in packets] == [b"opus-payload"] * 2
         assert packets[1].sequence_number == (packets[0].sequence_number + 1) & 0xFFFF
-        assert packets[0].timestamp == stream.timestamp_origin
-        assert packets[1].timestamp == (stream.timestamp_origin + 960) & 0xFFFFFFFF
+        assert packets[0].timestamp == stream.native.timestamp_origin
+        assert packets[1].timestamp == (stream.native.timestamp_origin + 960) & 0xFFFFFFFF
         assert packets[0].extensions.mid == "0"
-        assert stream.sent == 2
-        assert stream.octets == 2 * len(b"opus-payload")
-    assert streams[1].dropped == 2
-    assert streams[1].sent == 0
+        assert stream.native.sent == 2
+        assert stream.native.octets == 2 * len(b"opus-payload")
+    assert natives[1].dropped == 2
+    assert natives[1].sent == 0
 
     streams[0].send_report(ntp_time=123456789, pts=960)
     report, description = first.receive_rtcp()
@@ -120,21 +178,220 @@ def test_each_stream_gets_its_own_header_and_keys_and_a_dead_one_is_skipped(
     assert report.sender_info.packet_count == 2
     assert report.sender_info.octet_count == 2 * len(b"opus-payload")
     assert report.sender_info.ntp_timestamp == 123456789
-    assert report.sender_info.rtp_timestamp == (streams[0].timestamp_origin + 960) & 0xFFFFFFFF
+    assert report.sender_info.rtp_timestamp == (natives[0].timestamp_origin + 960) & 0xFFFFFFFF
     assert isinstance(description, RtcpSdesPacket)
     assert description.chunks[0].items == [(1, b"node-cname")]
 
 
+def test_sequence_numbers_wrap_and_srtp_follows_the_rollover(
+    fake_peers: Callable[..., FakePeer],
+) -> None:
+    peer = fake_peers(4242)
+    session = peer.dtls._tx_srtp
+    stream = _fanout.Stream(
+        owner=session,
+        session=int(ffi.cast("uintptr_t", session._srtp[0])),
+        ssrc=4242,
+        sequence=65534,
+        timestamp_origin=0xFFFFFC40,
+    )
+    stream.configure(payload_type=111, extension=b"", cname=b"")
+    stream.route(*peer.remote.getsockname(), fd=peer.local.fileno())
+    for index in range(4):
+        assert send_to_all([stream], bytes([index]) * 40, index * 960) == 1
+    # The receiver's libsrtp decrypts past the wrap only if the sender's rollover
+    # counter went up with it.
+    packets = [peer.receive() for _ in range(4)]
+    assert [p.sequence_number for p in packets] == [65534, 65535, 0, 1]
+    assert [p.timestamp for p in packets] == [0xFFFFFC40, 0, 960, 1920]
+    assert [p.payload for p in packets] == [bytes([i]) * 40 for i in range(4)]
+    assert stream.sequence == 2
+
+
+def test_receiver_reports_are_taken_off_the_socket_and_the_rest_passes(
+    fake_peers: Callable[..., FakePeer],
+) -> None:
+    peer = fake_peers(5555)
+    stream = RtpStream(peer.sender, peer.parameters)
+    protocol = peer.protocol
+    address = peer.remote.getsockname()
+    native = stream.native
+
+    ntp = current_ntp_time()
+    stream.send_report(ntp_time=ntp, pts=0)
+    peer.receive_rtcp()
+    echoed = (ntp >> 16) & 0xFFFFFFFF
+    block = RtcpReceiverInfo(
+        ssrc=5555,
+        fraction_lost=64,
+        packets_lost=12,
+        highest_sequence=1000,
+        jitter=480,
+        lsr=echoed,
+        dlsr=0,
+    )
+    receiver_report = RtcpRrPacket(ssrc=777, reports=[block])
+    description = RtcpSdesPacket(chunks=[RtcpSourceInfo(ssrc=777, items=[(1, b"peer")])])
+    protocol.datagram_received(peer.report(receiver_report, description), address)
+    assert protocol.passed == []
+    assert native.receiver_reports == 1
+    assert native.fraction_lost == 0.25
+    assert native.packets_lost == 12
+    assert native.jitter == 480
+    assert native.round_trip_time is not None
+    assert 0 <= native.round_trip_time < 1.0
+
+    # A publishing peer's compound packet starts with its sender report: aiortc's
+    # receiver needs it, so it goes on (still protected) to aioice and aiortc.
+    sender_report = RtcpSrPacket(
+        ssrc=777,
+        sender_info=RtcpSenderInfo(
+            ntp_timestamp=ntp, rtp_timestamp=0, packet_count=1, octet_count=1
+        ),
+        reports=[block],
+    )
+    published = peer.report(sender_report, description)
+    protocol.datagram_received(published, address)
+    stun = b"\x00\x01\x00\x00" + os.urandom(16)
+    protocol.datagram_received(stun, address)
+    # A forged receiver report is dropped, as aiortc would drop it.
+    forged = bytearray(peer.report(receiver_report))
+    forged[12] ^= 0xFF
+    protocol.datagram_received(bytes(forged), address)
+    assert protocol.passed == [published, stun]
+    assert native.receiver_reports == 1
+
+    stream.close()
+    protocol.datagram_received(peer.report(receiver_report), address)
+    assert len(protocol.passed) == 3
+
+
 def test_a_stream_is_refused_or_stopped_once_dtls_is_not_connected(
-    fake_peers: Callable[[int], FakePeer],
+    fake_peers: Callable[..., FakePeer],
 ) -> None:
     peer = fake_peers(4444)
     stream = RtpStream(peer.sender, peer.parameters)
+    peer.dtls._state = State.CLOSED
     peer.dtls.state = "closed"
     with pytest.raises(StreamGone):
         stream.refresh_route()
     with pytest.raises(StreamGone):
         RtpStream(peer.sender, peer.parameters)
+
+
+def test_a_stream_that_cannot_send_misses_only_its_own_packets(
+    fake_peers: Callable[..., FakePeer],
+) -> None:
+    # A send that fails (a full buffer's EAGAIN, an unreachable network, a socket of
+    # the wrong family as here) costs that stream its packet and nobody else theirs.
+    first, broken, last = fake_peers(1), fake_peers(2), fake_peers(3)
+    streams = [RtpStream(peer.sender, peer.parameters).native for peer in (first, broken, last)]
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as unix:
+        streams[1].route(*broken.remote.getsockname(), fd=unix.fileno())
+    for pts in range(0, 960 * 5, 960):
+        assert send_to_all(streams, b"x" * 60, pts) == 2
+    assert [s.sent for s in streams] == [5, 0, 5]
+    assert streams[1].dropped == 5
+    assert [first.receive().payload for _ in range(5)] == [b"x" * 60] * 5
+    assert [last.receive().payload for _ in range(5)] == [b"x" * 60] * 5
+
+
+def record_rtp(peer: Peer) -> list[tuple[float, int, int, int]]:
+    """(arrival, SSRC, sequence number, timestamp) of every RTP packet the peer's aiortc
+    decrypted and parsed: a packet the node protected wrongly never gets here."""
+    received: list[tuple[float, int, int, int]] = []
+    receiver: Any = peer.pc.getTransceivers()[0].receiver
+    original = receiver._handle_rtp_packet
+
+    async def handle(packet: RtpPacket, arrival_time_ms: int) -> None:
+        received.append((time.monotonic(), packet.ssrc, packet.sequence_number, packet.timestamp))
+        await original(packet, arrival_time_ms)
+
+    receiver._handle_rtp_packet = handle
+    return received
+
+
+def assert_continuous(received: list[tuple[float, int, int, int]]) -> None:
+    assert len({ssrc for _, ssrc, _, _ in received}) == 1
+    for (_, _, sequence, timestamp), (_, _, following, later) in itertools.pairwise(received):
+        assert following == (sequence + 1) & 0xFFFF, (sequence, following)
+        assert later == (timestamp + 960) & 0xFFFFFFFF, (timestamp, later)
+
+
+@pytest.mark.slow
+def test_rtp_stays_continuous_across_a_renegotiation(node: NodeProcess, space: str) -> None:
+    async def scenario() -> None:
+        promoted = Peer(node.url, space)
+        try:
+            await promoted.join(node.token("u_promoted", space))
+            received = record_rtp(promoted)
+            await promoted.connected()
+            await asyncio.sleep(0.5)
+            await asyncio.to_thread(
+                node.command, type="role", space_id=space, user_id="u_promoted", role="speaker"
+            )
+            await promoted.wait_told("role_changed", user_id="u_promoted", role="speaker")
+            before = len(received)
+
+            assert promoted.location is not None
+            transceiver = promoted.pc.getTransceivers()[0]
+            transceiver.direction = "sendrecv"
+            transceiver.sender.replaceTrack(ToneTrack(550))
+            await promoted.pc.setLocalDescription(await promoted.pc.createOffer())
+            async with (
+                aiohttp.ClientSession(node.url) as http,
+                http.patch(
+                    promoted.location,
+                    data=promoted.pc.localDescription.sdp,
+                    headers={"Content-Type": "application/sdp"},
+                ) as response,
+            ):
+                assert response.status == 200
+                answer = await response.text()
+            await promoted.pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
+            await asyncio.sleep(1.0)
+            # The listener's mix, then its own mix-minus after the PATCH: one stream,
+            # one SSRC, every sequence number and timestamp in order, none repeated.
+            assert before > 10
+            assert len(received) > before + 40
+            assert_continuous(received)
+        finally:
+            await promoted.close()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.slow
+def test_a_stalled_listener_costs_the_others_nothing(node: NodeProcess, space: str) -> None:
+    async def scenario() -> None:
+        speaker = Peer(node.url, space, tone_hz=440)
+        stalled = Peer(node.url, space)
+        steady = Peer(node.url, space)
+        try:
+            await speaker.join(node.token("u_speaker", space, "host"))
+            await stalled.join(node.token("u_stalled", space))
+            await steady.join(node.token("u_steady", space))
+            received = record_rtp(steady)
+            await asyncio.gather(speaker.connected(), stalled.connected(), steady.connected())
+            # The stalled listener stops reading its socket: its kernel buffer fills
+            # and the node's sends to it fail or are dropped.
+            connection: Any = stalled.pc.getTransceivers()[0].receiver.transport.transport
+            for protocol in connection._connection._protocols:
+                protocol.transport.pause_reading()
+            start = len(received)
+            began = time.monotonic()
+            await asyncio.sleep(3.0)
+            window = received[start:]
+            seconds = time.monotonic() - began
+            assert_continuous(window)
+            assert len(window) >= 0.9 * seconds * 50
+            gaps = [b[0] - a[0] for a, b in itertools.pairwise(window)]
+            assert max(gaps) < 0.2
+            await steady.hear(440, present=True)
+        finally:
+            await asyncio.gather(speaker.close(), stalled.close(), steady.close())
+
+    asyncio.run(scenario())
 
 
 @pytest.mark.slow
@@ -164,6 +421,34 @@ def test_listeners_get_sender_reports_that_count_the_fast_paths_packets(
             await asyncio.gather(speaker.close(), listener.close())
 
     asyncio.run(scenario())
+
+
+@pytest.mark.slow
+def test_the_node_reads_its_listeners_receiver_reports(
+    start_node: Callable[..., NodeProcess],
+) -> None:
+    reporting = start_node()
+    space = "sp_reports"
+
+    async def scenario() -> None:
+        speaker = Peer(reporting.url, space, tone_hz=440)
+        listener = Peer(reporting.url, space)
+        try:
+            await speaker.join(reporting.token("u_speaker", space, "host"))
+            await listener.join(reporting.token("u_listener", space))
+            await asyncio.gather(speaker.connected(), listener.connected())
+            # aiortc's receiver reports every 0.5-1.5 s; metrics come every second.
+            await asyncio.sleep(4)
+        finally:
+            await asyncio.gather(speaker.close(), listener.close())
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        reporting.stop()
+    metrics = [line for line in reporting.log_lines() if "_aws" in line]
+    assert sum(line["ReceiverReports"] for line in metrics) >= 2
+    assert max(line["OutboundLossPercent"] for line in metrics) < 5
 
 
 @pytest.mark.slow
