@@ -3,6 +3,8 @@ the tests, with a fake microphone that beeps."""
 
 from __future__ import annotations
 
+import itertools
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -54,6 +56,18 @@ class Person:
         return float(self.page.evaluate(
             "window.parlorRoom && window.parlorRoom.connection"
             " ? window.parlorRoom.connection.inboundAudioEnergy() : 0"))
+
+    def hears_audio(self, seconds: float = 6.0) -> None:
+        """The inbound audio track's energy (getStats' totalAudioEnergy) keeps growing:
+        sound arrives, not one burst."""
+        readings = []
+        deadline = time.time() + seconds
+        while time.time() < deadline:
+            readings.append(self.audio_energy())
+            time.sleep(0.5)
+        rises = sum(1 for a, b in itertools.pairwise(readings) if b > a)
+        assert readings[-1] > readings[0], readings
+        assert rises >= 3, readings
 
     def close(self) -> None:
         self.context.close()
