@@ -19,16 +19,17 @@ and fans the same packets out. That difference is what the comparison shows.
 The room, created through the API (see `ROOM`): 48 kHz mixing (Opus fullband, as
 Parlor's mixer), a mono mix (no spatial audio), 32 kbit/s per participant (Parlor's mix
 bitrate; the plugin's default, 0, leaves it to libopus), prebuffering of 2 packets
-(40 ms, Parlor's mixer prefill; the plugin's default is 6, `--prebuffering 6` tries it),
-no recording, no audio-level events. Participants keep the plugin's Opus complexity
-(`quality`, 4). The figures use the definitions of `compare()` in `__main__.py`.
+(40 ms, what Parlor's mixer prefilled when this baseline was set up; the plugin's default
+is 6, `--prebuffering 6` tries it), no recording, no audio-level events. Participants
+keep the plugin's Opus complexity (`quality`, 4). The figures are `measure()`'s in
+`harness.py`, as for the Parlor node; `python -m bench.media` measures Janus in each of
+its rounds, this command on its own tries Janus's settings (janus.json).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import secrets
 import shutil
 import subprocess
@@ -41,29 +42,22 @@ from typing import Any
 
 from aioice.ice import get_host_addresses
 
-from .__main__ import (
-    CLOCK_TICKS,
-    LOAD_CPU,
+from .harness import (
     NODE_CPU,
-    PACKETS_PER_SECOND,
-    REPO,
     RESULTS,
     LoadGenerator,
-    Window,
     free_port,
     machine,
-    percentile,
+    measure,
     pinned,
     process_cpu,
     process_rss_mb,
+    runqueue_wait,
 )
 
 JANUS = Path("/usr/bin/janus")
 FANOUT = "janus-audiobridge"
 PLUGIN = "janus.plugin.audiobridge"
-# Listener counts of the runs `python -m bench.media` makes (each stops the next if
-# Janus lost packets or listeners): the comparison's count, then past one core's worth.
-LISTENERS = [100, 150]
 # The room as created through the API; the comments in the module's docstring say why.
 ROOM: dict[str, Any] = {
     "description": "parlor bench",
@@ -75,17 +69,6 @@ ROOM: dict[str, Any] = {
     "record": False,
     "permanent": False,
 }
-
-
-def core_busy(cpu: int) -> float:
-    """Seconds one CPU has spent busy (any process) since boot, from /proc/stat."""
-    for line in Path("/proc/stat").read_text().splitlines():
-        fields = line.split()
-        if fields[0] == f"cpu{cpu}":
-            # user nice system idle iowait irq softirq steal: all but idle and iowait.
-            ticks = [int(v) for v in fields[1:9]]
-            return (sum(ticks) - ticks[3] - ticks[4]) / CLOCK_TICKS
-    return 0.0
 
 
 def installed() -> bool:
@@ -216,8 +199,9 @@ class JanusServer:
             [str(JANUS), "--config", str(config), "--configs-folder", str(self.folder)],
             stdout=self.log,
             stderr=subprocess.STDOUT,
-            preexec_fn=pinned(NODE_CPU),
+            preexec_fn=pinned({NODE_CPU}),
         )
+        self.mixer: int | None = None
         deadline = time.monotonic() + 30
         while True:
             try:
@@ -242,6 +226,7 @@ class JanusServer:
         if data.get("audiobridge") != "created":
             raise RuntimeError(f"the room was not created: {data}")
         request(f"{self.url}/{session}", {"janus": "destroy"})
+        self.mixer = mixer_thread(self.process.pid, room)
         return room
 
     def cpu(self) -> float:
@@ -250,6 +235,11 @@ class JanusServer:
     def rss_mb(self) -> float:
         return process_rss_mb(self.process.pid)
 
+    def waiting(self) -> float:
+        # The room's mixer thread keeps its 20 ms clock, as the node's event loop does.
+        assert self.mixer is not None, "the mixer thread is known once the room exists"
+        return runqueue_wait(self.process.pid, self.mixer)
+
     def stop(self) -> None:
         self.process.kill()
         self.process.wait()
@@ -257,77 +247,41 @@ class JanusServer:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
-class JanusLoad(LoadGenerator):
-    """The benchmark's load generator process, in its Janus signaling mode."""
-
-    def __init__(self, server: JanusServer, room: int, name: str) -> None:
-        settings = {"janus": {"url": server.url, "room": room}, "name": name}
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "bench.media.loadgen", json.dumps(settings)],
-            cwd=REPO,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            preexec_fn=pinned(LOAD_CPU),
-            text=True,
-        )
+def mixer_thread(pid: int, room: int) -> int:
+    """The thread id of the room's mixer, which AudioBridge names after the room."""
+    name = f"mixer {room}"[:15]  # a thread's name holds 15 characters
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        if (task / "comm").read_text().strip() == name:
+            return int(task.name)
+    raise RuntimeError(f"no thread named {name!r} in janus")
 
 
-def compare_janus(
+def listener_settings(server: JanusServer, room: int, name: str) -> dict[str, Any]:
+    """The load generator's settings for its Janus signaling mode."""
+    return {"janus": {"url": server.url, "room": room}, "name": name}
+
+
+def measure_janus(
     listeners: int, seconds: float, logs: Path, event_loops: int = 0
 ) -> dict[str, Any]:
-    """One AudioBridge room, one speaker, `listeners` muted participants.
-
-    The same steps and arithmetic as `compare()` in `__main__.py`, so the figures sit in
-    the same table: an empty-room window with the speaker alone, the joins at 50/s, then
-    a steady window.
-    """
+    """One AudioBridge room, one speaker, `listeners` muted participants: the same steps
+    and arithmetic as the Parlor node's runs, so the figures sit in the same table."""
     server = JanusServer(logs, event_loops)
-    load: JanusLoad | None = None
+    generators: list[LoadGenerator] = []
     try:
         room = server.create_room()
-        load = JanusLoad(server, room, "j")
-        load.ask("speaker")
-        time.sleep(3)
-        idle = Window(server, load)  # type: ignore[arg-type]  # a node by its duck type
-        time.sleep(5)
-        empty = idle.close()
-        joins = load.ask("join", count=listeners, rate=PACKETS_PER_SECOND)
-        time.sleep(3)
-        window = Window(server, load)  # type: ignore[arg-type]
-        busy = core_busy(NODE_CPU)
-        time.sleep(seconds)
-        steady = window.close()
-        busy = core_busy(NODE_CPU) - busy
+        speaker = LoadGenerator(listener_settings(server, room, "janus_s"))
+        generators.append(speaker)
+        load = LoadGenerator(listener_settings(server, room, "janus_l"))
+        generators.append(load)
+        result = measure(server, speaker, load, listeners, seconds)
     finally:
-        if load is not None:
-            load.stop()
+        for generator in generators:
+            generator.stop()
         server.stop()
-    packets = steady["packets"]
-    idle_cpu = empty["node_cpu_percent"] / 100 * steady["seconds"]
-    total_us = 1e6 * steady["node_cpu_seconds"] / packets if packets else None
-    marginal_us = 1e6 * (steady["node_cpu_seconds"] - idle_cpu) / packets if packets else None
-    latencies = steady.pop("latency_ms")
     return {
         "fanout": FANOUT,
-        "listeners": listeners,
-        "joined": joins["joined"],
-        "us_per_packet": round(total_us, 1) if total_us else None,
-        "us_per_packet_above_empty_room": round(marginal_us, 1) if marginal_us else None,
-        "listeners_per_core": int(1e6 / total_us / PACKETS_PER_SECOND) if total_us else None,
-        "empty_room_node_cpu_percent": empty["node_cpu_percent"],
-        "empty_room_node_rss_mb": empty["node_rss_mb"],
-        "latency_ms": {
-            "p50": percentile(latencies, 0.5),
-            "p95": percentile(latencies, 0.95),
-            "samples": len(latencies),
-        },
-        "answer_ms_p50": percentile(joins["answer_ms"], 0.5),
-        "join_ms_p95": percentile(joins["join_ms"], 0.95),
-        **steady,
-        # The machine is shared: what else ran on Janus's core during the window.
-        "others_on_node_cpu_percent": round(
-            max(0.0, 100 * busy / steady["seconds"] - steady["node_cpu_percent"]), 1
-        ),
+        **result,
         "janus": {
             "version": server.info.get("version_string"),
             "event_loops": event_loops or "one per handle",
@@ -336,38 +290,14 @@ def compare_janus(
     }
 
 
-def not_measured(listeners: int, why: str = "janus not installed") -> dict[str, Any]:
+def not_measured(listeners: int, why: str) -> dict[str, Any]:
     """The results' entry when Janus is not measured."""
-    if why == "janus not installed":
-        why = f"{why} ({JANUS} missing; `make bench` installs Debian's package)"
-    return {
-        "fanout": FANOUT,
-        "listeners": listeners,
-        "not_measured": why,
-        "us_per_packet": None,
-    }
-
-
-def runs(
-    counts: list[int], seconds: float, logs: Path, event_loops: int = 0
-) -> list[dict[str, Any]]:
-    """One run per listener count; stops adding listeners once Janus loses packets."""
-    if not installed():
-        return [not_measured(counts[0])]
-    results = []
-    for count in counts:
-        print(f"{FANOUT}, {count} listeners", flush=True)
-        results.append(compare_janus(count, seconds, logs, event_loops))
-        print(f"  {json.dumps(results[-1])}", flush=True)
-        lost = max(results[-1]["loss"] or 0.0, results[-1]["shortfall"] or 0.0)
-        if results[-1]["joined"] < count or lost > 0.005:
-            break
-    return results
+    return {"fanout": FANOUT, "listeners": listeners, "not_measured": why, "us_per_packet": None}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--listeners", type=int, nargs="+", default=LISTENERS)
+    parser.add_argument("--listeners", type=int, nargs="+", default=[100, 150])
     parser.add_argument("--seconds", type=float, default=10.0, help="measurement window")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument(
@@ -380,18 +310,24 @@ def main() -> None:
         help="the room's default_prebuffering, in 20 ms packets (the plugin's own default: 6)",
     )
     args = parser.parse_args()
+    if not installed():
+        parser.error(f"{JANUS} is missing; `make bench` installs Debian's package")
     ROOM["default_prebuffering"] = args.prebuffering
     args.out.mkdir(parents=True, exist_ok=True)
     logs = args.out / "media-logs"
     logs.mkdir(exist_ok=True)
     started = time.time()
+    runs = []
+    for count in args.listeners:
+        print(f"{FANOUT}, {count} listeners", flush=True)
+        runs.append(measure_janus(count, args.seconds, logs, args.event_loops))
+        print(f"  {json.dumps(runs[-1])}", flush=True)
     results = {
-        "command": "python -m bench.media.janus " + " ".join(sys.argv[1:]),
+        "command": " ".join(["python -m bench.media.janus", *sys.argv[1:]]),
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
-        "machine": machine(),
-        "load_average_at_start": os.getloadavg(),
-        "comparison": runs(args.listeners, args.seconds, logs, args.event_loops),
         "duration_seconds": round(time.time() - started),
+        "machine": machine(),
+        "comparison": runs,
     }
     (args.out / "janus.json").write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {args.out / 'janus.json'}")
