@@ -209,6 +209,23 @@ class Participant:
             log.info(
                 "inbound audio", extra={**self.describe(), **dataclasses.asdict(self.jitter.stats)}
             )
+        if self.stream is not None:
+            native = self.stream.native
+            log.info(
+                "outbound stream",
+                extra={
+                    **self.describe(),
+                    "sent": native.sent,
+                    "dropped": native.dropped,
+                    "receiver_reports": native.receiver_reports,
+                    # ICE consent (RFC 7675), handled in C: our checks, the peer's valid
+                    # answers to them, and the peer's checks we answered.
+                    "consent_checks": native.consent_checks,
+                    "consent_responses": native.consent_responses,
+                    "consent_answers": native.consent_answers,
+                    "consent_expired": native.consent_expired,
+                },
+            )
         self.close_stream()
         await self.pc.close()
         self.track.stop()
