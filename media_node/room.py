@@ -14,7 +14,6 @@ from typing import Any, Protocol
 
 import numpy as np
 from aiortc import RTCDataChannel, RTCPeerConnection, RTCRtpSender
-from aiortc.clock import current_ntp_time
 from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtcrtpparameters import RTCRtpSendParameters
 from aiortc.rtp import RtpPacket
@@ -33,7 +32,15 @@ from .mixer import (
     level_dbfs,
     mix_frame,
 )
-from .rtp_fanout import Fanout, RtpStream, Stream, StreamGone, send_to_all, take_over
+from .rtp_fanout import (
+    Fanout,
+    RtpStream,
+    Stream,
+    StreamGone,
+    send_to_all,
+    take_over,
+    upkeep,
+)
 from .rtp_receive import take_over_receiving
 from .tokens import PUBLISHING_ROLES, JoinClaims
 from .tracks import MixTrack
@@ -51,10 +58,9 @@ FAREWELL_SECONDS = 0.3
 MAX_LAG_SECONDS = 0.2
 # Every this many ticks (half a second) each fast stream refreshes its route, a
 # 1/STREAM_UPKEEP_TICKS share of them per tick so that a large room never spends one
-# long tick on it; every REPORT_UPKEEPS upkeeps (5 s) each sends a sender report, at an
-# offset of its own. Cheap, and off the per-packet path.
+# long tick on it. Consent checks and sender reports are C's (`upkeep`, every tick:
+# each stream keeps its own schedule). Cheap, and off the per-packet path.
 STREAM_UPKEEP_TICKS = 25
-REPORT_UPKEEPS = 10
 
 
 class RelayOutlet(Protocol):
@@ -203,6 +209,23 @@ class Participant:
             log.info(
                 "inbound audio", extra={**self.describe(), **dataclasses.asdict(self.jitter.stats)}
             )
+        if self.stream is not None:
+            native = self.stream.native
+            log.info(
+                "outbound stream",
+                extra={
+                    **self.describe(),
+                    "sent": native.sent,
+                    "dropped": native.dropped,
+                    "receiver_reports": native.receiver_reports,
+                    # ICE consent (RFC 7675), handled in C: our checks, the peer's valid
+                    # answers to them, and the peer's checks we answered.
+                    "consent_checks": native.consent_checks,
+                    "consent_responses": native.consent_responses,
+                    "consent_answers": native.consent_answers,
+                    "consent_expired": native.consent_expired,
+                },
+            )
         self.close_stream()
         await self.pc.close()
         self.track.stop()
@@ -243,6 +266,8 @@ class Room:
         # a stream and no mix of its own. Kept up to date by `place` at each change, so
         # a tick hands it to C as it is instead of gathering it per packet.
         self._listening: dict[str, Stream] = {}
+        # Every fast stream of the room, listeners' and publishers' alike, for `upkeep`.
+        self._streams: dict[str, Stream] = {}
         self._upkeep_due: list[Participant] = []
 
     def add(self, participant: Participant) -> None:
@@ -354,8 +379,12 @@ class Room:
         return sent
 
     def place(self, participant: Participant) -> None:
-        """Keep the fast path's set of listeners in step with `participant`'s state."""
+        """Keep the fast path's sets of streams in step with `participant`'s state."""
         stream = participant.stream
+        if stream is not None and not participant.closed:
+            self._streams[participant.session_id] = stream.native
+        else:
+            self._streams.pop(participant.session_id, None)
         if (
             stream is not None
             and participant.connected
@@ -367,15 +396,13 @@ class Room:
             self._listening.pop(participant.session_id, None)
 
     def _upkeep_streams(self, pts: int) -> None:
+        if self._streams:
+            for native in upkeep(self._streams.values(), pts):
+                self._consent_lost(native)
         phase = self._ticks % STREAM_UPKEEP_TICKS
         if phase == 0:
             self._upkeep_due = [p for p in self.participants.values() if p.stream is not None]
-        due = self._upkeep_due[phase::STREAM_UPKEEP_TICKS]
-        if not due:
-            return
-        ntp_time = current_ntp_time()
-        upkeep = self._ticks // STREAM_UPKEEP_TICKS
-        for participant in due:
+        for participant in self._upkeep_due[phase::STREAM_UPKEEP_TICKS]:
             stream = participant.stream
             if stream is None or participant.closed:
                 continue
@@ -385,9 +412,16 @@ class Room:
                 # The transport is closing; aiortc reports the state change, which
                 # removes the participant. Until then, nothing more is sent to it.
                 participant.close_stream()
-                continue
-            if (upkeep + stream.native.timestamp_origin) % REPORT_UPKEEPS == 0:
-                stream.send_report(ntp_time, pts)
+
+    def _consent_lost(self, native: Stream) -> None:
+        """A peer stopped answering consent checks (RFC 7675): its stream has stopped
+        sending; its ICE connection closes, and the peer connection's failure removes it."""
+        for participant in self.participants.values():
+            stream = participant.stream
+            if stream is not None and stream.native is native:
+                log.warning("consent expired", extra=participant.describe())
+                stream.consent_lost()
+                return
 
     def _speech_changed(self, participant: Participant, change: Speech) -> None:
         event = "speaking_started" if change is Speech.STARTED else "speaking_stopped"

@@ -19,21 +19,30 @@ the iteration.
 aiortc's RTCRtpSender is never started for such a peer (`take_over`): neither its RTP
 loop nor its RTCP loop runs. The stream sends its own sender reports, every 5 seconds
 (RFC 3550's minimum interval), and takes the peer's receiver reports off the socket
-before aiortc sees them (`_tap_rtcp`): a listener's RTCP never reaches aiortc's
-queues. aiortc keeps ICE (consent freshness included), DTLS and the receiving side.
-The aiortc and pylibsrtp internals read here are pinned in requirements.txt.
+before aiortc sees them: a listener's RTCP never reaches aiortc's queues.
+
+ICE consent freshness (RFC 7675) of the nominated pair is the stream's too, in C: a
+`Tap` in front of each of the connection's aioice protocols answers the peer's consent
+checks and takes the answers to the stream's own, which `upkeep` sends every 4-6 s;
+aioice's consent task is stopped (it would no longer see those answers, and would close
+the connection 30 s on). A stream that loses consent stops sending at once, and
+`consent_lost` closes the ICE connection as aioice itself does then, so the peer
+connection fails and its participant is removed like any failed peer. aiortc keeps the
+rest of ICE (the connectivity checks, any other pair's STUN), DTLS and the receiving
+side. The aiortc, aioice and pylibsrtp internals read here are pinned in
+requirements.txt.
 """
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
 import random
 import struct
 from collections.abc import Callable
 from enum import Enum
 from typing import Any
 
-import pylibsrtp
+from aioice.candidate import candidate_priority
 from aiortc import RTCRtpSender
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcdtlstransport import State as DtlsState
@@ -52,16 +61,25 @@ except ImportError as exc:  # pragma: no cover - a checkout that skipped the bui
 # RFC 8285 one-byte header extensions.
 ONE_BYTE_PROFILE = 0xBEDE
 MID_URI = "urn:ietf:params:rtp-hdrext:sdes:mid"
-RTCP_RR = 201
+# With RTP/RTCP multiplexing, ICE has one component.
+COMPONENT = 1
 # The C side calls pylibsrtp's libsrtp through this signature (libsrtp 2.x); a pylibsrtp
 # built on another libsrtp must fail here, at import, rather than corrupt memory later.
-SRTP_PROTECT = "srtp_err_status_t(*)(struct srtp_ctx_t_ *, void *, int *)"
-if ffi.getctype(ffi.typeof(lib.srtp_protect)) != SRTP_PROTECT:  # pragma: no cover
-    raise ImportError(f"pylibsrtp's srtp_protect is {ffi.typeof(lib.srtp_protect)}")
-_fanout.use_srtp(int(ffi.cast("uintptr_t", ffi.addressof(lib, "srtp_protect"))))
+SRTP_SIGNATURE = "srtp_err_status_t(*)(struct srtp_ctx_t_ *, void *, int *)"
+SRTP_FUNCTIONS = ("srtp_protect", "srtp_protect_rtcp", "srtp_unprotect_rtcp")
+for _name in SRTP_FUNCTIONS:
+    _function = getattr(lib, _name)
+    if ffi.getctype(ffi.typeof(_function)) != SRTP_SIGNATURE:  # pragma: no cover
+        raise ImportError(f"pylibsrtp's {_name} is {ffi.typeof(_function)}")
+_fanout.use_srtp(
+    *(int(ffi.cast("uintptr_t", ffi.addressof(lib, name))) for name in SRTP_FUNCTIONS)
+)
 
 Stream = _fanout.Stream
 send_to_all = _fanout.send
+# Each tick, over all of a room's streams: consent checks and sender reports that are due;
+# the streams that have just lost consent.
+upkeep = _fanout.upkeep
 
 
 class Fanout(Enum):
@@ -86,16 +104,17 @@ class StreamGone(Exception):
 class RtpStream:
     """One peer's outbound audio stream: the C stream and what keeps it routed."""
 
-    __slots__ = ("_pair", "_sender", "_taps", "native", "transport")
+    __slots__ = ("_closing", "_connection", "_pair", "_sender", "_taps", "native", "transport")
 
     def __init__(self, sender: RTCRtpSender, parameters: RTCRtpSendParameters) -> None:
         self._sender = sender
         self.transport: RTCDtlsTransport = sender.transport
         srtp = self.transport._tx_srtp
-        if self.transport.state != "connected" or srtp is None:
+        inbound = self.transport._rx_srtp
+        if self.transport.state != "connected" or srtp is None or inbound is None:
             raise StreamGone(f"DTLS is {self.transport.state}")
         self.native = _fanout.Stream(
-            # The C stream keeps the Session object, and so its libsrtp context, alive.
+            # The C stream keeps the Session objects, and so their libsrtp contexts, alive.
             owner=srtp,
             session=int(ffi.cast("uintptr_t", srtp._srtp[0])),
             ssrc=sender._ssrc,
@@ -104,12 +123,18 @@ class RtpStream:
             # wraps early.
             sequence=random.getrandbits(15),
             timestamp_origin=random.getrandbits(32),
+            # The peer's receiver reports are unprotected with it, in C.
+            inbound_owner=inbound,
+            inbound_session=int(ffi.cast("uintptr_t", inbound._srtp[0])),
         )
+        self._connection: Any = self.transport.transport._connection
         self._pair: Any = None
         self._taps: list[Any] = []
+        self._closing: asyncio.Future[None] | None = None
         self.configure(parameters)
         self.refresh_route()
-        self._tap_rtcp()
+        self._take_consent()
+        self._tap()
 
     def configure(self, parameters: RTCRtpSendParameters) -> None:
         """Build the header from the negotiated payload type and mid (again after a PATCH)."""
@@ -142,7 +167,7 @@ class RtpStream:
         transport = self.transport
         if transport._state is not DtlsState.CONNECTED:
             raise StreamGone(f"DTLS is {transport.state}")
-        pair = transport.transport._connection._nominated.get(1)
+        pair = self._connection._nominated.get(COMPONENT)
         if pair is self._pair and pair is not None:
             return
         if pair is None or pair.protocol.transport is None:
@@ -155,48 +180,62 @@ class RtpStream:
             self.native.route(host, port)
         self._pair = pair
 
-    def _tap_rtcp(self) -> None:
-        """Take the peer's receiver reports off the socket before aioice and aiortc do.
+    def _take_consent(self) -> None:
+        """Make consent freshness for the nominated pair the C stream's, not aioice's.
 
-        Through aiortc, each would cost an exception in aioice (it tries every datagram
-        as STUN first), a queue hand-off, a coroutine step and RTCP objects: per
-        listener, about once a second. A compound packet that starts with a sender
-        report comes from a peer that publishes, and aiortc's receiver needs it: it
-        goes on as before.
+        aioice's consent task sends a check every 4-6 s from Python, and closes the
+        connection after six unanswered ones; its answers now go to the C stream, so the
+        task is stopped. It is a task of its own, cancelled like close() cancels it:
+        nothing else in the connection (the checks of other pairs, DTLS, closing)
+        depends on it.
         """
-        srtcp = self.transport._rx_srtp
-        take_rtcp = self.native.take_rtcp
-        # aioice's StunProtocol objects; their method is shadowed per instance.
-        protocols: list[Any] = self.transport.transport._connection._protocols
-        for protocol in protocols:
-            original = protocol.datagram_received
+        connection = self._connection
+        self.native.ice(
+            local_username=connection.local_username,
+            local_password=connection.local_password,
+            remote_username=connection.remote_username,
+            remote_password=connection.remote_password,
+            controlling=connection.ice_controlling,
+            tie_breaker=connection._tie_breaker,
+            priority=candidate_priority(COMPONENT, "prflx"),
+        )
+        task = connection._query_consent_task
+        if task is not None:
+            task.cancel()
+            connection._query_consent_task = None
 
-            def received(
-                data: bytes,
-                addr: tuple[str, int],
-                original: Callable[[bytes, tuple[str, int]], None] = original,
-            ) -> None:
-                # RFC 5761/7983: RTP and RTCP start at 128-191; the first packet's
-                # header stays in the clear in SRTCP, so its type can be read here.
-                if len(data) > 8 and data[1] == RTCP_RR and 127 < data[0] < 192:
-                    # Forged, replayed or damaged: aiortc would have dropped it too.
-                    with contextlib.suppress(pylibsrtp.Error):
-                        take_rtcp(srtcp.unprotect_rtcp(data))
-                else:
-                    original(data, addr)
+    def _tap(self) -> None:
+        """Take the peer's consent STUN and receiver reports off the socket, in C.
 
-            protocol.datagram_received = received
+        Through aioice and aiortc, each would cost Python: a STUN parse (aioice tries
+        every datagram as STUN first), HMACs, a queue hand-off, a coroutine step, RTCP
+        objects. Per listener that is a consent check, an answer to ours and a receiver
+        report every 5 s or so. What the tap does not take goes on as before.
+        """
+        for protocol in self._connection._protocols:
+            transport = getattr(protocol, "transport", None)
+            sock = transport.get_extra_info("socket") if transport is not None else None
+            # An instance attribute shadows the class's method, for this protocol only.
+            protocol.datagram_received = _fanout.Tap(
+                self.native, protocol.datagram_received, sock.fileno() if sock else -1
+            )
             self._taps.append(protocol)
 
     def send_report(self, ntp_time: int, pts: int) -> None:
-        """Send an RTCP sender report (with the CNAME) for the instant `ntp_time` / `pts`."""
-        srtp = self.transport._tx_srtp
-        if srtp is None:
-            return
-        # The same session as the stream's RTP, which aiortc's receiver also uses for
-        # its receiver reports under this SSRC: one session per SSRC is what keeps
-        # SRTCP indexes (and so keystreams) from repeating.
-        self.native.send_datagram(srtp.protect_rtcp(self.native.sender_report(ntp_time, pts)))
+        """Send an RTCP sender report (with the CNAME) for the instant `ntp_time` / `pts`.
+
+        `upkeep` sends them every 5 s; this sends one now.
+        """
+        self.native.send_report(ntp_time, pts)
+
+    def consent_lost(self) -> None:
+        """Consent expired (the C stream has stopped sending): close the ICE connection.
+
+        That is what aioice does when its own consent expires, so the peer connection
+        fails and the participant is removed like any failed peer.
+        """
+        if self._closing is None:
+            self._closing = asyncio.ensure_future(self._connection.close())
 
     def close(self) -> None:
         self.native.close()

@@ -31,7 +31,7 @@ from .internal import FEED_HEADER, SESSION_PATH, SESSIONS_PATH
 from .relay import FeedSource
 from .room import Participant, Room
 from .rtp_fanout import Fanout
-from .tokens import TokenError
+from .tokens import JoinClaims, TokenError
 
 if TYPE_CHECKING:
     from .node import Node
@@ -133,25 +133,10 @@ class Signaling:
         feed = request.headers.get(FEED_HEADER)
         room = await self._node.open_room(claims, FeedSource.parse(feed) if feed else None)
 
-        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-        participant = Participant(room, self._node.new_session_id(), claims, pc)
-        self._wire(room, participant)
-        # The transceiver exists before the offer is applied so that the offer's audio
-        # section lands on it and only Opus is negotiated: the mix is Opus packets, which
-        # a sender that had agreed on PCMU would send under the wrong payload type.
-        transceiver = pc.addTransceiver(participant.track, direction="sendrecv")
-        if room.fanout is Fanout.FAST:
-            participant.take_over_sending(transceiver.sender)
-        transceiver.setCodecPreferences(
-            [
-                codec
-                for codec in RTCRtpSender.getCapabilities("audio").codecs
-                if codec.mimeType.lower() == "audio/opus"
-            ]
-        )
+        participant = new_participant(room, self._node.new_session_id(), claims)
         room.add(participant)
         try:
-            answer = await self._answer(pc, offer)
+            answer = await self._answer(participant.pc, offer)
         except BaseException:
             # Whatever stopped the answer (a refused offer, the request cancelled), the
             # half-made peer must not linger in the room.
@@ -205,24 +190,6 @@ class Signaling:
         address = self._node.config.announced_address
         return announce_address(local.sdp, address) if address else local.sdp
 
-    def _wire(self, room: Room, participant: Participant) -> None:
-        pc = participant.pc
-
-        @pc.on("track")
-        def on_track(track: MediaStreamTrack) -> None:
-            if track.kind == "audio":
-                participant.receive(track)
-
-        pc.on("datachannel", participant.attach_channel)
-
-        @pc.on("connectionstatechange")
-        async def on_state() -> None:
-            state = pc.connectionState
-            if state == "connected":
-                room.connected(participant)
-            elif state in ("failed", "closed"):
-                await room.remove(participant, reason=f"connection_{state}")
-
     def _expire_if_unconnected(self, room: Room, participant: Participant) -> None:
         async def expire() -> None:
             await asyncio.sleep(CONNECT_TIMEOUT_SECONDS)
@@ -232,3 +199,45 @@ class Signaling:
         task = asyncio.create_task(expire())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def new_participant(room: Room, session_id: str, claims: JoinClaims) -> Participant:
+    """A peer connection for `room`, ready for the peer's offer, and its participant."""
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    participant = Participant(room, session_id, claims, pc)
+    wire(room, participant)
+    # The transceiver exists before the offer is applied so that the offer's audio
+    # section lands on it and only Opus is negotiated: the mix is Opus packets, which
+    # a sender that had agreed on PCMU would send under the wrong payload type.
+    transceiver = pc.addTransceiver(participant.track, direction="sendrecv")
+    if room.fanout is Fanout.FAST:
+        participant.take_over_sending(transceiver.sender)
+    transceiver.setCodecPreferences(
+        [
+            codec
+            for codec in RTCRtpSender.getCapabilities("audio").codecs
+            if codec.mimeType.lower() == "audio/opus"
+        ]
+    )
+    return participant
+
+
+def wire(room: Room, participant: Participant) -> None:
+    """The peer connection's events, to the room: its audio, its data channel, and its
+    state, whose failure or closing (ICE consent lost included) removes it."""
+    pc = participant.pc
+
+    @pc.on("track")
+    def on_track(track: MediaStreamTrack) -> None:
+        if track.kind == "audio":
+            participant.receive(track)
+
+    pc.on("datachannel", participant.attach_channel)
+
+    @pc.on("connectionstatechange")
+    async def on_state() -> None:
+        state = pc.connectionState
+        if state == "connected":
+            room.connected(participant)
+        elif state in ("failed", "closed"):
+            await room.remove(participant, reason=f"connection_{state}")

@@ -20,6 +20,19 @@
  * round-trip figures, so none of them has to travel through aiortc's queues and
  * coroutines.
  *
+ * ICE consent freshness (RFC 7675) for the stream's nominated pair is here too, so that
+ * aioice (whose consent task the node stops for these connections) spends no Python on
+ * it: a `Tap` replaces the aioice protocol's `datagram_received` and answers the
+ * peer's Binding requests on the nominated pair (RFC 8445 7.3: USERNAME and
+ * MESSAGE-INTEGRITY checked with our ICE password, answered with XOR-MAPPED-ADDRESS,
+ * MESSAGE-INTEGRITY and FINGERPRINT), and `upkeep` sends our own consent checks on the
+ * RFC's randomised 4-6 s schedule and tells which streams lost consent (no valid
+ * response for 30 s). Everything else on the socket (other STUN, DTLS, a publisher's
+ * RTCP) goes on to aioice and aiortc. SHA-1, HMAC-SHA1 (FIPS 180-4, RFC 2104) and
+ * CRC-32 (ISO-HDLC, as STUN's FINGERPRINT uses it) are written out below, from the
+ * standards: the runtime image has no library for them that this module could link
+ * without bringing one in.
+ *
  * Everything runs with the GIL held, on the event loop's thread: a call is short
  * (a few microseconds per listener), and no other thread ever touches a stream.
  */
@@ -33,6 +46,7 @@
 #include <netinet/in.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -59,9 +73,366 @@
 /* Seconds from 1900 (NTP's epoch) to 1970 (the Unix epoch). */
 #define NTP_UNIX_OFFSET 2208988800ULL
 
-/* libsrtp 2's srtp_protect(srtp_t, void *rtp_header, int *length); 0 is success. */
+/* libsrtp 2's srtp_protect(srtp_t, void *rtp_header, int *length) and its RTCP
+ * counterparts, same signature; 0 is success. */
 typedef int (*ProtectFunction)(void *session, void *header, int *length);
 static ProtectFunction srtp_protect;
+static ProtectFunction srtp_protect_rtcp;
+static ProtectFunction srtp_unprotect_rtcp;
+
+/* Sender reports: RFC 3550's minimum interval, each stream at a phase of its own. */
+#define REPORT_SECONDS 5.0
+/* The largest SRTCP packet from a peer that the tap unprotects itself; a listener's
+ * receiver reports are well under 100 bytes. Larger ones go on to aiortc. */
+#define RTCP_BUFFER 1500
+
+/* STUN (RFC 8489) and its use by ICE (RFC 8445) and consent freshness (RFC 7675). */
+#define STUN_HEADER_SIZE 20
+#define STUN_COOKIE 0x2112A442u
+#define STUN_BINDING_REQUEST 0x0001
+#define STUN_BINDING_SUCCESS 0x0101
+#define STUN_BINDING_ERROR 0x0111
+#define STUN_MAPPED_ADDRESS 0x0001
+#define STUN_USERNAME 0x0006
+#define STUN_MESSAGE_INTEGRITY 0x0008
+#define STUN_ERROR_CODE 0x0009
+#define STUN_XOR_MAPPED_ADDRESS 0x0020
+#define STUN_PRIORITY 0x0024
+#define STUN_USE_CANDIDATE 0x0025
+#define STUN_FINGERPRINT 0x8028
+#define STUN_ICE_CONTROLLED 0x8029
+#define STUN_ICE_CONTROLLING 0x802A
+#define STUN_FINGERPRINT_XOR 0x5354554Eu
+#define SHA1_SIZE 20
+/* ice-char{4,256} for a ufrag (RFC 8839 5.4). */
+#define MAX_UFRAG 256
+#define MAX_USERNAME (2 * MAX_UFRAG + 1)
+/* A request: header, USERNAME, PRIORITY, ICE-CONTROLL(ED|ING), MESSAGE-INTEGRITY,
+ * FINGERPRINT. */
+#define STUN_REQUEST_BUFFER (STUN_HEADER_SIZE + 4 + MAX_USERNAME + 3 + 8 + 12 + 24 + 8)
+/* Consent checks whose responses still count: 8 checks of 4-6 s cover more than the
+ * 30 s a response could matter for. */
+#define CONSENT_TRANSACTIONS 8
+/* RFC 7675 5.1: a check every Tc = 5 s, randomised to 0.8-1.2 Tc, and consent lost 30 s
+ * after the last response. Tests may shorten them (`consent_timing`). */
+static double consent_interval = 5.0;
+static double consent_timeout = 30.0;
+
+/* ---- SHA-1 (FIPS 180-4), HMAC-SHA1 (RFC 2104), CRC-32 ------------------------------ */
+
+typedef struct {
+    uint32_t state[5];
+    uint64_t length; /* bytes absorbed */
+    uint8_t block[64];
+    size_t used;
+} Sha1;
+
+/* HMAC with its key already absorbed: the inner and outer hashes after their first
+ * block (key XOR ipad, key XOR opad), made once per password, so that each message
+ * costs its own blocks and two final ones. */
+typedef struct {
+    Sha1 inner;
+    Sha1 outer;
+} HmacKey;
+
+static uint32_t get32(const uint8_t *at)
+{
+    return ((uint32_t)at[0] << 24) | ((uint32_t)at[1] << 16) | ((uint32_t)at[2] << 8) | at[3];
+}
+
+static void put32(uint8_t *at, uint32_t value)
+{
+    at[0] = value >> 24;
+    at[1] = value >> 16;
+    at[2] = value >> 8;
+    at[3] = value;
+}
+
+static uint16_t get16(const uint8_t *at)
+{
+    return (uint16_t)((at[0] << 8) | at[1]);
+}
+
+static void put16(uint8_t *at, uint16_t value)
+{
+    at[0] = value >> 8;
+    at[1] = (uint8_t)value;
+}
+
+static uint32_t rotate_left(uint32_t value, int bits)
+{
+    return (value << bits) | (value >> (32 - bits));
+}
+
+static void sha1_block(uint32_t state[5], const uint8_t *block)
+{
+    uint32_t w[80];
+    for (int t = 0; t < 16; t++)
+        w[t] = get32(block + 4 * t);
+    for (int t = 16; t < 80; t++)
+        w[t] = rotate_left(w[t - 3] ^ w[t - 8] ^ w[t - 14] ^ w[t - 16], 1);
+    uint32_t a = state[0], b = state[1], c = state[2], d = state[3], e = state[4];
+    for (int t = 0; t < 80; t++) {
+        uint32_t f, k;
+        if (t < 20) {
+            f = (b & c) | (~b & d);
+            k = 0x5A827999u;
+        } else if (t < 40) {
+            f = b ^ c ^ d;
+            k = 0x6ED9EBA1u;
+        } else if (t < 60) {
+            f = (b & c) | (b & d) | (c & d);
+            k = 0x8F1BBCDCu;
+        } else {
+            f = b ^ c ^ d;
+            k = 0xCA62C1D6u;
+        }
+        uint32_t temp = rotate_left(a, 5) + f + e + k + w[t];
+        e = d;
+        d = c;
+        c = rotate_left(b, 30);
+        b = a;
+        a = temp;
+    }
+    state[0] += a;
+    state[1] += b;
+    state[2] += c;
+    state[3] += d;
+    state[4] += e;
+}
+
+static void sha1_init(Sha1 *sha)
+{
+    sha->state[0] = 0x67452301u;
+    sha->state[1] = 0xEFCDAB89u;
+    sha->state[2] = 0x98BADCFEu;
+    sha->state[3] = 0x10325476u;
+    sha->state[4] = 0xC3D2E1F0u;
+    sha->length = 0;
+    sha->used = 0;
+}
+
+static void sha1_update(Sha1 *sha, const uint8_t *data, size_t size)
+{
+    sha->length += size;
+    if (sha->used) {
+        size_t take = 64 - sha->used < size ? 64 - sha->used : size;
+        memcpy(sha->block + sha->used, data, take);
+        sha->used += take;
+        data += take;
+        size -= take;
+        if (sha->used < 64)
+            return;
+        sha1_block(sha->state, sha->block);
+        sha->used = 0;
+    }
+    for (; size >= 64; data += 64, size -= 64)
+        sha1_block(sha->state, data);
+    memcpy(sha->block, data, size);
+    sha->used = size;
+}
+
+static void sha1_final(Sha1 *sha, uint8_t digest[SHA1_SIZE])
+{
+    uint64_t bits = sha->length * 8;
+    /* A 1 bit, zeros up to 56 bytes into a block, then the length in bits. */
+    uint8_t padding[72] = {0x80};
+    size_t zeros = (sha->used < 56 ? 56 : 120) - sha->used;
+    for (int i = 0; i < 8; i++)
+        padding[zeros + i] = (uint8_t)(bits >> (56 - 8 * i));
+    sha1_update(sha, padding, zeros + 8);
+    for (int i = 0; i < 5; i++)
+        put32(digest + 4 * i, sha->state[i]);
+}
+
+static void hmac_key(HmacKey *hmac, const uint8_t *key, size_t size)
+{
+    uint8_t block[64] = {0};
+    if (size > 64) {
+        /* A key longer than a block is hashed first. */
+        Sha1 sha;
+        sha1_init(&sha);
+        sha1_update(&sha, key, size);
+        sha1_final(&sha, block);
+    } else {
+        memcpy(block, key, size);
+    }
+    uint8_t pad[64];
+    for (int i = 0; i < 64; i++)
+        pad[i] = block[i] ^ 0x36;
+    sha1_init(&hmac->inner);
+    sha1_update(&hmac->inner, pad, 64);
+    for (int i = 0; i < 64; i++)
+        pad[i] = block[i] ^ 0x5c;
+    sha1_init(&hmac->outer);
+    sha1_update(&hmac->outer, pad, 64);
+}
+
+/* HMAC-SHA1 of `first` then `second` (either may be empty). */
+static void hmac_sha1(const HmacKey *hmac, const uint8_t *first, size_t first_size,
+                      const uint8_t *second, size_t second_size, uint8_t digest[SHA1_SIZE])
+{
+    Sha1 sha = hmac->inner;
+    sha1_update(&sha, first, first_size);
+    sha1_update(&sha, second, second_size);
+    uint8_t inner[SHA1_SIZE];
+    sha1_final(&sha, inner);
+    sha = hmac->outer;
+    sha1_update(&sha, inner, SHA1_SIZE);
+    sha1_final(&sha, digest);
+}
+
+static uint32_t crc_table[256];
+
+static void crc32_init(void)
+{
+    /* The reflected polynomial 0x04C11DB7. */
+    for (uint32_t n = 0; n < 256; n++) {
+        uint32_t c = n;
+        for (int k = 0; k < 8; k++)
+            c = c & 1 ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+        crc_table[n] = c;
+    }
+}
+
+/* Feed `data` to a running CRC: start from 0, the result is the finished CRC-32. */
+static uint32_t crc32_update(uint32_t crc, const uint8_t *data, size_t size)
+{
+    crc = ~crc;
+    for (size_t i = 0; i < size; i++)
+        crc = crc_table[(crc ^ data[i]) & 0xff] ^ (crc >> 8);
+    return ~crc;
+}
+
+/* ---- STUN ------------------------------------------------------------------------- */
+
+/* A STUN message's header and the attributes consent freshness needs. */
+typedef struct {
+    int type;
+    const uint8_t *username;
+    Py_ssize_t username_size;
+    Py_ssize_t integrity;   /* offset of MESSAGE-INTEGRITY, -1 if none */
+    Py_ssize_t fingerprint; /* offset of FINGERPRINT, -1 if none */
+    int controlling, controlled;
+    int error_code;
+    int unknown_required; /* a comprehension-required attribute we do not know */
+} StunMessage;
+
+/* 1 for a well-formed STUN message (RFC 8489 5, 6), 0 for anything else. */
+static int stun_parse(StunMessage *message, const uint8_t *data, Py_ssize_t size)
+{
+    memset(message, 0, sizeof(*message));
+    message->integrity = message->fingerprint = -1;
+    /* RFC 7983: STUN starts with 0-3; the first two bits are zero. */
+    if (size < STUN_HEADER_SIZE || (data[0] & 0xc0) || get32(data + 4) != STUN_COOKIE)
+        return 0;
+    Py_ssize_t length = get16(data + 2);
+    if (length % 4 || STUN_HEADER_SIZE + length != size)
+        return 0;
+    message->type = get16(data);
+    Py_ssize_t at = STUN_HEADER_SIZE;
+    while (at + 4 <= size) {
+        int type = get16(data + at);
+        Py_ssize_t value_size = get16(data + at + 2);
+        const uint8_t *value = data + at + 4;
+        Py_ssize_t next = at + 4 + ((value_size + 3) & ~(Py_ssize_t)3);
+        /* FINGERPRINT comes last. */
+        if (next > size || message->fingerprint >= 0)
+            return 0;
+        if (type == STUN_FINGERPRINT) {
+            if (value_size != 4)
+                return 0;
+            message->fingerprint = at;
+        } else if (message->integrity >= 0) {
+            /* Attributes between MESSAGE-INTEGRITY and FINGERPRINT are not
+             * authenticated: ignored (RFC 8489 14.5). */
+        } else if (type == STUN_MESSAGE_INTEGRITY) {
+            if (value_size != SHA1_SIZE)
+                return 0;
+            message->integrity = at;
+        } else if (type == STUN_USERNAME) {
+            message->username = value;
+            message->username_size = value_size;
+        } else if (type == STUN_ICE_CONTROLLING) {
+            message->controlling = 1;
+        } else if (type == STUN_ICE_CONTROLLED) {
+            message->controlled = 1;
+        } else if (type == STUN_ERROR_CODE) {
+            if (value_size >= 4)
+                message->error_code = (value[2] & 7) * 100 + value[3];
+        } else if (type < 0x8000 && type != STUN_PRIORITY && type != STUN_USE_CANDIDATE &&
+                   type != STUN_XOR_MAPPED_ADDRESS && type != STUN_MAPPED_ADDRESS) {
+            message->unknown_required = 1;
+        }
+        at = next;
+    }
+    return at == size;
+}
+
+/* The message up to `end` with the header's length as if it ended `extra` bytes after
+ * `end`: what MESSAGE-INTEGRITY and FINGERPRINT cover (RFC 8489 14.5, 14.7). */
+static void stun_covered_header(uint8_t header[STUN_HEADER_SIZE], const uint8_t *data,
+                                Py_ssize_t end, int extra)
+{
+    memcpy(header, data, STUN_HEADER_SIZE);
+    put16(header + 2, (uint16_t)(end - STUN_HEADER_SIZE + extra));
+}
+
+static void stun_integrity(const HmacKey *key, const uint8_t *data, Py_ssize_t end,
+                           uint8_t digest[SHA1_SIZE])
+{
+    uint8_t header[STUN_HEADER_SIZE];
+    stun_covered_header(header, data, end, 4 + SHA1_SIZE);
+    hmac_sha1(key, header, STUN_HEADER_SIZE, data + STUN_HEADER_SIZE,
+              end - STUN_HEADER_SIZE, digest);
+}
+
+static uint32_t stun_fingerprint(const uint8_t *data, Py_ssize_t end)
+{
+    uint8_t header[STUN_HEADER_SIZE];
+    stun_covered_header(header, data, end, 8);
+    uint32_t crc = crc32_update(0, header, STUN_HEADER_SIZE);
+    return crc32_update(crc, data + STUN_HEADER_SIZE, end - STUN_HEADER_SIZE) ^
+           STUN_FINGERPRINT_XOR;
+}
+
+/* Constant time, as the HMAC's comparison should be. */
+static int same_digest(const uint8_t *a, const uint8_t *b)
+{
+    uint8_t difference = 0;
+    for (int i = 0; i < SHA1_SIZE; i++)
+        difference |= a[i] ^ b[i];
+    return difference == 0;
+}
+
+/* Both MESSAGE-INTEGRITY (with `key`) and FINGERPRINT present and right: ICE's STUN
+ * carries both (RFC 8445 7.1.2, 7.2.5.2, 7.3). */
+static int stun_authentic(const StunMessage *message, const uint8_t *data, const HmacKey *key)
+{
+    if (message->integrity < 0 || message->fingerprint < 0)
+        return 0;
+    if (get32(data + message->fingerprint + 4) != stun_fingerprint(data, message->fingerprint))
+        return 0;
+    uint8_t digest[SHA1_SIZE];
+    stun_integrity(key, data, message->integrity, digest);
+    return same_digest(digest, data + message->integrity + 4);
+}
+
+/* Append MESSAGE-INTEGRITY then FINGERPRINT to the message of `size` bytes in
+ * `data`, and set its length; the new size. */
+static Py_ssize_t stun_seal(uint8_t *data, Py_ssize_t size, const HmacKey *key)
+{
+    put16(data + size, STUN_MESSAGE_INTEGRITY);
+    put16(data + size + 2, SHA1_SIZE);
+    stun_integrity(key, data, size, data + size + 4);
+    size += 4 + SHA1_SIZE;
+    put16(data + size, STUN_FINGERPRINT);
+    put16(data + size + 2, 4);
+    put32(data + size + 4, stun_fingerprint(data, size));
+    size += 8;
+    put16(data + 2, (uint16_t)(size - STUN_HEADER_SIZE));
+    return size;
+}
 
 typedef struct {
     PyObject_HEAD
@@ -89,14 +460,43 @@ typedef struct {
     unsigned long jitter; /* in RTP timestamp units */
     double round_trip_time; /* seconds, NaN until a report echoes one of ours */
     uint32_t last_report_ntp; /* middle 32 bits of our latest sender report's NTP time */
+    double next_report; /* monotonic seconds; 0 before the first upkeep */
+    /* The inbound SRTP session, for the peer's receiver reports, and its owner. */
+    PyObject *inbound_owner;
+    void *inbound_session;
+    /* The descriptor of aioice's socket the route was taken from (not our duplicate):
+     * a tap answers consent checks only on the nominated pair's socket. */
+    int route_socket;
+    /* ICE, once `ice()` has been called: consent is then this stream's. */
+    int ice;
+    int controlling;
+    uint64_t tie_breaker;
+    uint32_t priority;
+    uint8_t username[MAX_USERNAME]; /* ours in requests: "remote:local" */
+    Py_ssize_t username_size;
+    uint8_t expected_username[MAX_USERNAME]; /* the peer's: "local:remote" */
+    Py_ssize_t expected_username_size;
+    HmacKey local_key;  /* our ICE password: the peer's requests, our answers */
+    HmacKey remote_key; /* the peer's: our requests, its answers */
+    double consent_at;  /* monotonic seconds of the latest consent */
+    double next_check;
+    int consent_revoked; /* a 403 answer (RFC 7675 5.2) */
+    int consent_expired;
+    uint8_t transactions[CONSENT_TRANSACTIONS][12];
+    uint8_t transaction_open[CONSENT_TRANSACTIONS];
+    int transaction_next;
+    unsigned long long consent_checks;    /* our checks sent */
+    unsigned long long consent_responses; /* valid answers to them */
+    unsigned long long consent_answers;   /* the peer's checks we answered */
 } Stream;
 
 static int Stream_init(Stream *self, PyObject *args, PyObject *kwargs)
 {
-    static char *keywords[] = {"owner", "session", "ssrc", "sequence", "timestamp_origin",
-                               NULL};
-    PyObject *owner;
-    unsigned long long session;
+    static char *keywords[] = {"owner",           "session",          "ssrc",
+                               "sequence",        "timestamp_origin", "inbound_owner",
+                               "inbound_session", NULL};
+    PyObject *owner, *inbound_owner = Py_None;
+    unsigned long long session, inbound_session = 0;
     unsigned long ssrc, sequence, timestamp_origin;
     if (self->owner != NULL) {
         PyErr_SetString(PyExc_RuntimeError, "a stream is initialised once");
@@ -106,8 +506,9 @@ static int Stream_init(Stream *self, PyObject *args, PyObject *kwargs)
         PyErr_SetString(PyExc_RuntimeError, "use_srtp() has not been called");
         return -1;
     }
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OKkkk", keywords, &owner, &session,
-                                     &ssrc, &sequence, &timestamp_origin))
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OKkkk|OK", keywords, &owner, &session,
+                                     &ssrc, &sequence, &timestamp_origin, &inbound_owner,
+                                     &inbound_session))
         return -1;
     if (session == 0) {
         PyErr_SetString(PyExc_ValueError, "no SRTP session");
@@ -115,6 +516,10 @@ static int Stream_init(Stream *self, PyObject *args, PyObject *kwargs)
     }
     self->owner = Py_NewRef(owner);
     self->session = (void *)(uintptr_t)session;
+    if (inbound_session != 0) {
+        self->inbound_owner = Py_NewRef(inbound_owner);
+        self->inbound_session = (void *)(uintptr_t)inbound_session;
+    }
     self->ssrc = (uint32_t)ssrc;
     self->sequence = (uint16_t)sequence;
     self->timestamp_origin = (uint32_t)timestamp_origin;
@@ -127,6 +532,7 @@ static PyObject *Stream_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
     if (self == NULL)
         return NULL;
     self->fd = -1;
+    self->route_socket = -1;
     self->fraction_lost = -1;
     self->round_trip_time = NAN;
     return (PyObject *)self;
@@ -144,6 +550,7 @@ static void Stream_dealloc(Stream *self)
 {
     close_socket(self);
     Py_CLEAR(self->owner);
+    Py_CLEAR(self->inbound_owner);
     PyTypeObject *type = Py_TYPE((PyObject *)self);
     freefunc free_self = (freefunc)PyType_GetSlot(type, Py_tp_free);
     free_self(self);
@@ -213,7 +620,7 @@ static PyObject *Stream_route(Stream *self, PyObject *args, PyObject *kwargs)
         PyErr_Format(PyExc_ValueError, "not an IP address: %s", host);
         return NULL;
     }
-    if (fd >= 0) {
+    if (fd >= 0 && !self->consent_expired) {
         /* Our own descriptor of the socket aiortc reads from: sending on it skips the
          * asyncio transport's buffering, so a full send buffer drops this listener's
          * packet (EAGAIN) rather than queueing anything behind it. */
@@ -222,6 +629,7 @@ static PyObject *Stream_route(Stream *self, PyObject *args, PyObject *kwargs)
             return PyErr_SetFromErrno(PyExc_OSError);
         close_socket(self);
         self->fd = own;
+        self->route_socket = fd;
     }
     self->address = address;
     self->address_size = size;
@@ -231,6 +639,7 @@ static PyObject *Stream_route(Stream *self, PyObject *args, PyObject *kwargs)
 static PyObject *Stream_close(Stream *self, PyObject *Py_UNUSED(ignored))
 {
     close_socket(self);
+    self->route_socket = -1;
     Py_RETURN_NONE;
 }
 
@@ -323,33 +732,13 @@ static uint64_t ntp_now(void)
     return (seconds << 32) | fraction;
 }
 
-static void put32(uint8_t *at, uint32_t value)
+/* SR (RFC 3550 6.4.1) with no report blocks, then SDES with our CNAME (6.5): a compound
+ * packet must carry the CNAME. Into `packet`, which has room for an SRTCP trailer; the
+ * size. */
+#define REPORT_BUFFER (28 + 8 + 2 + MAX_CNAME_SIZE + 4 + SRTP_TRAILER)
+static int build_report(Stream *self, uint8_t *packet, uint64_t ntp, uint32_t pts)
 {
-    at[0] = value >> 24;
-    at[1] = value >> 16;
-    at[2] = value >> 8;
-    at[3] = value;
-}
-
-static uint32_t get32(const uint8_t *at)
-{
-    return ((uint32_t)at[0] << 24) | ((uint32_t)at[1] << 16) | ((uint32_t)at[2] << 8) | at[3];
-}
-
-static PyObject *Stream_sender_report(Stream *self, PyObject *args, PyObject *kwargs)
-{
-    static char *keywords[] = {"ntp_time", "pts", NULL};
-    unsigned long long ntp;
-    PyObject *pts_object;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "KO", keywords, &ntp, &pts_object))
-        return NULL;
-    uint32_t pts = (uint32_t)PyLong_AsUnsignedLongLongMask(pts_object);
-    if (PyErr_Occurred())
-        return NULL;
-    /* SR (RFC 3550 6.4.1) with no report blocks, then SDES with our CNAME (6.5): a
-     * compound packet must carry the CNAME. */
-    uint8_t packet[28 + 8 + 2 + MAX_CNAME_SIZE + 4];
-    memset(packet, 0, sizeof(packet));
+    memset(packet, 0, REPORT_BUFFER);
     packet[0] = 0x80;
     packet[1] = RTCP_SR;
     packet[3] = 6; /* length in words, minus one */
@@ -371,20 +760,57 @@ static PyObject *Stream_sender_report(Stream *self, PyObject *args, PyObject *kw
     sdes[8] = SDES_CNAME;
     sdes[9] = (uint8_t)self->cname_size;
     memcpy(sdes + 10, self->cname, self->cname_size);
-    self->last_report_ntp = (uint32_t)(ntp >> 16);
-    return PyBytes_FromStringAndSize((const char *)packet, 28 + 4 + chunk);
+    return (int)(28 + 4 + chunk);
 }
 
-static PyObject *Stream_send_datagram(Stream *self, PyObject *arg)
+static int send_datagram(Stream *self, const void *data, size_t size)
 {
-    Py_buffer data;
-    if (PyObject_GetBuffer(arg, &data, PyBUF_SIMPLE) < 0)
+    return self->fd >= 0 && sendto(self->fd, data, size, MSG_DONTWAIT | MSG_NOSIGNAL,
+                                   (struct sockaddr *)&self->address, self->address_size) >= 0;
+}
+
+/* Protected with the stream's own session: aiortc's receiver also protects its
+ * receiver reports under this SSRC with it, and one session per SSRC is what keeps
+ * SRTCP indexes (and so keystreams) from repeating. */
+static int send_report(Stream *self, uint64_t ntp, uint32_t pts)
+{
+    if (self->fd < 0 || srtp_protect_rtcp == NULL)
+        return 0;
+    uint32_t words[REPORT_BUFFER / 4 + 1]; /* libsrtp wants it 32-bit aligned */
+    uint8_t *packet = (uint8_t *)words;
+    int length = build_report(self, packet, ntp, pts);
+    if (srtp_protect_rtcp(self->session, packet, &length) != 0)
+        return 0;
+    self->last_report_ntp = (uint32_t)(ntp >> 16);
+    return send_datagram(self, packet, length);
+}
+
+static PyObject *Stream_sender_report(Stream *self, PyObject *args, PyObject *kwargs)
+{
+    static char *keywords[] = {"ntp_time", "pts", NULL};
+    unsigned long long ntp;
+    PyObject *pts_object;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "KO", keywords, &ntp, &pts_object))
         return NULL;
-    int ok = self->fd >= 0 &&
-             sendto(self->fd, data.buf, data.len, MSG_DONTWAIT | MSG_NOSIGNAL,
-                    (struct sockaddr *)&self->address, self->address_size) >= 0;
-    PyBuffer_Release(&data);
-    return PyBool_FromLong(ok);
+    uint32_t pts = (uint32_t)PyLong_AsUnsignedLongLongMask(pts_object);
+    if (PyErr_Occurred())
+        return NULL;
+    uint8_t packet[REPORT_BUFFER];
+    int length = build_report(self, packet, ntp, pts);
+    return PyBytes_FromStringAndSize((const char *)packet, length);
+}
+
+static PyObject *Stream_send_report(Stream *self, PyObject *args, PyObject *kwargs)
+{
+    static char *keywords[] = {"ntp_time", "pts", NULL};
+    unsigned long long ntp;
+    PyObject *pts_object;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "KO", keywords, &ntp, &pts_object))
+        return NULL;
+    uint32_t pts = (uint32_t)PyLong_AsUnsignedLongLongMask(pts_object);
+    if (PyErr_Occurred())
+        return NULL;
+    return PyBool_FromLong(send_report(self, ntp, pts));
 }
 
 /* One report block, if it is about our SSRC. */
@@ -450,6 +876,458 @@ static PyObject *Stream_take_rtcp(Stream *self, PyObject *arg)
     Py_RETURN_NONE;
 }
 
+/* ---- ICE consent freshness (RFC 7675) ---------------------------------------------- */
+
+static double monotonic_now(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return now.tv_sec + now.tv_nsec / 1e9;
+}
+
+/* Only spreads the checks and reports in time (xorshift64*, seeded at import); the
+ * transaction ids, which must be unguessable (RFC 7675 7), come from getrandom(). */
+static uint64_t spread_state;
+
+static double uniform(void)
+{
+    spread_state ^= spread_state >> 12;
+    spread_state ^= spread_state << 25;
+    spread_state ^= spread_state >> 27;
+    return ((spread_state * 0x2545F4914F6CDD1DULL) >> 11) * (1.0 / 9007199254740992.0);
+}
+
+/* RFC 7675 5.1: 0.8 to 1.2 times Tc, so that checks never synchronise. */
+static double check_delay(void)
+{
+    return consent_interval * (0.8 + 0.4 * uniform());
+}
+
+static PyObject *Stream_ice(Stream *self, PyObject *args, PyObject *kwargs)
+{
+    static char *keywords[] = {"local_username", "local_password", "remote_username",
+                               "remote_password", "controlling", "tie_breaker",
+                               "priority", NULL};
+    const char *local_username, *local_password, *remote_username, *remote_password;
+    Py_ssize_t local_username_size, local_password_size, remote_username_size,
+        remote_password_size;
+    int controlling;
+    unsigned long long tie_breaker;
+    unsigned long priority;
+    if (!PyArg_ParseTupleAndKeywords(
+            args, kwargs, "s#s#s#s#pKk", keywords, &local_username, &local_username_size,
+            &local_password, &local_password_size, &remote_username, &remote_username_size,
+            &remote_password, &remote_password_size, &controlling, &tie_breaker, &priority))
+        return NULL;
+    if (local_username_size < 1 || local_username_size > MAX_UFRAG ||
+        remote_username_size < 1 || remote_username_size > MAX_UFRAG) {
+        PyErr_SetString(PyExc_ValueError, "a username fragment is 1-256 characters");
+        return NULL;
+    }
+    if (local_password_size < 1 || remote_password_size < 1) {
+        PyErr_SetString(PyExc_ValueError, "no ICE password");
+        return NULL;
+    }
+    /* Ours in our requests, "remote:local"; the peer's in its own, "local:remote". */
+    uint8_t *name = self->username;
+    memcpy(name, remote_username, remote_username_size);
+    name[remote_username_size] = ':';
+    memcpy(name + remote_username_size + 1, local_username, local_username_size);
+    self->username_size = remote_username_size + 1 + local_username_size;
+    name = self->expected_username;
+    memcpy(name, local_username, local_username_size);
+    name[local_username_size] = ':';
+    memcpy(name + local_username_size + 1, remote_username, remote_username_size);
+    self->expected_username_size = self->username_size;
+    hmac_key(&self->local_key, (const uint8_t *)local_password, local_password_size);
+    hmac_key(&self->remote_key, (const uint8_t *)remote_password, remote_password_size);
+    self->controlling = controlling;
+    self->tie_breaker = tie_breaker;
+    self->priority = (uint32_t)priority;
+    /* The connectivity checks just granted consent (RFC 7675 5.1). */
+    double now = monotonic_now();
+    self->consent_at = now;
+    self->next_check = now + check_delay();
+    self->consent_revoked = 0;
+    memset(self->transaction_open, 0, sizeof(self->transaction_open));
+    self->ice = 1;
+    Py_RETURN_NONE;
+}
+
+/* A Binding request on the nominated pair (RFC 7675 5.1, RFC 8445 7.2.2): USERNAME,
+ * PRIORITY, our role with its tie-breaker, MESSAGE-INTEGRITY with the peer's password,
+ * FINGERPRINT; a new random transaction id each, sent once. */
+static void send_consent_check(Stream *self)
+{
+    uint32_t words[STUN_REQUEST_BUFFER / 4 + 1];
+    uint8_t *request = (uint8_t *)words;
+    uint8_t *transaction = self->transactions[self->transaction_next];
+    if (getrandom(transaction, 12, 0) != 12)
+        return;
+    put16(request, STUN_BINDING_REQUEST);
+    put32(request + 4, STUN_COOKIE);
+    memcpy(request + 8, transaction, 12);
+    Py_ssize_t at = STUN_HEADER_SIZE;
+    put16(request + at, STUN_USERNAME);
+    put16(request + at + 2, (uint16_t)self->username_size);
+    memcpy(request + at + 4, self->username, self->username_size);
+    at += 4 + self->username_size;
+    while (at % 4)
+        request[at++] = 0;
+    put16(request + at, STUN_PRIORITY);
+    put16(request + at + 2, 4);
+    put32(request + at + 4, self->priority);
+    at += 8;
+    put16(request + at, self->controlling ? STUN_ICE_CONTROLLING : STUN_ICE_CONTROLLED);
+    put16(request + at + 2, 8);
+    put32(request + at + 4, (uint32_t)(self->tie_breaker >> 32));
+    put32(request + at + 8, (uint32_t)self->tie_breaker);
+    at += 12;
+    Py_ssize_t size = stun_seal(request, at, &self->remote_key);
+    self->transaction_open[self->transaction_next] = 1;
+    self->transaction_next = (self->transaction_next + 1) % CONSENT_TRANSACTIONS;
+    self->consent_checks++;
+    send_datagram(self, request, size);
+}
+
+/* Whether asyncio's `addr` (host, port[, flowinfo, scope]) is the stream's destination:
+ * 1 if so, 0 if not (or not an address). */
+static int is_destination(Stream *self, PyObject *addr)
+{
+    if (!PyTuple_Check(addr) || PyTuple_Size(addr) < 2)
+        return 0;
+    PyObject *host_object = PyTuple_GetItem(addr, 0);
+    PyObject *port_object = PyTuple_GetItem(addr, 1);
+    if (host_object == NULL || port_object == NULL || !PyUnicode_Check(host_object)) {
+        PyErr_Clear();
+        return 0;
+    }
+    const char *host = PyUnicode_AsUTF8AndSize(host_object, NULL);
+    long port = PyLong_AsLong(port_object);
+    if (host == NULL || PyErr_Occurred()) {
+        PyErr_Clear();
+        return 0;
+    }
+    if (self->address.ss_family == AF_INET) {
+        const struct sockaddr_in *v4 = (const struct sockaddr_in *)&self->address;
+        struct in_addr parsed;
+        return inet_pton(AF_INET, host, &parsed) == 1 && port == ntohs(v4->sin_port) &&
+               parsed.s_addr == v4->sin_addr.s_addr;
+    }
+    if (self->address.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *v6 = (const struct sockaddr_in6 *)&self->address;
+        struct in6_addr parsed;
+        return inet_pton(AF_INET6, host, &parsed) == 1 && port == ntohs(v6->sin6_port) &&
+               memcmp(&parsed, &v6->sin6_addr, sizeof(parsed)) == 0;
+    }
+    return 0;
+}
+
+/* The peer's consent check (or any Binding request) on the nominated pair, answered as
+ * RFC 8445 7.3 says; 0 leaves it to aioice: another pair's checks (the peer may be
+ * nominating a new one), a role conflict, an unknown comprehension-required attribute,
+ * or one that fails authentication (aioice sends the error responses). */
+static int answer_check(Stream *self, int socket, const StunMessage *message,
+                        const uint8_t *data, PyObject *addr)
+{
+    if (socket < 0 || socket != self->route_socket || !is_destination(self, addr))
+        return 0;
+    if (message->unknown_required ||
+        (self->controlling ? message->controlling : message->controlled))
+        return 0;
+    if (message->username_size != self->expected_username_size ||
+        memcmp(message->username, self->expected_username, message->username_size) != 0)
+        return 0;
+    if (!stun_authentic(message, data, &self->local_key))
+        return 0;
+    uint32_t words[(STUN_HEADER_SIZE + 24 + 24 + 8) / 4];
+    uint8_t *response = (uint8_t *)words;
+    put16(response, STUN_BINDING_SUCCESS);
+    put32(response + 4, STUN_COOKIE);
+    memcpy(response + 8, data + 8, 12);
+    /* XOR-MAPPED-ADDRESS: the request's source, which is the stream's destination. */
+    uint8_t *attribute = response + STUN_HEADER_SIZE;
+    Py_ssize_t size = STUN_HEADER_SIZE;
+    put16(attribute, STUN_XOR_MAPPED_ADDRESS);
+    attribute[4] = 0;
+    if (self->address.ss_family == AF_INET) {
+        const struct sockaddr_in *v4 = (const struct sockaddr_in *)&self->address;
+        put16(attribute + 2, 8);
+        attribute[5] = 1;
+        put16(attribute + 6, ntohs(v4->sin_port) ^ (STUN_COOKIE >> 16));
+        put32(attribute + 8, ntohl(v4->sin_addr.s_addr) ^ STUN_COOKIE);
+        size += 12;
+    } else {
+        const struct sockaddr_in6 *v6 = (const struct sockaddr_in6 *)&self->address;
+        put16(attribute + 2, 20);
+        attribute[5] = 2;
+        put16(attribute + 6, ntohs(v6->sin6_port) ^ (STUN_COOKIE >> 16));
+        /* XORed with the cookie then the transaction id: bytes 4-19 of the header. */
+        const uint8_t *address = (const uint8_t *)&v6->sin6_addr;
+        for (int i = 0; i < 16; i++)
+            attribute[8 + i] = address[i] ^ response[4 + i];
+        size += 24;
+    }
+    size = stun_seal(response, size, &self->local_key);
+    self->consent_answers++;
+    send_datagram(self, response, size);
+    return 1;
+}
+
+/* An answer to one of our consent checks: never aioice's business. Consent is granted
+ * by an authenticated success response from the address the check went to, revoked
+ * by an authenticated 403 (RFC 7675 5.1, 5.2); anything else is dropped. 0 if the
+ * transaction is not one of ours. */
+static int take_answer(Stream *self, int socket, const StunMessage *message,
+                       const uint8_t *data, PyObject *addr)
+{
+    int slot = -1;
+    for (int i = 0; i < CONSENT_TRANSACTIONS; i++) {
+        if (self->transaction_open[i] && memcmp(self->transactions[i], data + 8, 12) == 0) {
+            slot = i;
+            break;
+        }
+    }
+    if (slot < 0)
+        return 0;
+    if (socket != self->route_socket || !is_destination(self, addr) ||
+        !stun_authentic(message, data, &self->remote_key))
+        return 1;
+    self->transaction_open[slot] = 0;
+    if (message->type == STUN_BINDING_SUCCESS) {
+        self->consent_at = monotonic_now();
+        self->consent_responses++;
+    } else if (message->error_code == 403) {
+        self->consent_revoked = 1;
+    }
+    return 1;
+}
+
+static PyObject *Stream_get_consent_age(Stream *self, void *Py_UNUSED(closure))
+{
+    if (!self->ice)
+        Py_RETURN_NONE;
+    return PyFloat_FromDouble(monotonic_now() - self->consent_at);
+}
+
+static PyObject *Stream_get_consent_expired(Stream *self, void *Py_UNUSED(closure))
+{
+    return PyBool_FromLong(self->consent_expired);
+}
+
+/* ---- The tap: the peer's datagrams, before aioice ------------------------------------ */
+
+typedef struct {
+    PyObject_HEAD
+    Stream *stream;
+    PyObject *original; /* the aioice protocol's own datagram_received */
+    int socket;         /* that protocol's socket descriptor, -1 if unknown */
+} Tap;
+
+/* 1 if the datagram was this stream's to take, 0 to pass it on. */
+static int tap_datagram(Tap *self, const uint8_t *data, Py_ssize_t size, PyObject *addr)
+{
+    Stream *stream = self->stream;
+    if (stream->fd < 0)
+        return 0;
+    /* RFC 5761/7983: RTP and RTCP start at 128-191; the first packet's header stays in
+     * the clear in SRTCP, so its type can be read here. A compound packet that starts
+     * with a sender report comes from a peer that publishes: aiortc's receiver needs it. */
+    if (size > 8 && data[1] == RTCP_RR && data[0] > 127 && data[0] < 192) {
+        if (stream->inbound_session == NULL || srtp_unprotect_rtcp == NULL || size > RTCP_BUFFER)
+            return 0;
+        uint32_t words[RTCP_BUFFER / 4 + 1];
+        uint8_t *packet = (uint8_t *)words;
+        memcpy(packet, data, size);
+        int length = (int)size;
+        /* Forged, replayed or damaged: dropped, as aiortc would have. */
+        if (srtp_unprotect_rtcp(stream->inbound_session, packet, &length) == 0)
+            take_compound(stream, packet, length);
+        return 1;
+    }
+    if (!stream->ice || data[0] > 3)
+        return 0;
+    StunMessage message;
+    if (!stun_parse(&message, data, size))
+        return 0;
+    if (message.type == STUN_BINDING_REQUEST)
+        return answer_check(stream, self->socket, &message, data, addr);
+    if (message.type == STUN_BINDING_SUCCESS || message.type == STUN_BINDING_ERROR)
+        return take_answer(stream, self->socket, &message, data, addr);
+    return 0;
+}
+
+static PyTypeObject *TapType;
+
+static void Tap_clear_references(Tap *self)
+{
+    Py_CLEAR(self->stream);
+    Py_CLEAR(self->original);
+}
+
+static int Tap_init(Tap *self, PyObject *args, PyObject *kwargs)
+{
+    static char *keywords[] = {"stream", "original", "socket", NULL};
+    PyObject *stream, *original;
+    int socket = -1;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!O|i", keywords, StreamType, &stream,
+                                     &original, &socket))
+        return -1;
+    if (!PyCallable_Check(original)) {
+        PyErr_SetString(PyExc_TypeError, "original must be callable");
+        return -1;
+    }
+    Tap_clear_references(self);
+    self->stream = (Stream *)Py_NewRef(stream);
+    self->original = Py_NewRef(original);
+    self->socket = socket;
+    return 0;
+}
+
+static PyObject *Tap_call(Tap *self, PyObject *args, PyObject *kwargs)
+{
+    PyObject *data_object, *addr;
+    if (self->stream == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "the tap is not initialised");
+        return NULL;
+    }
+    if (kwargs == NULL && PyTuple_Size(args) == 2) {
+        data_object = PyTuple_GetItem(args, 0);
+        addr = PyTuple_GetItem(args, 1);
+        Py_buffer data;
+        if (PyObject_GetBuffer(data_object, &data, PyBUF_SIMPLE) < 0)
+            return NULL;
+        int taken = tap_datagram(self, data.buf, data.len, addr);
+        PyBuffer_Release(&data);
+        if (taken)
+            Py_RETURN_NONE;
+    }
+    return PyObject_Call(self->original, args, kwargs);
+}
+
+static int Tap_traverse(Tap *self, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE((PyObject *)self));
+    Py_VISIT(self->stream);
+    Py_VISIT(self->original);
+    return 0;
+}
+
+static int Tap_clear(Tap *self)
+{
+    Tap_clear_references(self);
+    return 0;
+}
+
+static void Tap_dealloc(Tap *self)
+{
+    PyObject_GC_UnTrack(self);
+    Tap_clear(self);
+    PyTypeObject *type = Py_TYPE((PyObject *)self);
+    freefunc free_self = (freefunc)PyType_GetSlot(type, Py_tp_free);
+    free_self(self);
+    Py_DECREF(type);
+}
+
+static PyObject *Tap_get_original(Tap *self, void *Py_UNUSED(closure))
+{
+    if (self->original == NULL)
+        Py_RETURN_NONE;
+    return Py_NewRef(self->original);
+}
+
+static PyGetSetDef Tap_getset[] = {
+    {"original", (getter)Tap_get_original, NULL, NULL, NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyType_Slot Tap_slots[] = {
+    {Py_tp_doc, "Tap(stream, original, socket=-1): an aioice protocol's datagram_received "
+                "that takes the stream's consent STUN and receiver reports, and passes on "
+                "the rest"},
+    {Py_tp_new, PyType_GenericNew},
+    {Py_tp_init, Tap_init},
+    {Py_tp_call, Tap_call},
+    {Py_tp_traverse, Tap_traverse},
+    {Py_tp_clear, Tap_clear},
+    {Py_tp_dealloc, Tap_dealloc},
+    {Py_tp_getset, Tap_getset},
+    {0, NULL},
+};
+
+static PyType_Spec Tap_spec = {
+    .name = "media_node._fanout.Tap",
+    .basicsize = sizeof(Tap),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .slots = Tap_slots,
+};
+
+/* ---- Upkeep: each tick, every stream's consent checks and sender reports ------------- */
+
+static PyObject *fanout_upkeep(PyObject *Py_UNUSED(module), PyObject *const *args,
+                               Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "upkeep(streams, pts)");
+        return NULL;
+    }
+    uint32_t pts = (uint32_t)PyLong_AsUnsignedLongLongMask(args[1]);
+    if (PyErr_Occurred())
+        return NULL;
+    PyObject *lost = PyList_New(0);
+    if (lost == NULL)
+        return NULL;
+    PyObject *iterator = PyObject_GetIter(args[0]);
+    if (iterator == NULL) {
+        Py_DECREF(lost);
+        return NULL;
+    }
+    double now = monotonic_now();
+    uint64_t ntp = 0;
+    PyObject *item;
+    while ((item = PyIter_Next(iterator)) != NULL) {
+        if (!PyObject_TypeCheck(item, StreamType)) {
+            Py_DECREF(item);
+            PyErr_SetString(PyExc_TypeError, "upkeep() takes an iterable of Stream");
+            break;
+        }
+        Stream *stream = (Stream *)item;
+        if (stream->fd >= 0 && stream->ice) {
+            if (stream->consent_revoked || now - stream->consent_at > consent_timeout) {
+                /* Consent lost: not one more packet (RFC 7675 5.1). */
+                stream->consent_expired = 1;
+                close_socket(stream);
+                if (PyList_Append(lost, item) < 0) {
+                    Py_DECREF(item);
+                    break;
+                }
+            } else if (now >= stream->next_check) {
+                send_consent_check(stream);
+                stream->next_check = now + check_delay();
+            }
+        }
+        if (stream->fd >= 0) {
+            if (stream->next_report == 0) {
+                stream->next_report = now + REPORT_SECONDS * uniform();
+            } else if (now >= stream->next_report) {
+                if (ntp == 0)
+                    ntp = ntp_now();
+                send_report(stream, ntp, pts);
+                stream->next_report += REPORT_SECONDS;
+                if (stream->next_report <= now)
+                    stream->next_report = now + REPORT_SECONDS;
+            }
+        }
+        Py_DECREF(item);
+    }
+    Py_DECREF(iterator);
+    if (PyErr_Occurred()) {
+        Py_DECREF(lost);
+        return NULL;
+    }
+    return lost;
+}
+
 static PyObject *Stream_get_round_trip_time(Stream *self, void *Py_UNUSED(closure))
 {
     if (isnan(self->round_trip_time))
@@ -478,8 +1356,12 @@ static PyMethodDef Stream_methods[] = {
     {"sender_report", (PyCFunction)(void (*)(void))Stream_sender_report,
      METH_VARARGS | METH_KEYWORDS,
      "sender_report(ntp_time, pts): an RTCP SR + SDES compound packet, unprotected"},
-    {"send_datagram", (PyCFunction)Stream_send_datagram, METH_O,
-     "send_datagram(data): send bytes on the stream's route; False if not sent"},
+    {"send_report", (PyCFunction)(void (*)(void))Stream_send_report,
+     METH_VARARGS | METH_KEYWORDS,
+     "send_report(ntp_time, pts): send a sender report, SRTCP-protected; False if not sent"},
+    {"ice", (PyCFunction)(void (*)(void))Stream_ice, METH_VARARGS | METH_KEYWORDS,
+     "ice(local_username, local_password, remote_username, remote_password, controlling, "
+     "tie_breaker, priority): take over consent freshness for the nominated pair"},
     {"take_rtcp", (PyCFunction)Stream_take_rtcp, METH_O,
      "take_rtcp(packet): read the report blocks and NACKs about us in unprotected RTCP"},
     {NULL, NULL, 0, NULL},
@@ -498,6 +1380,12 @@ static PyMemberDef Stream_members[] = {
     {"nacks", T_ULONGLONG, offsetof(Stream, nacks), READONLY, NULL},
     {"packets_lost", T_LONG, offsetof(Stream, packets_lost), READONLY, NULL},
     {"jitter", T_ULONG, offsetof(Stream, jitter), READONLY, NULL},
+    {"consent_checks", T_ULONGLONG, offsetof(Stream, consent_checks), READONLY,
+     "consent checks sent to the peer"},
+    {"consent_responses", T_ULONGLONG, offsetof(Stream, consent_responses), READONLY,
+     "authenticated success responses to them"},
+    {"consent_answers", T_ULONGLONG, offsetof(Stream, consent_answers), READONLY,
+     "the peer's checks on the nominated pair answered here"},
     {NULL, 0, 0, 0, NULL},
 };
 
@@ -505,6 +1393,9 @@ static PyGetSetDef Stream_getset[] = {
     {"round_trip_time", (getter)Stream_get_round_trip_time, NULL, NULL, NULL},
     {"fraction_lost", (getter)Stream_get_fraction_lost, NULL, NULL, NULL},
     {"routed", (getter)Stream_get_routed, NULL, NULL, NULL},
+    {"consent_age", (getter)Stream_get_consent_age, NULL,
+     "seconds since consent was last granted; None before ice()", NULL},
+    {"consent_expired", (getter)Stream_get_consent_expired, NULL, NULL, NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
@@ -526,24 +1417,97 @@ static PyType_Spec Stream_spec = {
     .slots = Stream_slots,
 };
 
-static PyObject *fanout_use_srtp(PyObject *Py_UNUSED(module), PyObject *arg)
+static PyObject *fanout_use_srtp(PyObject *Py_UNUSED(module), PyObject *args)
 {
-    unsigned long long address = PyLong_AsUnsignedLongLong(arg);
-    if (PyErr_Occurred())
+    unsigned long long protect, protect_rtcp, unprotect_rtcp;
+    if (!PyArg_ParseTuple(args, "KKK", &protect, &protect_rtcp, &unprotect_rtcp))
         return NULL;
-    if (address == 0) {
-        PyErr_SetString(PyExc_ValueError, "srtp_protect's address is needed");
+    if (protect == 0 || protect_rtcp == 0 || unprotect_rtcp == 0) {
+        PyErr_SetString(PyExc_ValueError, "the three functions' addresses are needed");
         return NULL;
     }
-    srtp_protect = (ProtectFunction)(uintptr_t)address;
+    srtp_protect = (ProtectFunction)(uintptr_t)protect;
+    srtp_protect_rtcp = (ProtectFunction)(uintptr_t)protect_rtcp;
+    srtp_unprotect_rtcp = (ProtectFunction)(uintptr_t)unprotect_rtcp;
     Py_RETURN_NONE;
+}
+
+static PyObject *fanout_consent_timing(PyObject *Py_UNUSED(module), PyObject *args,
+                                       PyObject *kwargs)
+{
+    static char *keywords[] = {"interval", "timeout", NULL};
+    double interval = 0, timeout = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|dd", keywords, &interval, &timeout))
+        return NULL;
+    if (interval < 0 || timeout < 0) {
+        PyErr_SetString(PyExc_ValueError, "timings are positive seconds");
+        return NULL;
+    }
+    PyObject *previous = Py_BuildValue("(dd)", consent_interval, consent_timeout);
+    if (interval > 0)
+        consent_interval = interval;
+    if (timeout > 0)
+        consent_timeout = timeout;
+    return previous;
+}
+
+static PyObject *fanout_hmac_sha1(PyObject *Py_UNUSED(module), PyObject *args)
+{
+    Py_buffer key, data;
+    if (!PyArg_ParseTuple(args, "y*y*", &key, &data))
+        return NULL;
+    HmacKey hmac;
+    hmac_key(&hmac, key.buf, key.len);
+    uint8_t digest[SHA1_SIZE];
+    hmac_sha1(&hmac, data.buf, data.len, NULL, 0, digest);
+    PyBuffer_Release(&key);
+    PyBuffer_Release(&data);
+    return PyBytes_FromStringAndSize((const char *)digest, SHA1_SIZE);
+}
+
+static PyObject *fanout_crc32(PyObject *Py_UNUSED(module), PyObject *args)
+{
+    Py_buffer data;
+    if (!PyArg_ParseTuple(args, "y*", &data))
+        return NULL;
+    uint32_t crc = crc32_update(0, data.buf, data.len);
+    PyBuffer_Release(&data);
+    return PyLong_FromUnsignedLong(crc);
+}
+
+static PyObject *fanout_stun_authentic(PyObject *Py_UNUSED(module), PyObject *args)
+{
+    Py_buffer data, key;
+    if (!PyArg_ParseTuple(args, "y*y*", &data, &key))
+        return NULL;
+    StunMessage message;
+    HmacKey hmac;
+    hmac_key(&hmac, key.buf, key.len);
+    int authentic = stun_parse(&message, data.buf, data.len) &&
+                    stun_authentic(&message, data.buf, &hmac);
+    PyBuffer_Release(&data);
+    PyBuffer_Release(&key);
+    return PyBool_FromLong(authentic);
 }
 
 static PyMethodDef module_methods[] = {
     {"send", (PyCFunction)(void (*)(void))fanout_send, METH_FASTCALL,
      "send(streams, payload, pts): one RTP packet to every stream; how many were sent"},
-    {"use_srtp", fanout_use_srtp, METH_O,
-     "use_srtp(address): the srtp_protect of the libsrtp whose sessions streams use"},
+    {"use_srtp", fanout_use_srtp, METH_VARARGS,
+     "use_srtp(protect, protect_rtcp, unprotect_rtcp): the addresses of those srtp_ "
+     "functions of the libsrtp whose sessions streams use"},
+    {"upkeep", (PyCFunction)(void (*)(void))fanout_upkeep, METH_FASTCALL,
+     "upkeep(streams, pts): due consent checks and sender reports; the streams that "
+     "lost consent now (they have stopped sending)"},
+    {"consent_timing", (PyCFunction)(void (*)(void))fanout_consent_timing,
+     METH_VARARGS | METH_KEYWORDS,
+     "consent_timing(interval=0, timeout=0): set Tc and the expiry (seconds, 0 keeps "
+     "one); the previous pair. RFC 7675's 5 and 30 unless a test shortens them"},
+    {"hmac_sha1", fanout_hmac_sha1, METH_VARARGS, "hmac_sha1(key, data): the digest"},
+    {"crc32", fanout_crc32, METH_VARARGS, "crc32(data): CRC-32 (ISO-HDLC)"},
+    {"stun_authentic", fanout_stun_authentic, METH_VARARGS,
+     "stun_authentic(message, key): well-formed STUN with MESSAGE-INTEGRITY (key) and "
+     "FINGERPRINT both right"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -565,5 +1529,14 @@ PyMODINIT_FUNC PyInit__fanout(void)
         Py_DECREF(m);
         return NULL;
     }
+    TapType = (PyTypeObject *)PyType_FromSpec(&Tap_spec);
+    if (TapType == NULL || PyModule_AddObjectRef(m, "Tap", (PyObject *)TapType) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    crc32_init();
+    if (getrandom(&spread_state, sizeof(spread_state), 0) != sizeof(spread_state) ||
+        spread_state == 0)
+        spread_state = (uint64_t)time(NULL) * 0x9E3779B97F4A7C15ULL | 1;
     return m;
 }

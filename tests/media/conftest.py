@@ -26,6 +26,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from moto.server import ThreadedMotoServer
 
+from .fakes import FakePeer
+
 REPO = Path(__file__).resolve().parents[2]
 NODES_TABLE = "parlor-media-nodes-test"
 
@@ -318,3 +320,16 @@ class MediaEvents:
 @pytest.fixture(scope="package")
 def media_events(aws: Aws) -> MediaEvents:
     return MediaEvents(aws)
+
+
+@pytest.fixture
+def fake_peers() -> Iterator[Callable[..., FakePeer]]:
+    made: list[FakePeer] = []
+
+    def make(ssrc: int, profile: str = "SRTP_AEAD_AES_256_GCM") -> FakePeer:
+        made.append(FakePeer(ssrc, profile))
+        return made[-1]
+
+    yield make
+    for peer in made:
+        peer.close()

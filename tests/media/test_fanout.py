@@ -7,24 +7,17 @@ import itertools
 import os
 import socket
 import time
-from collections.abc import Callable, Iterator
-from types import SimpleNamespace
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
 import pytest
 from aiortc import (
-    RTCRtpCodecParameters,
-    RTCRtpHeaderExtensionParameters,
-    RTCRtpParameters,
     RTCSessionDescription,
 )
 from aiortc.clock import current_ntp_time
 from aiortc.rtcdtlstransport import State
-from aiortc.rtcrtpparameters import RTCRtcpParameters, RTCRtpSendParameters
 from aiortc.rtp import (
-    HeaderExtensionsMap,
-    RtcpPacket,
     RtcpReceiverInfo,
     RtcpRrPacket,
     RtcpSdesPacket,
@@ -33,116 +26,14 @@ from aiortc.rtp import (
     RtcpSrPacket,
     RtpPacket,
 )
-from pylibsrtp import Policy, Session
 from pylibsrtp._binding import ffi
 
 from media_node import _fanout
-from media_node.rtp_fanout import MID_URI, RtpStream, StreamGone, send_to_all
+from media_node.rtp_fanout import RtpStream, StreamGone, send_to_all
 
 from .conftest import NodeProcess
+from .fakes import PROFILES, FakePeer
 from .peers import Peer, ToneTrack, peak_hz
-
-MID_ID = 9
-PROFILES = {
-    "SRTP_AES128_CM_SHA1_80": (Policy.SRTP_PROFILE_AES128_CM_SHA1_80, 30),
-    "SRTP_AEAD_AES_128_GCM": (Policy.SRTP_PROFILE_AEAD_AES_128_GCM, 28),
-    "SRTP_AEAD_AES_256_GCM": (Policy.SRTP_PROFILE_AEAD_AES_256_GCM, 44),
-}
-
-
-def srtp(key: bytes, direction: int, profile: str = "SRTP_AEAD_AES_256_GCM") -> Session:
-    """A session as aiortc's DTLS transport makes them."""
-    policy = Policy(key=key, ssrc_type=direction, srtp_profile=PROFILES[profile][0])
-    policy.allow_repeat_tx = True
-    policy.window_size = 1024
-    return Session(policy)
-
-
-class FakeProtocol:
-    """An aioice StunProtocol as far as the stream's RTCP tap sees it."""
-
-    def __init__(self) -> None:
-        self.passed: list[bytes] = []
-
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        self.passed.append(data)
-
-
-class FakePeer:
-    """What RtpStream reads from aiortc, over real sockets and real SRTP.
-
-    The node's side: a DTLS transport with its two SRTP sessions and a nominated pair.
-    The peer's side: `remote`, a socket that receives, and the sessions a browser
-    would have derived from the same handshake.
-    """
-
-    def __init__(self, ssrc: int, profile: str = "SRTP_AEAD_AES_256_GCM") -> None:
-        node_key = os.urandom(PROFILES[profile][1])
-        peer_key = os.urandom(PROFILES[profile][1])
-        self.local = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.local.bind(("127.0.0.1", 0))
-        self.remote = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.remote.bind(("127.0.0.1", 0))
-        self.remote.settimeout(2)
-        self.protocol = FakeProtocol()
-        pair = SimpleNamespace(
-            protocol=SimpleNamespace(
-                transport=SimpleNamespace(get_extra_info=lambda name: self.local)
-            ),
-            remote_addr=self.remote.getsockname(),
-        )
-        self.dtls = SimpleNamespace(
-            _state=State.CONNECTED,
-            state="connected",
-            _tx_srtp=srtp(node_key, Policy.SSRC_ANY_OUTBOUND, profile),
-            _rx_srtp=srtp(peer_key, Policy.SSRC_ANY_INBOUND, profile),
-            transport=SimpleNamespace(
-                _connection=SimpleNamespace(_nominated={1: pair}, _protocols=[self.protocol])
-            ),
-        )
-        self.sender: Any = SimpleNamespace(_ssrc=ssrc, transport=self.dtls)
-        self.parameters = RTCRtpSendParameters(
-            codecs=[RTCRtpCodecParameters(mimeType="audio/opus", clockRate=48000, payloadType=111)],
-            headerExtensions=[RTCRtpHeaderExtensionParameters(id=MID_ID, uri=MID_URI)],
-            muxId="0",
-            rtcp=RTCRtcpParameters(cname="node-cname"),
-        )
-        self.inbound = srtp(node_key, Policy.SSRC_ANY_INBOUND, profile)
-        self.outbound = srtp(peer_key, Policy.SSRC_ANY_OUTBOUND, profile)
-
-    def receive(self) -> RtpPacket:
-        extensions = HeaderExtensionsMap()
-        extensions.configure(
-            RTCRtpParameters(
-                headerExtensions=[RTCRtpHeaderExtensionParameters(id=MID_ID, uri=MID_URI)]
-            )
-        )
-        data = self.inbound.unprotect(self.remote.recv(2048))
-        return RtpPacket.parse(data, extensions)
-
-    def receive_rtcp(self) -> list[Any]:
-        return RtcpPacket.parse(self.inbound.unprotect_rtcp(self.remote.recv(2048)))
-
-    def report(self, *packets: Any) -> bytes:
-        """An SRTCP compound packet from the peer."""
-        return self.outbound.protect_rtcp(b"".join(bytes(p) for p in packets))
-
-    def close(self) -> None:
-        self.local.close()
-        self.remote.close()
-
-
-@pytest.fixture
-def fake_peers() -> Iterator[Callable[..., FakePeer]]:
-    made: list[FakePeer] = []
-
-    def make(ssrc: int, profile: str = "SRTP_AEAD_AES_256_GCM") -> FakePeer:
-        made.append(FakePeer(ssrc, profile))
-        return made[-1]
-
-    yield make
-    for peer in made:
-        peer.close()
 
 
 @pytest.mark.parametrize("profile", sorted(PROFILES))
