@@ -785,15 +785,23 @@ static int send_report(Stream *self, uint64_t ntp, uint32_t pts)
     return send_datagram(self, packet, length);
 }
 
-static PyObject *Stream_sender_report(Stream *self, PyObject *args, PyObject *kwargs)
+/* The (ntp_time, pts) arguments of a sender report; 0 with an exception set on error. */
+static int report_arguments(PyObject *args, PyObject *kwargs, unsigned long long *ntp,
+                            uint32_t *pts)
 {
     static char *keywords[] = {"ntp_time", "pts", NULL};
-    unsigned long long ntp;
     PyObject *pts_object;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "KO", keywords, &ntp, &pts_object))
-        return NULL;
-    uint32_t pts = (uint32_t)PyLong_AsUnsignedLongLongMask(pts_object);
-    if (PyErr_Occurred())
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "KO", keywords, ntp, &pts_object))
+        return 0;
+    *pts = (uint32_t)PyLong_AsUnsignedLongLongMask(pts_object);
+    return !PyErr_Occurred();
+}
+
+static PyObject *Stream_sender_report(Stream *self, PyObject *args, PyObject *kwargs)
+{
+    unsigned long long ntp;
+    uint32_t pts;
+    if (!report_arguments(args, kwargs, &ntp, &pts))
         return NULL;
     uint8_t packet[REPORT_BUFFER];
     int length = build_report(self, packet, ntp, pts);
@@ -802,13 +810,9 @@ static PyObject *Stream_sender_report(Stream *self, PyObject *args, PyObject *kw
 
 static PyObject *Stream_send_report(Stream *self, PyObject *args, PyObject *kwargs)
 {
-    static char *keywords[] = {"ntp_time", "pts", NULL};
     unsigned long long ntp;
-    PyObject *pts_object;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "KO", keywords, &ntp, &pts_object))
-        return NULL;
-    uint32_t pts = (uint32_t)PyLong_AsUnsignedLongLongMask(pts_object);
-    if (PyErr_Occurred())
+    uint32_t pts;
+    if (!report_arguments(args, kwargs, &ntp, &pts))
         return NULL;
     return PyBool_FromLong(send_report(self, ntp, pts));
 }
