@@ -39,10 +39,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from . import janus
 from .harness import (
+    CPU_CGROUPS,
     LOAD_CPU_LIMIT,
     PACKETS_PER_SECOND,
     RESULTS,
     Aws,
+    CpuQuota,
     LoadGenerator,
     MediaNode,
     Window,
@@ -109,12 +111,19 @@ def generator_settings(node: MediaNode, space: str, private_pem: str, name: str)
 
 
 def saturate(
-    aws: Aws, keys: tuple[str, str], storm: int, step: int, limit: int, logs: Path
+    aws: Aws,
+    keys: tuple[str, str],
+    storm: int,
+    step: int,
+    limit: int,
+    logs: Path,
+    quota: CpuQuota | None = None,
 ) -> dict[str, Any]:
-    """Fast path, one worker on one core: a join storm, then listeners added in steps
-    until loss (sequence gaps or packets never sent) passes 0.5%."""
+    """Fast path, one worker on one core (or held to a share of it): a join storm, then
+    listeners added in steps until loss (sequence gaps or packets never sent) passes
+    0.5%."""
     private_pem, public_pem = keys
-    node = MediaNode(aws, public_pem, "fast", logs)
+    node = MediaNode(aws, public_pem, "fast", logs, quota)
     space = f"sp_bench_{secrets.token_hex(3)}"
     generators: list[LoadGenerator] = []
     steps: list[dict[str, Any]] = []
@@ -132,7 +141,7 @@ def saturate(
         during_storm = storm_window.close()
         count = storm
         while True:
-            result = measure_step(node, load, speaker)
+            result = measure_step(node, load, speaker, quota)
             steps.append(result)
             print(f"  {count} listeners: {json.dumps(result)}", flush=True)
             if result["load_generator_bound"]:
@@ -157,6 +166,7 @@ def saturate(
         if s["lost"] <= LOSS_LIMIT and not s["load_generator_bound"] and not s["contended"]
     ]
     return {
+        "node_cpu_quota": quota.share if quota else None,
         "join_storm": {
             "listeners": storm,
             "rate_per_second": PACKETS_PER_SECOND,
@@ -214,8 +224,14 @@ def cpu_projection(steps: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def measure_step(node: MediaNode, load: LoadGenerator, speaker: LoadGenerator) -> dict[str, Any]:
-    """A step's steady window; again (the least lossy kept) while the node was starved."""
+def measure_step(
+    node: MediaNode, load: LoadGenerator, speaker: LoadGenerator, quota: CpuQuota | None = None
+) -> dict[str, Any]:
+    """A step's steady window; again (the least lossy kept) while the node was starved.
+
+    A node held to a quota waits for the CPU whenever it reaches its share: that is
+    its limit, not starvation, so such a node counts as starved only while it used
+    under 95% of its share."""
     best: dict[str, Any] | None = None
     for attempt in range(STEP_TRIES):
         time.sleep(3 if attempt == 0 else 1)
@@ -233,6 +249,7 @@ def measure_step(node: MediaNode, load: LoadGenerator, speaker: LoadGenerator) -
         result["contended"] = (
             result["lost"] > LOSS_LIMIT
             and result["node_waiting_for_cpu_percent"] > STARVED_WAIT_PERCENT
+            and (quota is None or result["node_cpu_percent"] < 95 * quota.share)
         )
         if best is None or result["lost"] < best["lost"]:
             best = result
@@ -478,11 +495,24 @@ def arguments() -> argparse.Namespace:
         nargs="+",
         help="Janus's listener counts, each round (default: --listeners)",
     )
+    parser.add_argument(
+        "--saturation-only",
+        type=float,
+        metavar="SHARE",
+        help="only the saturation run, with the node held to SHARE of its core (cgroup v1 "
+        "CPU quota, needs root): the loss point where the machine cannot load a whole "
+        "core; results in media-saturation-quota.json",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     if parser.parse_known_args()[0].quick:
         parser.set_defaults(**QUICK)
     args = parser.parse_args()
     args.janus_listeners = args.janus_listeners or [args.listeners]
+    if args.saturation_only is not None:
+        if not 0 < args.saturation_only <= 1:
+            parser.error("--saturation-only takes a share of one core, above 0, at most 1")
+        if not CpuQuota.available():
+            parser.error(f"{CPU_CGROUPS} is not writable: a CPU quota needs cgroup v1 and root")
     if args.janus and not janus.installed():
         parser.error(f"{janus.JANUS} is missing; `make bench` installs Debian's package")
     return args
@@ -510,6 +540,9 @@ def main() -> None:
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     load_at_start = [round(x, 2) for x in os.getloadavg()]
     started = time.time()
+    if args.saturation_only is not None:
+        quota_saturation(args, keys, logs, load_at_start, started)
+        return
     paths = [
         ("fast", args.listeners),
         ("aiortc", args.listeners),
@@ -596,6 +629,53 @@ def main() -> None:
     plot(results, args.out / "media.png")
     print(json.dumps({"targets": results["targets"]}, indent=2))
     print(f"wrote {args.out / 'media.json'} and {args.out / 'media.png'}")
+
+
+def quota_saturation(
+    args: argparse.Namespace,
+    keys: tuple[str, str],
+    logs: Path,
+    load_at_start: list[float],
+    started: float,
+) -> None:
+    """The saturation run alone, the node held to a share of its core, compared with
+    the full run's derived listeners per core (from `media.json`, when there is one)."""
+    quota = CpuQuota(args.saturation_only)
+    aws = Aws()
+    try:
+        print(f"saturation (fast path, {quota.share:g} of a core)", flush=True)
+        saturation = saturate(aws, keys, args.storm, args.step, args.limit, logs, quota)
+    finally:
+        aws.stop()
+        quota.remove()
+    full_run = args.out / "media.json"
+    derived = None
+    if full_run.exists():
+        derived = json.loads(full_run.read_text())["saturation"].get("derived_listeners_per_core")
+    measured = saturation["max_listeners_within_loss_limit"]
+    results = {
+        "command": " ".join(["python -m bench.media", *sys.argv[1:]]),
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+        "duration_seconds": round(time.time() - started),
+        "machine": machine()
+        | {
+            "load_average_at_start": load_at_start,
+            "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
+        },
+        "node_cpu_quota": quota.share,
+        "saturation": saturation,
+        # The check: the listeners the held node kept within the loss limit, per whole
+        # core, against what the full run's cost per packet predicts for one.
+        "check": {
+            "max_listeners_within_loss_limit": measured,
+            "per_whole_core": int(measured / quota.share) if measured else None,
+            "derived_listeners_per_core_full_run": derived,
+        },
+    }
+    path = args.out / "media-saturation-quota.json"
+    path.write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps(results["check"], indent=2))
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

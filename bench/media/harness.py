@@ -14,6 +14,7 @@ import json
 import os
 import platform
 import secrets
+import signal
 import socket
 import subprocess
 import sys
@@ -102,13 +103,61 @@ def load_cpus() -> set[int]:
     return set(range(os.cpu_count() or 1)) - {NODE_CPU} or {NODE_CPU}
 
 
-def pinned(cpus: set[int]) -> Callable[[], None]:
-    """A preexec_fn: the child, and every thread it starts, stays on these CPUs."""
+def pinned(cpus: set[int], quota: CpuQuota | None = None) -> Callable[[], None]:
+    """A preexec_fn: the child, and every thread and process it starts, stays on these
+    CPUs (and within the quota's share of them, when one is given)."""
 
     def pin() -> None:
         os.sched_setaffinity(0, cpus)
+        if quota is not None:
+            quota.enter()
 
     return pin
+
+
+# cgroup v1's CPU controller, where a node may be held to a share of its core.
+CPU_CGROUPS = Path("/sys/fs/cgroup/cpu")
+# CFS bandwidth period for a held node: the room's 20 ms tick, so that a tick's burst
+# of sends can use the share of that tick (a shorter period throttles the node in the
+# middle of each burst; the default 100 ms lets it run five ticks' worth, then stall).
+QUOTA_PERIOD_US = 20000
+
+
+class CpuQuota:
+    """A cgroup that holds its processes to `share` of one CPU (CFS bandwidth control).
+
+    Lets a saturation run find where a node that has only part of a core starts to lose
+    packets, when the machine cannot load a whole core's worth of listeners."""
+
+    def __init__(self, share: float) -> None:
+        self.share = share
+        self.path = CPU_CGROUPS / f"parlor-bench-{secrets.token_hex(3)}"
+        self.path.mkdir()
+        (self.path / "cpu.cfs_period_us").write_text(str(QUOTA_PERIOD_US))
+        (self.path / "cpu.cfs_quota_us").write_text(str(int(share * QUOTA_PERIOD_US)))
+
+    @staticmethod
+    def available() -> bool:
+        return os.access(CPU_CGROUPS, os.W_OK)
+
+    def enter(self) -> None:
+        """In a preexec_fn: this process (and what it starts later) joins the cgroup."""
+        (self.path / "cgroup.procs").write_text(str(os.getpid()))
+
+    def throttled_seconds(self) -> float:
+        for line in (self.path / "cpu.stat").read_text().splitlines():
+            name, value = line.split()
+            if name == "throttled_time":
+                return int(value) / 1e9
+        return 0.0
+
+    def remove(self) -> None:
+        """Once its processes are gone (a killed process leaves its cgroup on exit)."""
+        deadline = time.monotonic() + 10
+        while (self.path / "cgroup.procs").read_text().strip() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        with contextlib.suppress(OSError):
+            self.path.rmdir()
 
 
 def free_port() -> int:
@@ -165,7 +214,14 @@ class Server(Protocol):
 class MediaNode:
     """`python -m media_node`: its supervisor and one worker, both pinned to NODE_CPU."""
 
-    def __init__(self, aws: Aws, public_pem: str, fanout: str, log_dir: Path) -> None:
+    def __init__(
+        self,
+        aws: Aws,
+        public_pem: str,
+        fanout: str,
+        log_dir: Path,
+        quota: CpuQuota | None = None,
+    ) -> None:
         port = free_port()
         self.node_id = f"node-bench-{secrets.token_hex(3)}"
         self.url = f"http://127.0.0.1:{port}"
@@ -197,7 +253,7 @@ class MediaNode:
             stderr=subprocess.STDOUT,
             # Pinned before exec, so the workers it starts, and their threads, stay on
             # the same core.
-            preexec_fn=pinned({NODE_CPU}),
+            preexec_fn=pinned({NODE_CPU}, quota),
         )
         self.worker_pid = self._wait_for_worker()
 
@@ -227,9 +283,15 @@ class MediaNode:
 
     def stop(self) -> None:
         # SIGKILL: a graceful drain of thousands of peers would only slow the run. The
-        # worker sees its stdin close and exits on its own.
+        # worker would see its stdin close and close its rooms on its own, which with
+        # thousands of peers (or a CPU quota) takes longer than the next run can wait.
         self.process.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.worker_pid, signal.SIGKILL)
         self.process.wait()
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{self.worker_pid}").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
         self.log.close()
 
 
