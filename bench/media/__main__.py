@@ -591,14 +591,7 @@ def main() -> None:
         if (s["fanout"], s["listeners"]) == ("fast", args.fast_listeners)
     )
     results = {
-        "command": " ".join(["python -m bench.media", *sys.argv[1:]]),
-        "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
-        "duration_seconds": round(time.time() - started),
-        "machine": machine()
-        | {
-            "load_average_at_start": load_at_start,
-            "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
-        },
+        **run_header(started, load_at_start),
         "settings": {
             key: getattr(args, key)
             for key in (
@@ -631,6 +624,20 @@ def main() -> None:
     print(f"wrote {args.out / 'media.json'} and {args.out / 'media.png'}")
 
 
+def run_header(started: float, load_at_start: list[float]) -> dict[str, Any]:
+    """What every results file starts with: the command, when, and on what machine."""
+    return {
+        "command": " ".join(["python -m bench.media", *sys.argv[1:]]),
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+        "duration_seconds": round(time.time() - started),
+        "machine": machine()
+        | {
+            "load_average_at_start": load_at_start,
+            "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
+        },
+    }
+
+
 def quota_saturation(
     args: argparse.Namespace,
     keys: tuple[str, str],
@@ -654,14 +661,7 @@ def quota_saturation(
         derived = json.loads(full_run.read_text())["saturation"].get("derived_listeners_per_core")
     measured = saturation["max_listeners_within_loss_limit"]
     results = {
-        "command": " ".join(["python -m bench.media", *sys.argv[1:]]),
-        "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
-        "duration_seconds": round(time.time() - started),
-        "machine": machine()
-        | {
-            "load_average_at_start": load_at_start,
-            "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
-        },
+        **run_header(started, load_at_start),
         "node_cpu_quota": quota.share,
         "saturation": saturation,
         # The check: the listeners the held node kept within the loss limit, per whole

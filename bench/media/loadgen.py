@@ -27,7 +27,6 @@ The orchestrator drives it with JSON lines on stdin and reads JSON lines on stdo
 from __future__ import annotations
 
 import asyncio
-import fractions
 import json
 import os
 import random
@@ -54,12 +53,8 @@ from aiortc.rtp import RtcpReceiverInfo, RtcpRrPacket, RtcpSdesPacket, RtcpSourc
 
 from media_node.mixer import level_dbfs
 
-SAMPLE_RATE = 48000
-FRAME = 960
-TIME_BASE = fractions.Fraction(1, SAMPLE_RATE)
-# The speaker's cycle: a 200 ms tone, then 300 ms of silence.
-TONE_FRAMES = 10
-CYCLE_FRAMES = 25
+from .tones import CYCLE_FRAMES, FRAME, SAMPLE_RATE, TIME_BASE, burst_cycle
+
 # A decoded frame this loud holds the tone (0.3 of full scale is about -13 dBFS; the
 # first frame of a burst, partly tone, about -18); silence decodes below -40.
 LOUD_DBFS = -30.0
@@ -71,31 +66,6 @@ DRAIN_SECONDS = 0.005
 DATAGRAM_MAX = 4096
 
 
-def opus_cycle() -> list[bytes]:
-    """One speaker cycle, Opus-encoded once: sent over and over, never re-encoded."""
-    codec = av.CodecContext.create("libopus", "w")
-    assert isinstance(codec, av.AudioCodecContext)
-    codec.sample_rate = SAMPLE_RATE
-    codec.layout = "mono"
-    codec.format = "s16"
-    codec.bit_rate = 32000
-    codec.time_base = TIME_BASE
-    payloads: list[bytes] = []
-    for index in range(CYCLE_FRAMES * 4):
-        t = (index * FRAME + np.arange(FRAME)) / SAMPLE_RATE
-        loud = index % CYCLE_FRAMES < TONE_FRAMES
-        wave = 0.3 * 32767 * np.sin(2 * np.pi * 440 * t) if loud else np.zeros(FRAME)
-        frame = av.AudioFrame.from_ndarray(
-            wave.astype(np.int16).reshape(1, -1), format="s16", layout="mono"
-        )
-        frame.sample_rate = SAMPLE_RATE
-        frame.time_base = TIME_BASE
-        frame.pts = index * FRAME
-        payloads.extend(bytes(p) for p in codec.encode(frame))
-    # The first cycles warm the encoder up; keep the last one, which starts on a cycle.
-    return payloads[-CYCLE_FRAMES:]
-
-
 class BurstTrack(MediaStreamTrack):
     """A microphone of pre-encoded tone bursts, paced in real time; notes each onset."""
 
@@ -103,7 +73,7 @@ class BurstTrack(MediaStreamTrack):
 
     def __init__(self, onsets: list[float]) -> None:
         super().__init__()
-        self._payloads = opus_cycle()
+        self._payloads = burst_cycle(440, cycles=4)
         self._onsets = onsets
         self._index = 0
         self._start: float | None = None

@@ -21,16 +21,11 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtp import RtpPacket, is_rtcp
 from av import AudioFrame
 
+from bench.media.tones import CYCLE_FRAMES, FRAME, SAMPLE_RATE, TIME_BASE, burst_cycle
 from media_node.sessions import address_of
 
-SAMPLE_RATE = 48000
-FRAME = 960
-TIME_BASE = fractions.Fraction(1, SAMPLE_RATE)
 # A 100 ms window holds a whole number of cycles of 440, 550 and 660 Hz: no leakage.
 WINDOW = 4800
-# The burst speaker's cycle: 200 ms of tone, then 300 ms of silence.
-TONE_FRAMES = 10
-CYCLE_FRAMES = 25
 
 
 class ToneTrack(MediaStreamTrack):
@@ -74,27 +69,7 @@ class BurstTrack(MediaStreamTrack):
 
     def __init__(self, hz: float = 440) -> None:
         super().__init__()
-        codec = av.CodecContext.create("libopus", "w")
-        assert isinstance(codec, av.AudioCodecContext)
-        codec.sample_rate = SAMPLE_RATE
-        codec.layout = "mono"
-        codec.format = "s16"
-        codec.bit_rate = 32000
-        codec.time_base = TIME_BASE
-        payloads: list[bytes] = []
-        # Two cycles: the first warms the encoder up, the second is sent over and over.
-        for index in range(2 * CYCLE_FRAMES):
-            t = (index * FRAME + np.arange(FRAME)) / SAMPLE_RATE
-            loud = index % CYCLE_FRAMES < TONE_FRAMES
-            wave = 0.3 * 32767 * np.sin(2 * np.pi * hz * t) if loud else np.zeros(FRAME)
-            frame = AudioFrame.from_ndarray(
-                wave.astype(np.int16).reshape(1, -1), format="s16", layout="mono"
-            )
-            frame.sample_rate = SAMPLE_RATE
-            frame.time_base = TIME_BASE
-            frame.pts = index * FRAME
-            payloads.extend(bytes(p) for p in codec.encode(frame))
-        self._payloads = payloads[-CYCLE_FRAMES:]
+        self._payloads = burst_cycle(hz)
         self.onsets: list[float] = []
         self.lateness: list[tuple[float, float]] = []
         self._sent = 0
@@ -177,6 +152,27 @@ class Peer:
             raise AssertionError(f"join refused: {status} {body}")
         self.location = headers["Location"]
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=body, type="answer"))
+
+    async def publish(self, hz: float) -> int:
+        """Once promoted: send a tone on the existing transceiver and PATCH the session
+        with the new offer; the answer applied when the node accepts. The PATCH status."""
+        assert self.location is not None, "publish after join"
+        transceiver = self.pc.getTransceivers()[0]
+        transceiver.direction = "sendrecv"
+        transceiver.sender.replaceTrack(ToneTrack(hz))
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        async with (
+            aiohttp.ClientSession(self.base_url) as http,
+            http.patch(
+                self.location,
+                data=self.pc.localDescription.sdp,
+                headers={"Content-Type": "application/sdp"},
+            ) as response,
+        ):
+            if response.status == 200:
+                answer = await response.text()
+                await self.pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
+            return response.status
 
     async def connected(self, timeout: float = 10.0) -> None:
         deadline = time.monotonic() + timeout

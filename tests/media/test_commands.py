@@ -85,14 +85,18 @@ def test_role_changes_let_a_listener_speak_and_stop(node: NodeProcess, space: st
             await asyncio.to_thread(
                 node.command, type="role", space_id=space, user_id="u_promoted", role="speaker"
             )
-            await listener.hear(550, present=True, timeout=WITHIN_SECONDS + 0.5)
+            took = await listener.hear(550, present=True, timeout=WITHIN_SECONDS + 0.5)
+            assert took <= WITHIN_SECONDS + 0.5
             await listener.wait_told("role_changed", user_id="u_promoted", role="speaker")
+            assert listener.told("role_changed", user_id="u_promoted", role="speaker")
 
             await asyncio.to_thread(
                 node.command, type="role", space_id=space, user_id="u_promoted", role="listener"
             )
-            await listener.hear(550, present=False, timeout=WITHIN_SECONDS + 0.5)
+            took = await listener.hear(550, present=False, timeout=WITHIN_SECONDS + 0.5)
+            assert took <= WITHIN_SECONDS + 0.5
             await promoted.wait_told("role_changed", user_id="u_promoted", role="listener")
+            assert promoted.told("role_changed", user_id="u_promoted", role="listener")
         finally:
             await asyncio.gather(promoted.close(), listener.close())
 

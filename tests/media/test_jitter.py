@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import fractions
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-import av
 import numpy as np
 import pytest
 
+from bench.media.tones import CYCLE_FRAMES, opus_tone
 from media_node.jitter import MAX_CONCEALED, JitterBuffer, OpusDecoder, concealment_packet
 from media_node.mixer import FRAME_SAMPLES, SAMPLE_RATE, level_dbfs
 
@@ -20,35 +19,14 @@ FRAME = FRAME_SAMPLES / SAMPLE_RATE
 SSRC = 0x1234
 FIRST_SEQUENCE = 65530  # wraps within the first packets
 FIRST_TIMESTAMP = 2**32 - 5 * FRAME_SAMPLES
-# The speaker's cycle: 200 ms of tone, 300 ms of silence, as in the benchmark.
-TONE_FRAMES, CYCLE_FRAMES = 10, 25
 # The clock runs on past the last packet, whose end is concealed like any stall.
 TAIL = MAX_CONCEALED
 
 
 def encode(seconds: float, ms: int = 20, bursts: bool = True) -> list[bytes]:
     """A 440 Hz tone (in bursts, or steady) as Opus packets of `ms` each, mono 32 kbit/s."""
-    codec = av.CodecContext.create("libopus", "w")
-    assert isinstance(codec, av.AudioCodecContext)
-    codec.sample_rate = SAMPLE_RATE
-    codec.layout = "mono"
-    codec.format = "s16"
-    codec.bit_rate = 32000
-    codec.time_base = fractions.Fraction(1, SAMPLE_RATE)
-    codec.options = {"application": "voip", "frame_duration": str(ms)}
-    payloads = []
-    for index in range(int(seconds / FRAME)):
-        t = (index * FRAME_SAMPLES + np.arange(FRAME_SAMPLES)) / SAMPLE_RATE
-        loud = not bursts or index % CYCLE_FRAMES < TONE_FRAMES
-        wave = 0.3 * 32767 * np.sin(2 * np.pi * 440 * t) if loud else np.zeros(FRAME_SAMPLES)
-        frame = av.AudioFrame.from_ndarray(
-            wave.astype(np.int16).reshape(1, -1), format="s16", layout="mono"
-        )
-        frame.sample_rate = SAMPLE_RATE
-        frame.time_base = codec.time_base
-        frame.pts = index * FRAME_SAMPLES
-        payloads.extend(bytes(p) for p in codec.encode(frame))
-    return payloads
+    options = {"application": "voip", "frame_duration": str(ms)}
+    return opus_tone(440, int(seconds / FRAME), bursts=bursts, options=options)
 
 
 @pytest.fixture(scope="module")

@@ -308,6 +308,10 @@ def test_relayed_listeners_rejoin_when_the_owner_worker_dies(relaying: NodeProce
             os.kill(pids[stage[0].worker], signal.SIGKILL)
             await relayed.wait_told("rejoin", reason="relay_lost", timeout=10)
             await relayed.wait_closed(timeout=5)
+            assert relayed.told("rejoin", reason="relay_lost")
+            assert relayed.pc.connectionState in ("closed", "failed")
+            # The relay worker itself lives on; only the owner died.
+            assert pids[relayed.worker] in await asyncio.to_thread(relaying.worker_pids)
         finally:
             await _close(stage, local, remote)
 
