@@ -6,12 +6,15 @@ passed to it (`WORKER_FD`), reachable by the node's front only (the worker secre
 first on its stdin); it publishes its media events itself. The supervisor keeps the
 other end of stdin open for the worker's whole life: when it closes, the supervisor is
 gone, and the worker closes its rooms and exits rather than run on unsupervised.
+Its last status (the counters up to its very end, which the once-a-second poll would
+miss) goes down a pipe of its own (`WORKER_STATUS_FD`) as it stops.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hmac
+import json
 import logging
 import os
 import signal
@@ -109,7 +112,9 @@ def _when_the_supervisor_is_gone(loop: asyncio.AbstractEventLoop, gone: Callable
     threading.Thread(target=wait, name="supervisor-watch", daemon=True).start()
 
 
-async def serve(config: Config, index: int, secret: str, listening: socket.socket) -> None:
+async def serve(
+    config: Config, index: int, secret: str, listening: socket.socket, last_status: int | None
+) -> None:
     loop = asyncio.get_running_loop()
     # Every peer connection of this worker presents the same DTLS certificate.
     share_one_certificate()
@@ -155,7 +160,18 @@ async def serve(config: Config, index: int, secret: str, listening: socket.socke
     await runner.cleanup()
     endpoint.close()
     await events.close()
+    if last_status is not None:
+        _tell_last_status(last_status, node.status())
     log.info("worker stopped")
+
+
+def _tell_last_status(fd: int, status: dict[str, object]) -> None:
+    """One JSON line the supervisor reads once this process has exited."""
+    try:
+        with os.fdopen(fd, "w") as pipe:
+            pipe.write(json.dumps(status) + "\n")
+    except OSError:
+        log.exception("could not tell the supervisor the last status")
 
 
 def main() -> int:
@@ -163,13 +179,15 @@ def main() -> int:
         config = Config.from_env()
         index = int(os.environ["WORKER_INDEX"])
         listening = socket.socket(fileno=int(os.environ["WORKER_FD"]))
+        status_fd = os.environ.get("WORKER_STATUS_FD")
+        last_status = int(status_fd) if status_fd is not None else None
         secret = _read_secret()
     except (ConfigError, KeyError, ValueError, OSError) as exc:
         print(f"media_node.worker: {exc}", file=sys.stderr)
         return 2
     logs.configure(config.node_id, worker=index)
     try:
-        asyncio.run(serve(config, index, secret, listening))
+        asyncio.run(serve(config, index, secret, listening, last_status))
     except Exception:
         log.exception("worker failed")
         return 1

@@ -9,6 +9,8 @@ it. So two joins at once both count, and the limit on listeners per worker holds
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import logging
 import os
 import signal
@@ -64,6 +66,8 @@ class WorkerProcess:
     # What the worker's earlier lives counted: totals never go back when it restarts.
     retired: Counters = field(default_factory=Counters)
     retired_cpu: float = 0.0
+    # The read end of the pipe the worker writes its last status to as it stops.
+    last_status: int | None = None
 
     @classmethod
     def bind(cls, index: int, secret: str) -> WorkerProcess:
@@ -92,16 +96,23 @@ class WorkerProcess:
 
     async def start(self, env: dict[str, str], http: aiohttp.ClientSession) -> None:
         fd = self.listening.fileno()
-        self.process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "media_node.worker",
-            cwd=PACKAGE_PARENT,
-            env={**env, "WORKER_INDEX": str(self.index), "WORKER_FD": str(fd)},
-            pass_fds=(fd,),
-            stdin=asyncio.subprocess.PIPE,
-            # Its own session: a terminal's Ctrl-C reaches the supervisor only, which
-            # then drains the workers itself, once.
-            start_new_session=True,
-        )
+        self._close_last_status()
+        self.last_status, status_fd = os.pipe()
+        try:
+            self.process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "media_node.worker",
+                cwd=PACKAGE_PARENT,
+                env={**env, "WORKER_INDEX": str(self.index), "WORKER_FD": str(fd),
+                     "WORKER_STATUS_FD": str(status_fd)},
+                pass_fds=(fd, status_fd),
+                stdin=asyncio.subprocess.PIPE,
+                # Its own session: a terminal's Ctrl-C reaches the supervisor only, which
+                # then drains the workers itself, once.
+                start_new_session=True,
+            )
+        finally:
+            # Only the worker holds the write end: its exit is the pipe's end of file.
+            os.close(status_fd)
         assert self.process.stdin is not None
         self.process.stdin.write(f"{self.secret}\n".encode())
         await self.process.stdin.drain()
@@ -151,7 +162,14 @@ class WorkerProcess:
         self.cpu = float(status["cpu_seconds"])
 
     def died(self) -> None:
-        """Its rooms died with it: forget them, keep what it counted."""
+        """Its rooms died with it: forget them, keep what it counted (to its very end
+        when it stopped in good order and left its last status)."""
+        last = self._read_last_status()
+        if last is not None:
+            try:
+                self.absorb(last, time.monotonic())
+            except (KeyError, TypeError, ValueError):
+                log.warning("a worker's last status did not read", extra={"worker": self.index})
         self.ready = False
         self.rooms = {}
         self.reservations = []
@@ -159,6 +177,26 @@ class WorkerProcess:
         self.retired_cpu += self.cpu
         self.counters = Counters()
         self.cpu = 0.0
+
+    def _read_last_status(self) -> dict[str, Any] | None:
+        """Called once the process has exited, so the read meets the end of file."""
+        if self.last_status is None:
+            return None
+        chunks = []
+        with contextlib.suppress(OSError):
+            while chunk := os.read(self.last_status, 65536):
+                chunks.append(chunk)
+        self._close_last_status()
+        try:
+            status = json.loads(b"".join(chunks))
+        except ValueError:
+            return None  # it died without a word (or with half of one)
+        return status if isinstance(status, dict) else None
+
+    def _close_last_status(self) -> None:
+        if self.last_status is not None:
+            os.close(self.last_status)
+            self.last_status = None
 
     def totals(self) -> Counters:
         return Counters(
