@@ -70,7 +70,7 @@ def test_a_relayed_listener_hears_the_speaker_and_the_space_fills_up(
             await relayed.hear(440, present=True, timeout=10)
             await asyncio.sleep(0.5)
             assert abs(peak_hz(relayed.recent(0.5)) - 440) <= 4
-            await relayed.wait_told("speaking_started", user_id="u_host", timeout=10)
+            await relayed.wait_told_speaking("u_host", timeout=10)
             connected = await media_events.wait_for(
                 type="participant_connected", space_id=space, user_id="u_listener_2"
             )
