@@ -11,10 +11,11 @@ so the loop is C (`media_node/native/fanout.c`, built as `media_node._fanout`).
 
 An `RtpStream` is set up from the peer connection once ICE and DTLS are up: the DTLS
 transport's outbound SRTP session (the libsrtp session aiortc keyed from the handshake,
-which its own sender would have used), the header template (payload type, SSRC, mid
-extension) and a duplicate of the nominated candidate pair's socket. `send_to_all` then
-sends one packet to any number of streams without a Python object per listener beyond
-the iteration.
+which its own sender would have used; with AES-GCM the stream's own cipher context,
+keyed from the same handshake, see srtp_gcm.py), the header template (payload type,
+SSRC, mid extension) and a duplicate of the nominated candidate pair's socket.
+`send_to_all` then sends one packet to any number of streams without a Python object
+per listener beyond the iteration.
 
 aiortc's RTCRtpSender is never started for such a peer (`take_over`): neither its RTP
 loop nor its RTCP loop runs. The stream sends its own sender reports, every 5 seconds
@@ -49,6 +50,8 @@ from aiortc.rtcdtlstransport import State as DtlsState
 from aiortc.rtcrtpparameters import RTCRtpSendParameters
 from pylibsrtp._binding import ffi, lib
 
+from . import srtp_gcm
+
 try:
     from . import _fanout
 except ImportError as exc:  # pragma: no cover - a checkout that skipped the build
@@ -74,6 +77,12 @@ for _name in SRTP_FUNCTIONS:
 _fanout.use_srtp(
     *(int(ffi.cast("uintptr_t", ffi.addressof(lib, name))) for name in SRTP_FUNCTIONS)
 )
+
+# AES-GCM RTP protected by the C stream itself, when pylibsrtp's libcrypto exports EVP.
+_openssl = srtp_gcm.openssl_addresses()
+if _openssl is not None:
+    _fanout.use_openssl(*_openssl)
+OWN_GCM = _openssl is not None
 
 Stream = _fanout.Stream
 send_to_all = _fanout.send
@@ -127,6 +136,9 @@ class RtpStream:
             inbound_owner=inbound,
             inbound_session=int(ffi.cast("uintptr_t", inbound._srtp[0])),
         )
+        keys = srtp_gcm.outbound_keys(self.transport) if OWN_GCM else None
+        if keys is not None:
+            self.native.use_gcm(*keys)
         self._connection: Any = self.transport.transport._connection
         self._pair: Any = None
         self._taps: list[Any] = []

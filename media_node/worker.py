@@ -34,6 +34,7 @@ from .events import MediaEvents
 from .internal import COMMANDS_PATH, FEED_PATH, INBOUND_PATH, STATUS_PATH, WORKER_SECRET_HEADER
 from .node import Node
 from .relay import FeedEndpoint, RelayRoom, serve_feed
+from .rtp_fanout import OWN_GCM
 from .signaling import MAX_SDP_BYTES, Signaling, error_response, json_errors
 
 log = logging.getLogger("media_node.worker")
@@ -145,7 +146,10 @@ async def serve(
         hurry.set()
 
     _when_the_supervisor_is_gone(loop, supervisor_gone)
-    log.info("worker serving", extra={"feed_port": endpoint.port})
+    # Who protects the fast path's AES-GCM RTP: the C stream, or libsrtp when the
+    # installed pylibsrtp's libcrypto does not export OpenSSL's EVP functions.
+    log.info("worker serving", extra={"feed_port": endpoint.port,
+                                      "srtp_gcm": "own" if OWN_GCM else "libsrtp"})
 
     await drain.wait()
     node.start_draining()

@@ -80,6 +80,28 @@ static ProtectFunction srtp_protect;
 static ProtectFunction srtp_protect_rtcp;
 static ProtectFunction srtp_unprotect_rtcp;
 
+/* SRTP with AES-GCM (RFC 7714), protected here rather than by libsrtp: OpenSSL's EVP
+ * AEAD interface, resolved by rtp_fanout.py in the libcrypto that pylibsrtp's wheel
+ * carries and exports (`use_openssl`), so nothing more is linked or installed. Only the
+ * few functions and constants used are declared, from OpenSSL 3's evp.h. */
+typedef struct evp_cipher_ctx_st EVP_CIPHER_CTX;
+typedef struct evp_cipher_st EVP_CIPHER;
+#define EVP_CTRL_GCM_GET_TAG 0x10
+#define GCM_TAG_SIZE 16
+#define GCM_SALT_SIZE 12
+static struct {
+    EVP_CIPHER_CTX *(*ctx_new)(void);
+    void (*ctx_free)(EVP_CIPHER_CTX *);
+    int (*encrypt_init)(EVP_CIPHER_CTX *, const EVP_CIPHER *, void *engine,
+                        const unsigned char *key, const unsigned char *iv);
+    int (*encrypt_update)(EVP_CIPHER_CTX *, unsigned char *out, int *out_size,
+                          const unsigned char *in, int in_size);
+    int (*encrypt_final)(EVP_CIPHER_CTX *, unsigned char *out, int *out_size);
+    int (*ctrl)(EVP_CIPHER_CTX *, int type, int arg, void *pointer);
+    const EVP_CIPHER *(*aes_128_gcm)(void);
+    const EVP_CIPHER *(*aes_256_gcm)(void);
+} evp;
+
 /* Sender reports: RFC 3550's minimum interval, each stream at a phase of its own. */
 #define REPORT_SECONDS 5.0
 /* The largest SRTCP packet from a peer that the tap unprotects itself; a listener's
@@ -448,7 +470,12 @@ typedef struct {
     Py_ssize_t cname_size;
     uint32_t ssrc;
     uint16_t sequence;
+    uint32_t rollover; /* SRTP's ROC: how many times `sequence` has wrapped */
     uint32_t timestamp_origin;
+    /* With AES-GCM, the stream's own cipher context (keyed once) and session salt;
+     * NULL: libsrtp's `session` protects its RTP. */
+    EVP_CIPHER_CTX *gcm;
+    uint8_t gcm_salt[GCM_SALT_SIZE];
     unsigned long long sent;
     unsigned long long octets;
     unsigned long long dropped;
@@ -549,6 +576,8 @@ static void close_socket(Stream *self)
 static void Stream_dealloc(Stream *self)
 {
     close_socket(self);
+    if (self->gcm != NULL)
+        evp.ctx_free(self->gcm);
     Py_CLEAR(self->owner);
     Py_CLEAR(self->inbound_owner);
     PyTypeObject *type = Py_TYPE((PyObject *)self);
@@ -636,11 +665,72 @@ static PyObject *Stream_route(Stream *self, PyObject *args, PyObject *kwargs)
     Py_RETURN_NONE;
 }
 
+static PyObject *Stream_use_gcm(Stream *self, PyObject *args, PyObject *kwargs)
+{
+    static char *keywords[] = {"key", "salt", NULL};
+    Py_buffer key, salt;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*y*", keywords, &key, &salt))
+        return NULL;
+    PyObject *result = NULL;
+    const EVP_CIPHER *cipher = NULL;
+    if (evp.ctx_new == NULL)
+        PyErr_SetString(PyExc_RuntimeError, "use_openssl() has not been called");
+    else if (key.len != 16 && key.len != 32)
+        PyErr_SetString(PyExc_ValueError, "an AES-GCM session key is 16 or 32 bytes");
+    else if (salt.len != GCM_SALT_SIZE)
+        PyErr_SetString(PyExc_ValueError, "an AES-GCM session salt is 12 bytes");
+    else if (self->gcm != NULL)
+        PyErr_SetString(PyExc_RuntimeError, "the stream is keyed already");
+    else
+        cipher = key.len == 16 ? evp.aes_128_gcm() : evp.aes_256_gcm();
+    if (cipher != NULL) {
+        EVP_CIPHER_CTX *context = evp.ctx_new();
+        if (context == NULL || !evp.encrypt_init(context, cipher, NULL, key.buf, NULL)) {
+            if (context != NULL)
+                evp.ctx_free(context);
+            PyErr_SetString(PyExc_RuntimeError, "OpenSSL could not key AES-GCM");
+        } else {
+            self->gcm = context;
+            memcpy(self->gcm_salt, salt.buf, GCM_SALT_SIZE);
+            result = Py_NewRef(Py_None);
+        }
+    }
+    PyBuffer_Release(&key);
+    PyBuffer_Release(&salt);
+    return result;
+}
+
 static PyObject *Stream_close(Stream *self, PyObject *Py_UNUSED(ignored))
 {
     close_socket(self);
     self->route_socket = -1;
     Py_RETURN_NONE;
+}
+
+/* RFC 7714 8.1-8.2: the 12-byte IV is 0x0000, SSRC, ROC and sequence number, XORed with
+ * the session salt; the RTP header is the associated data, the payload is encrypted in
+ * place and the 16-byte tag appended. 1 on success. */
+static int protect_gcm(Stream *self, uint8_t *datagram, int *length, uint16_t sequence,
+                       uint32_t rollover)
+{
+    uint8_t iv[GCM_SALT_SIZE] = {0};
+    put32(iv + 2, self->ssrc);
+    put32(iv + 6, rollover);
+    iv[10] = sequence >> 8;
+    iv[11] = sequence;
+    for (int i = 0; i < GCM_SALT_SIZE; i++)
+        iv[i] ^= self->gcm_salt[i];
+    int header = (int)self->header_size, out;
+    uint8_t *payload = datagram + header;
+    int size = *length - header;
+    if (!evp.encrypt_init(self->gcm, NULL, NULL, NULL, iv) ||
+        !evp.encrypt_update(self->gcm, NULL, &out, datagram, header) ||
+        !evp.encrypt_update(self->gcm, payload, &out, payload, size) ||
+        !evp.encrypt_final(self->gcm, payload + size, &out) ||
+        !evp.ctrl(self->gcm, EVP_CTRL_GCM_GET_TAG, GCM_TAG_SIZE, payload + size))
+        return 0;
+    *length += GCM_TAG_SIZE;
+    return 1;
 }
 
 /* Header from the template, payload after it, protect in place, one sendto. */
@@ -650,6 +740,9 @@ static int send_one(Stream *self, const uint8_t *payload, Py_ssize_t size, uint3
     uint32_t words[DATAGRAM_BUFFER / 4 + 1];
     uint8_t *datagram = (uint8_t *)words;
     uint16_t sequence = self->sequence++;
+    uint32_t rollover = self->rollover;
+    if (self->sequence == 0)
+        self->rollover++;
     /* The sequence number advanced even for a packet that is not sent: the receiver
      * then sees the gap as the loss it is. */
     if (self->fd < 0 || self->header_size == 0) {
@@ -666,7 +759,10 @@ static int send_one(Stream *self, const uint8_t *payload, Py_ssize_t size, uint3
     datagram[7] = timestamp;
     memcpy(datagram + self->header_size, payload, size);
     int length = (int)(self->header_size + size);
-    if (srtp_protect(self->session, datagram, &length) != 0 ||
+    int protected = self->gcm != NULL
+                        ? protect_gcm(self, datagram, &length, sequence, rollover)
+                        : srtp_protect(self->session, datagram, &length) == 0;
+    if (!protected ||
         sendto(self->fd, datagram, length, MSG_DONTWAIT | MSG_NOSIGNAL,
                (struct sockaddr *)&self->address, self->address_size) < 0) {
         /* A full socket buffer (a stalled or slow path) or a socket already closed
@@ -1357,6 +1453,8 @@ static PyMethodDef Stream_methods[] = {
     {"route", (PyCFunction)(void (*)(void))Stream_route, METH_VARARGS | METH_KEYWORDS,
      "route(host, port, fd=-1): where to send; with fd, a duplicate of that socket"},
     {"close", (PyCFunction)Stream_close, METH_NOARGS, "stop sending (packets count as dropped)"},
+    {"use_gcm", (PyCFunction)(void (*)(void))Stream_use_gcm, METH_VARARGS | METH_KEYWORDS,
+     "protect RTP here with AES-GCM (RFC 7714) under this session key and salt, not libsrtp"},
     {"sender_report", (PyCFunction)(void (*)(void))Stream_sender_report,
      METH_VARARGS | METH_KEYWORDS,
      "sender_report(ntp_time, pts): an RTCP SR + SDES compound packet, unprotected"},
@@ -1373,6 +1471,8 @@ static PyMethodDef Stream_methods[] = {
 
 static PyMemberDef Stream_members[] = {
     {"ssrc", T_UINT, offsetof(Stream, ssrc), READONLY, NULL},
+    {"rollover", T_UINT, offsetof(Stream, rollover), READONLY,
+     "SRTP's rollover counter: how many times the sequence number has wrapped"},
     {"sequence", T_USHORT, offsetof(Stream, sequence), READONLY,
      "the sequence number of the next packet"},
     {"timestamp_origin", T_UINT, offsetof(Stream, timestamp_origin), READONLY, NULL},
@@ -1433,6 +1533,32 @@ static PyObject *fanout_use_srtp(PyObject *Py_UNUSED(module), PyObject *args)
     srtp_protect = (ProtectFunction)(uintptr_t)protect;
     srtp_protect_rtcp = (ProtectFunction)(uintptr_t)protect_rtcp;
     srtp_unprotect_rtcp = (ProtectFunction)(uintptr_t)unprotect_rtcp;
+    Py_RETURN_NONE;
+}
+
+/* The addresses of OpenSSL's EVP functions, in the order of `evp`'s members. */
+static PyObject *fanout_use_openssl(PyObject *Py_UNUSED(module), PyObject *args)
+{
+    unsigned long long a[8];
+    if (!PyArg_ParseTuple(args, "KKKKKKKK", &a[0], &a[1], &a[2], &a[3], &a[4], &a[5], &a[6],
+                          &a[7]))
+        return NULL;
+    for (int i = 0; i < 8; i++) {
+        if (a[i] == 0) {
+            PyErr_SetString(PyExc_ValueError, "the eight functions' addresses are needed");
+            return NULL;
+        }
+    }
+    evp.ctx_new = (EVP_CIPHER_CTX * (*)(void))(uintptr_t)a[0];
+    evp.ctx_free = (void (*)(EVP_CIPHER_CTX *))(uintptr_t)a[1];
+    evp.encrypt_init = (int (*)(EVP_CIPHER_CTX *, const EVP_CIPHER *, void *,
+                                const unsigned char *, const unsigned char *))(uintptr_t)a[2];
+    evp.encrypt_update = (int (*)(EVP_CIPHER_CTX *, unsigned char *, int *,
+                                  const unsigned char *, int))(uintptr_t)a[3];
+    evp.encrypt_final = (int (*)(EVP_CIPHER_CTX *, unsigned char *, int *))(uintptr_t)a[4];
+    evp.ctrl = (int (*)(EVP_CIPHER_CTX *, int, int, void *))(uintptr_t)a[5];
+    evp.aes_128_gcm = (const EVP_CIPHER *(*)(void))(uintptr_t)a[6];
+    evp.aes_256_gcm = (const EVP_CIPHER *(*)(void))(uintptr_t)a[7];
     Py_RETURN_NONE;
 }
 
@@ -1500,6 +1626,11 @@ static PyMethodDef module_methods[] = {
     {"use_srtp", fanout_use_srtp, METH_VARARGS,
      "use_srtp(protect, protect_rtcp, unprotect_rtcp): the addresses of those srtp_ "
      "functions of the libsrtp whose sessions streams use"},
+    {"use_openssl", fanout_use_openssl, METH_VARARGS,
+     "use_openssl(ctx_new, ctx_free, encrypt_init, encrypt_update, encrypt_final, ctrl, "
+     "aes_128_gcm, aes_256_gcm): the addresses of OpenSSL's EVP_CIPHER_CTX_new, "
+     "EVP_CIPHER_CTX_free, EVP_EncryptInit_ex, EVP_EncryptUpdate, EVP_EncryptFinal_ex, "
+     "EVP_CIPHER_CTX_ctrl, EVP_aes_128_gcm and EVP_aes_256_gcm, for Stream.use_gcm"},
     {"upkeep", (PyCFunction)(void (*)(void))fanout_upkeep, METH_FASTCALL,
      "upkeep(streams, pts): due consent checks and sender reports; the streams that "
      "lost consent now (they have stopped sending)"},

@@ -13,7 +13,7 @@ from aiortc import (
     RTCRtpHeaderExtensionParameters,
     RTCRtpParameters,
 )
-from aiortc.rtcdtlstransport import State
+from aiortc.rtcdtlstransport import SRTP_PROFILES, State
 from aiortc.rtcrtpparameters import RTCRtcpParameters, RTCRtpSendParameters
 from aiortc.rtp import HeaderExtensionsMap, RtcpPacket, RtpPacket
 from pylibsrtp import Policy, Session
@@ -42,6 +42,23 @@ def srtp(key: bytes, direction: int, profile: str = "SRTP_AEAD_AES_256_GCM") -> 
     return Session(policy)
 
 
+class FakeSsl:
+    """The DTLS session as RtpStream reads it: the profile the handshake selected and
+    the keying material exported from it (random here, the same for both sides)."""
+
+    def __init__(self, profile: str, material: bytes) -> None:
+        self.profile = profile.encode()
+        self.material = material
+
+    def get_selected_srtp_profile(self) -> bytes:
+        return self.profile
+
+    def export_keying_material(self, label: bytes, length: int) -> bytes:
+        assert label == b"EXTRACTOR-dtls_srtp"
+        assert length == len(self.material)
+        return self.material
+
+
 class FakeProtocol:
     """An aioice StunProtocol as far as the stream and its tap see it."""
 
@@ -62,8 +79,12 @@ class FakePeer:
     """
 
     def __init__(self, ssrc: int, profile: str = "SRTP_AEAD_AES_256_GCM") -> None:
-        node_key = os.urandom(PROFILES[profile][1])
-        peer_key = os.urandom(PROFILES[profile][1])
+        # As a handshake would: keying material for both directions, the node (the DTLS
+        # server here) sending with the second half's keys, as RFC 5764 4.2 lays it out.
+        (srtp_profile,) = (p for p in SRTP_PROFILES if p.openssl_profile == profile.encode())
+        material = os.urandom(2 * PROFILES[profile][1])
+        node_key = srtp_profile.get_key_and_salt(material, 1)
+        peer_key = srtp_profile.get_key_and_salt(material, 0)
         self.local = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.local.bind(("127.0.0.1", 0))
         self.remote = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -87,6 +108,9 @@ class FakePeer:
             state="connected",
             _tx_srtp=srtp(node_key, Policy.SSRC_ANY_OUTBOUND, profile),
             _rx_srtp=srtp(peer_key, Policy.SSRC_ANY_INBOUND, profile),
+            _ssl=FakeSsl(profile, material),
+            _srtp_profiles=SRTP_PROFILES,
+            _role="server",
             transport=SimpleNamespace(_connection=self.connection),
         )
         self.sender: Any = SimpleNamespace(_ssrc=ssrc, transport=self.dtls)

@@ -24,8 +24,8 @@ from aiortc.rtp import (
 )
 from pylibsrtp._binding import ffi
 
-from media_node import _fanout
-from media_node.rtp_fanout import RtpStream, StreamGone, send_to_all
+from media_node import _fanout, srtp_gcm
+from media_node.rtp_fanout import OWN_GCM, RtpStream, StreamGone, send_to_all
 
 from .conftest import NodeProcess
 from .fakes import PROFILES, FakePeer
@@ -70,8 +70,9 @@ def test_each_stream_gets_its_own_header_and_keys_and_a_dead_one_is_skipped(
     assert description.chunks[0].items == [(1, b"node-cname")]
 
 
+@pytest.mark.parametrize("protection", ["libsrtp", "own-gcm"])
 def test_sequence_numbers_wrap_and_srtp_follows_the_rollover(
-    fake_peers: Callable[..., FakePeer],
+    fake_peers: Callable[..., FakePeer], protection: str
 ) -> None:
     peer = fake_peers(4242)
     session = peer.dtls._tx_srtp
@@ -82,6 +83,10 @@ def test_sequence_numbers_wrap_and_srtp_follows_the_rollover(
         sequence=65534,
         timestamp_origin=0xFFFFFC40,
     )
+    if protection == "own-gcm":
+        keys = srtp_gcm.outbound_keys(peer.dtls)
+        assert keys is not None
+        stream.use_gcm(*keys)
     stream.configure(payload_type=111, extension=b"", cname=b"")
     stream.route(*peer.remote.getsockname(), fd=peer.local.fileno())
     for index in range(4):
@@ -93,6 +98,28 @@ def test_sequence_numbers_wrap_and_srtp_follows_the_rollover(
     assert [p.timestamp for p in packets] == [0xFFFFFC40, 0, 960, 1920]
     assert [p.payload for p in packets] == [bytes([i]) * 40 for i in range(4)]
     assert stream.sequence == 2
+    assert stream.rollover == 1
+
+
+@pytest.mark.parametrize("profile", ["SRTP_AEAD_AES_128_GCM", "SRTP_AEAD_AES_256_GCM"])
+def test_aes_gcm_rtp_is_protected_by_the_stream_byte_for_byte_as_libsrtp_would(
+    fake_peers: Callable[..., FakePeer], profile: str
+) -> None:
+    """With an AEAD profile the C stream protects RTP itself (its own OpenSSL context,
+    keyed from the DTLS session): every byte on the wire, tag included, is what the
+    transport's own libsrtp session makes of the same packet."""
+    assert OWN_GCM, "pylibsrtp's libcrypto did not export the EVP functions"
+    peer = fake_peers(5151, profile)
+    stream = RtpStream(peer.sender, peer.parameters)
+    payloads = [os.urandom(size) for size in (1, 80, 300)]
+    for index, payload in enumerate(payloads):
+        assert send_to_all([stream.native], payload, index * 960) == 1
+    for payload in payloads:
+        wire = peer.remote.recv(2048)
+        header_size = len(wire) - len(payload) - 16
+        plain = wire[:header_size] + payload
+        assert wire == peer.dtls._tx_srtp.protect(plain)
+    assert stream.native.sent == 3
 
 
 def test_receiver_reports_are_taken_off_the_socket_and_the_rest_passes(
