@@ -82,13 +82,15 @@ test: lint typecheck pytest synth
 
 # One Space start fanned out to 100,000 followers through the alert pipeline against
 # moto in server mode; results in bench/results/alerts.json (FOLLOWERS=... to change).
-# Then the media node (docs/performance.md): every path side by side, and a saturation
+# Then the media node (docs/performance.md): every path side by side, the SRTP step alone
+# (libsrtp against the fast path's own AES-GCM, one process), and a saturation
 # run of a node held to 30% of its core, where the cgroup v1 CPU controller is writable
 # (root): on 2 CPUs the load generator cannot load a whole core's worth of listeners.
 bench: $(STAMP) $(BENCH_DEBIAN_STAMP)
 	$(BIN)/pip install --quiet -r bench/media/requirements.txt
 	$(BIN)/python -m bench.alerts
 	$(BIN)/python -m bench.media
+	$(BIN)/python -m bench.media.protect
 	if [ -w /sys/fs/cgroup/cpu ]; then \
 	  $(BIN)/python -m bench.media --saturation-only 0.3 --storm 500 --step 100 --limit 2500; \
 	else echo "no writable cgroup v1 CPU controller: the held-node saturation run is skipped"; fi
