@@ -50,12 +50,12 @@ def openssl_addresses() -> list[int] | None:
     try:
         library = ctypes.CDLL(_binding.__file__, mode=os.RTLD_NOLOAD | os.RTLD_NOW)
         addresses = [
-            ctypes.cast(getattr(library, name), ctypes.c_void_p).value
+            ctypes.cast(getattr(library, name), ctypes.c_void_p).value or 0
             for name in OPENSSL_FUNCTIONS
         ]
     except (OSError, AttributeError):
         return None
-    return [a for a in addresses if a] if all(addresses) else None
+    return addresses if all(addresses) else None
 
 
 def derive(master_key: bytes, master_salt: bytes, label: int, size: int) -> bytes:
@@ -84,8 +84,8 @@ def outbound_keys(transport: Any) -> tuple[bytes, bytes] | None:
     profile the handshake selected, the keying material exported under RFC 5764's
     label, and the client's half or the server's by the transport's role.
     """
-    ssl = getattr(transport, "_ssl", None)
-    if ssl is None:
+    ssl = transport._ssl
+    if ssl is None:  # no handshake yet
         return None
     selected = ssl.get_selected_srtp_profile()
     profile = next((p for p in transport._srtp_profiles if p.openssl_profile == selected), None)
