@@ -268,10 +268,15 @@ class Room:
         self._listening: dict[str, Stream] = {}
         # Every fast stream of the room, listeners' and publishers' alike, for `upkeep`.
         self._streams: dict[str, Stream] = {}
+        # The participants with a mix of their own (speakers and hosts): the only ones a
+        # tick visits in Python, so a room's listeners cost it nothing per packet beyond
+        # the C pass over `_listening`.
+        self._publishers: dict[str, Participant] = {}
         self._upkeep_due: list[Participant] = []
 
     def add(self, participant: Participant) -> None:
         self.participants[participant.session_id] = participant
+        self.place(participant)
         if self._clock is None:
             self._clock = asyncio.create_task(self._run(), name=f"mix-{self.space_id}")
 
@@ -315,9 +320,7 @@ class Room:
         total: Mix = np.zeros(FRAME_SAMPLES, dtype=np.int32)
         own: dict[str, Mix] = {}
         now = time.monotonic()
-        for participant in list(self.participants.values()):
-            if not participant.may_publish:
-                continue
+        for participant in list(self._publishers.values()):
             samples = participant.jitter.pop_frame(now) if participant.audible else None
             if samples is not None:
                 voice = samples.astype(np.int32)
@@ -331,12 +334,13 @@ class Room:
 
         listener_packets = self._listener_encoder.encode(total, pts)
         sent = 0
-        for participant in self.participants.values():
-            if participant.encoder is None:
+        for participant in self._publishers.values():
+            encoder = participant.encoder
+            if encoder is None:  # not after `place`, which keeps only those with one
                 continue
             # Each publisher hears the room without their own voice.
             mine = own.get(participant.session_id)
-            packets = participant.encoder.encode(total - mine if mine is not None else total, pts)
+            packets = encoder.encode(total - mine if mine is not None else total, pts)
             sent += self._send_own(participant, packets, pts)
         for packet in listener_packets:
             payload = bytes(packet)
@@ -379,7 +383,12 @@ class Room:
         return sent
 
     def place(self, participant: Participant) -> None:
-        """Keep the fast path's sets of streams in step with `participant`'s state."""
+        """Keep the tick's sets (publishers, the fast path's streams) in step with
+        `participant`'s state."""
+        if participant.encoder is not None and not participant.closed:
+            self._publishers[participant.session_id] = participant
+        else:
+            self._publishers.pop(participant.session_id, None)
         stream = participant.stream
         if stream is not None and not participant.closed:
             self._streams[participant.session_id] = stream.native
