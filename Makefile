@@ -91,6 +91,7 @@ bench: $(STAMP) $(BENCH_DEBIAN_STAMP)
 	$(BIN)/python -m bench.alerts
 	$(BIN)/python -m bench.media
 	$(BIN)/python -m bench.media.protect
+	$(BIN)/python -m bench.media.sends
 	if [ -w /sys/fs/cgroup/cpu ]; then \
 	  $(BIN)/python -m bench.media --saturation-only 0.3 --storm 500 --step 100 --limit 2500; \
 	else echo "no writable cgroup v1 CPU controller: the held-node saturation run is skipped"; fi
