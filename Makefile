@@ -16,8 +16,9 @@ NATIVE_DEBIAN_STAMP := $(VENV)/.native-debian-stamp
 # download browsers here) and a colour emoji font for the reactions.
 DEBIAN_PACKAGES := chromium fonts-noto-color-emoji
 DEBIAN_STAMP := $(VENV)/.debian-stamp
-# Debian packages the media benchmark needs: Janus, whose AudioBridge it also measures.
-BENCH_DEBIAN_PACKAGES := janus
+# Debian packages the media benchmark needs: Janus, whose AudioBridge it also measures,
+# and perf, for the profile of a listener packet.
+BENCH_DEBIAN_PACKAGES := janus linux-perf
 BENCH_DEBIAN_STAMP := $(VENV)/.bench-debian-stamp
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -83,15 +84,18 @@ test: lint typecheck pytest synth
 # One Space start fanned out to 100,000 followers through the alert pipeline against
 # moto in server mode; results in bench/results/alerts.json (FOLLOWERS=... to change).
 # Then the media node (docs/performance.md): every path side by side, the SRTP step alone
-# (libsrtp against the fast path's own AES-GCM, one process), and a saturation
-# run of a node held to 30% of its core, where the cgroup v1 CPU controller is writable
-# (root): on 2 CPUs the load generator cannot load a whole core's worth of listeners.
+# (libsrtp against the fast path's own AES-GCM, one process), sends batched or not, a
+# perf profile of a listener packet on both paths (root), and a saturation run of a
+# node held to 30% of its core, where the cgroup v1 CPU controller is writable (root):
+# on 2 CPUs the load generator cannot load a whole core's worth of listeners.
 bench: $(STAMP) $(BENCH_DEBIAN_STAMP)
 	$(BIN)/pip install --quiet -r bench/media/requirements.txt
 	$(BIN)/python -m bench.alerts
 	$(BIN)/python -m bench.media
 	$(BIN)/python -m bench.media.protect
 	$(BIN)/python -m bench.media.sends
+	if [ "$$(id -u)" = 0 ]; then $(BIN)/python -m bench.media.profile; \
+	else echo "not root: perf cannot record the node's CPU, the profile of a listener packet is skipped"; fi
 	if [ -w /sys/fs/cgroup/cpu ]; then \
 	  $(BIN)/python -m bench.media --saturation-only 0.3 --storm 500 --step 100 --limit 2500; \
 	else echo "no writable cgroup v1 CPU controller: the held-node saturation run is skipped"; fi

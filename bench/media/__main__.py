@@ -31,6 +31,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +81,13 @@ QUICK = {
 
 
 def node_run(
-    aws: Aws, keys: tuple[str, str], fanout: str, listeners: int, seconds: float, logs: Path
+    aws: Aws,
+    keys: tuple[str, str],
+    fanout: str,
+    listeners: int,
+    seconds: float,
+    logs: Path,
+    on_window: Callable[[float], None] | None = None,
 ) -> dict[str, Any]:
     """One room, one speaker, `listeners` listeners, on one of the node's fan-out paths."""
     private_pem, public_pem = keys
@@ -92,7 +99,7 @@ def node_run(
         generators.append(speaker)
         load = LoadGenerator(generator_settings(node, space, private_pem, "l"))
         generators.append(load)
-        return {"fanout": fanout, **measure(node, speaker, load, listeners, seconds)}
+        return {"fanout": fanout, **measure(node, speaker, load, listeners, seconds, on_window)}
     finally:
         for generator in generators:
             generator.stop()

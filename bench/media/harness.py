@@ -386,9 +386,11 @@ def measure(
     load: LoadGenerator,
     listeners: int,
     seconds: float,
+    on_window: Callable[[float], None] | None = None,
 ) -> dict[str, Any]:
     """One room, one speaker: the room alone, then `listeners` joining at 50/s, then a
-    steady window. CPU per packet counts the packets the listeners received."""
+    steady window (`on_window(seconds)` is called as it opens). CPU per packet counts
+    the packets the listeners received."""
     speaker.ask("speaker")
     time.sleep(3)
     idle = Window(server, load, speaker)
@@ -398,6 +400,8 @@ def measure(
     # The joins' DTLS handshakes and first receiver reports settle before the window.
     time.sleep(3)
     window = Window(server, load, speaker)
+    if on_window is not None:
+        on_window(seconds)
     time.sleep(seconds)
     steady = window.close()
     packets = steady["packets"]
