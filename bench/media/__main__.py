@@ -80,6 +80,20 @@ QUICK = {
 }
 
 
+def signing_keys() -> tuple[str, str]:
+    """A join-token key pair for one run: the private key mints, the node verifies."""
+    private = Ed25519PrivateKey.generate()
+    private_pem = private.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    public_pem = (
+        private.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    return private_pem, public_pem
+
+
 def node_run(
     aws: Aws,
     keys: tuple[str, str],
@@ -530,16 +544,7 @@ def main() -> None:
     # This process runs moto, which serves the node's heartbeats and long polls: off
     # the node's core, like the load generators.
     os.sched_setaffinity(0, load_cpus())
-    private = Ed25519PrivateKey.generate()
-    private_pem = private.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
-    public_pem = (
-        private.public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
-    )
-    keys = (private_pem, public_pem)
+    keys = signing_keys()
     args.out.mkdir(parents=True, exist_ok=True)
     logs = args.out / "media-logs"
     logs.mkdir(exist_ok=True)

@@ -29,29 +29,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-from .__main__ import node_run
+from .__main__ import node_run, signing_keys
 from .harness import NODE_CPU, RESULTS, Aws, load_cpus, machine
 
 PERF = shutil.which("perf")
 # `perf report --children` rows whose inclusive share is read, by symbol.
 SEND = "__sys_sendto"
 LOOPBACK_RECEIVE = "net_rx_action"
-
-
-def keys() -> tuple[str, str]:
-    private = Ed25519PrivateKey.generate()
-    private_pem = private.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
-    public_pem = (
-        private.public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
-    )
-    return private_pem, public_pem
 
 
 def shares(data: Path) -> dict[str, float]:
@@ -143,7 +127,7 @@ def main() -> None:
     # moto's server logs every request of the node's heartbeats and long polls.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     started = time.time()
-    pair = keys()
+    pair = signing_keys()
     aws = Aws()
     runs: list[dict[str, Any]] = []
     ratios: list[dict[str, float]] = []
