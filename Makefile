@@ -85,7 +85,7 @@ test: lint typecheck pytest synth
 # moto in server mode; results in bench/results/alerts.json (FOLLOWERS=... to change).
 # Then the media node (docs/performance.md): every path side by side, the SRTP step alone
 # (libsrtp against the fast path's own AES-GCM, one process), sends batched or not, a
-# perf profile of a listener packet on both paths (root), and a saturation run of a
+# relayed room against the same room on one worker, a perf profile of a listener packet on both paths (root), and a saturation run of a
 # node held to 30% of its core, where the cgroup v1 CPU controller is writable (root):
 # on 2 CPUs the load generator cannot load a whole core's worth of listeners.
 bench: $(STAMP) $(BENCH_DEBIAN_STAMP)
@@ -94,6 +94,7 @@ bench: $(STAMP) $(BENCH_DEBIAN_STAMP)
 	$(BIN)/python -m bench.media
 	$(BIN)/python -m bench.media.protect
 	$(BIN)/python -m bench.media.sends
+	$(BIN)/python -m bench.media.relay
 	if [ "$$(id -u)" = 0 ]; then $(BIN)/python -m bench.media.profile; \
 	else echo "not root: perf cannot record the node's CPU, the profile of a listener packet is skipped"; fi
 	if [ -w /sys/fs/cgroup/cpu ]; then \

@@ -212,7 +212,8 @@ class Server(Protocol):
 
 
 class MediaNode:
-    """`python -m media_node`: its supervisor and one worker, both pinned to NODE_CPU."""
+    """`python -m media_node`: its supervisor and its workers (one unless asked), all
+    pinned to NODE_CPU."""
 
     def __init__(
         self,
@@ -221,6 +222,8 @@ class MediaNode:
         fanout: str,
         log_dir: Path,
         quota: CpuQuota | None = None,
+        workers: int = 1,
+        worker_listeners: int = 100_000,
     ) -> None:
         port = free_port()
         self.node_id = f"node-bench-{secrets.token_hex(3)}"
@@ -238,11 +241,11 @@ class MediaNode:
             "CAPACITY": "100000",
             "DRAIN_TIMEOUT_SECONDS": "1",
             "RTP_FANOUT": fanout,
-            # One core: the supervisor and one worker, which owns the room and every
-            # listener of it (with the default of 800 a lone worker would refuse the
-            # 801st listener as `full`: there is no other worker to relay the Space).
-            "WORKERS": "1",
-            "WORKER_LISTENERS": "100000",
+            # By default one worker, which owns the room and every listener of it (with
+            # the default of 800 a lone worker would refuse the 801st listener as
+            # `full`: there is no other worker to relay the Space).
+            "WORKERS": str(workers),
+            "WORKER_LISTENERS": str(worker_listeners),
         }
         self.log = (log_dir / f"{self.node_id}-{fanout}.log").open("wb")
         self.process = subprocess.Popen(
@@ -257,13 +260,17 @@ class MediaNode:
         )
         self.worker_pid = self._wait_for_worker()
 
+    def health(self) -> dict[str, Any]:
+        with urllib.request.urlopen(f"{self.url}/health", timeout=2) as reply:  # noqa: S310
+            health: dict[str, Any] = json.loads(reply.read())
+        return health
+
     def _wait_for_worker(self) -> int:
-        """The worker's pid, once the supervisor says it is ready."""
+        """The first worker's pid, once the supervisor says every worker is ready."""
         deadline = time.monotonic() + 30
         while True:
             with contextlib.suppress(OSError, ValueError):
-                with urllib.request.urlopen(f"{self.url}/health", timeout=2) as reply:  # noqa: S310
-                    workers = json.loads(reply.read())["workers"]
+                workers = self.health()["workers"]
                 if workers and all(w["ready"] for w in workers):
                     return int(workers[0]["pid"])
             if self.process.poll() is not None or time.monotonic() > deadline:
