@@ -32,7 +32,15 @@ import aiohttp
 from aiohttp import web
 
 from .config import Config
-from .internal import FEED_HEADER, FEED_PATH, FORWARDED_HEADER, SESSION_PATH, SESSIONS_PATH
+from .internal import (
+    ADMISSION_HEADER,
+    FEED_HEADER,
+    FEED_PATH,
+    FORWARDED_HEADER,
+    REPLACED_PATH,
+    SESSION_PATH,
+    SESSIONS_PATH,
+)
 from .relay import WS_HEARTBEAT_SECONDS, FeedSource
 from .sessions import address_of
 from .signaling import MAX_SDP_BYTES, SignalingError, json_errors
@@ -116,6 +124,9 @@ class Front:
         self.draining = False
         self._http: aiohttp.ClientSession | None = None
         self._ws_http: aiohttp.ClientSession | None = None
+        # Joins in the order the front took them (see ADMISSION_HEADER).
+        self._admissions = 0
+        self._tasks: set[asyncio.Task[None]] = set()
 
     @property
     def http(self) -> aiohttp.ClientSession:
@@ -168,7 +179,9 @@ class Front:
                 relay=feed is not None,
                 origin=feed.origin if feed is not None else None,
             )
-            headers = {"Authorization": authorization or ""}
+            self._admissions += 1
+            admission = self._admissions
+            headers = {"Authorization": authorization or "", ADMISSION_HEADER: str(admission)}
             if feed is not None:
                 headers[FEED_HEADER] = feed.header()
             try:
@@ -177,10 +190,40 @@ class Front:
             finally:
                 placement.worker.settle(reservation, admitted)
                 self._placed()
+            if admitted:
+                self._replace_elsewhere(claims, placement.worker, admission)
             return response
         finally:
             if not admitted:
                 self.verifier.release(claims)
+
+    def _replace_elsewhere(
+        self, claims: JoinClaims, placed_on: WorkerProcess, admission: int
+    ) -> None:
+        """A user who joins again (a reload, another device, a rejoin) replaces their
+        earlier session of the Space. The worker that took the join does that itself;
+        an earlier session may be on another worker (a relay's listener who now joins
+        the owner, or the other way), so every other worker is told too. Those admitted
+        after this join are kept: of two joins at once, the later one stays. Off the
+        join's path: the answer does not wait for it."""
+
+        async def tell(worker: WorkerProcess) -> None:
+            url = worker.url + REPLACED_PATH.format(space_id=claims.space_id)
+            body = {"user_id": claims.user_id, "admission": admission}
+            try:
+                async with self.http.post(url, json=body, headers=worker.headers) as response:
+                    if response.status != 204:
+                        log.warning("replacing elsewhere refused", extra={
+                            "worker": worker.index, "status": response.status})
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                log.warning("replacing elsewhere failed", extra={
+                    "worker": worker.index, "why": repr(exc)})
+
+        for worker in self._workers:
+            if worker.ready and worker is not placed_on:
+                task = asyncio.create_task(tell(worker))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
 
     async def _place(self, claims: JoinClaims, authorization: str) -> Placement:
         space_id = claims.space_id

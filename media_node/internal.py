@@ -10,10 +10,17 @@ FEED_HEADER = "X-Parlor-Feed"
 # On a request one node's front forwards to another's: the forwarding node's id. A
 # forwarded request is never forwarded again, whatever it says.
 FORWARDED_HEADER = "X-Parlor-Forwarded-By"
+# On a POST the front forwards to a worker: the join's place in the order in which the
+# front took the node's joins (a counter of the front's). A session admitted later
+# replaces a user's earlier ones, on whichever worker they are.
+ADMISSION_HEADER = "X-Parlor-Admission"
 
 STATUS_PATH = "/internal/status"
 INBOUND_PATH = "/internal/inbound"
 COMMANDS_PATH = "/internal/commands"
 FEED_PATH = "/internal/spaces/{space_id}/feed"
+# The front to the node's other workers once a join is admitted: close the user's
+# sessions of the Space admitted before it (JSON: user_id, admission).
+REPLACED_PATH = "/internal/spaces/{space_id}/replaced"
 SESSIONS_PATH = "/media/spaces/{space_id}/sessions"
 SESSION_PATH = "/media/spaces/{space_id}/sessions/{session_id}"

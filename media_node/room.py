@@ -94,6 +94,8 @@ class Participant:
         self.channel: RTCDataChannel | None = None
         self.connected = False
         self.closed = False
+        # Where the front's order of joins put this one (internal.ADMISSION_HEADER).
+        self.admission = 0
         self._reactions: deque[float] = deque()
 
     @property

@@ -27,7 +27,7 @@ from aiortc.exceptions import InvalidAccessError, InvalidStateError, OperationEr
 from aiortc.mediastreams import MediaStreamTrack
 
 from .ice import announce_address
-from .internal import FEED_HEADER, SESSION_PATH, SESSIONS_PATH
+from .internal import ADMISSION_HEADER, FEED_HEADER, SESSION_PATH, SESSIONS_PATH
 from .relay import FeedSource
 from .room import Participant, Room
 from .rtp_fanout import Fanout
@@ -105,6 +105,16 @@ def check_offer(body: bytes) -> str:
     return text
 
 
+def _admission(request: web.Request) -> int:
+    """The join's place in the front's order; the front always sends it."""
+    try:
+        return int(request.headers.get(ADMISSION_HEADER, "0"))
+    except ValueError:
+        raise SignalingError(
+            400, "invalid_request", f"{ADMISSION_HEADER} is not a number"
+        ) from None
+
+
 def _content_type_must_be_sdp(request: web.Request) -> None:
     if request.content_type != SDP_CONTENT_TYPE:
         raise SignalingError(
@@ -134,6 +144,7 @@ class Signaling:
         room = await self._node.open_room(claims, FeedSource.parse(feed) if feed else None)
 
         participant = new_participant(room, self._node.new_session_id(), claims)
+        participant.admission = _admission(request)
         room.add(participant)
         try:
             answer = await self._answer(participant.pc, offer)
@@ -144,8 +155,10 @@ class Signaling:
             raise
 
         for earlier in room.of_user(participant.user_id):
-            # A user rejoining (a reload, a new device) replaces their earlier session.
-            if earlier is not participant:
+            # A user rejoining (a reload, a new device) replaces their earlier session;
+            # of two joins at once, the one the front took later stays. (Sessions on
+            # the node's other workers: the front tells those, Front._replace_elsewhere.)
+            if earlier is not participant and earlier.admission <= participant.admission:
                 await room.remove(earlier, reason="replaced")
         self._expire_if_unconnected(room, participant)
         log.info("session created", extra=participant.describe())

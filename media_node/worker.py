@@ -31,7 +31,14 @@ from . import commands, logs
 from .certificate import share_one_certificate
 from .config import Config, ConfigError
 from .events import MediaEvents
-from .internal import COMMANDS_PATH, FEED_PATH, INBOUND_PATH, STATUS_PATH, WORKER_SECRET_HEADER
+from .internal import (
+    COMMANDS_PATH,
+    FEED_PATH,
+    INBOUND_PATH,
+    REPLACED_PATH,
+    STATUS_PATH,
+    WORKER_SECRET_HEADER,
+)
 from .node import Node
 from .relay import FeedEndpoint, RelayRoom, serve_feed
 from .rtp_fanout import OWN_GCM
@@ -68,6 +75,7 @@ class Worker:
         app.router.add_get(INBOUND_PATH, self.inbound)
         app.router.add_post(COMMANDS_PATH, self.command)
         app.router.add_get(FEED_PATH, self.feed)
+        app.router.add_post(REPLACED_PATH, self.replaced)
         return app
 
     async def status(self, request: web.Request) -> web.Response:
@@ -87,6 +95,25 @@ class Worker:
         except commands.CommandError as exc:
             return error_response(400, "invalid_command", str(exc))
         await commands.apply(self._node, command)
+        return web.Response(status=204)
+
+    async def replaced(self, request: web.Request) -> web.Response:
+        """The user joined the Space again on another worker: their sessions here that
+        the front admitted before that join are closed (reason `replaced`)."""
+        try:
+            body = await request.json()
+            user_id, admission = body["user_id"], body["admission"]
+            if not isinstance(user_id, str) or type(admission) is not int:
+                raise TypeError
+        except (ValueError, KeyError, TypeError):
+            return error_response(
+                400, "invalid_request", "the body must be JSON with user_id and admission"
+            )
+        room = self._node.rooms.get(request.match_info["space_id"])
+        if room is not None:
+            for participant in room.of_user(user_id):
+                if participant.admission < admission:
+                    await room.remove(participant, reason="replaced")
         return web.Response(status=204)
 
     async def feed(self, request: web.Request) -> web.StreamResponse:

@@ -30,6 +30,14 @@ def relaying(start_node: Callable[..., NodeProcess]) -> Iterator[NodeProcess]:
     node.stop()
 
 
+@pytest.fixture
+def own_relaying(start_node: Callable[..., NodeProcess]) -> Iterator[NodeProcess]:
+    """As `relaying`, for one test: the node-wide counts it reads are its own."""
+    node = start_node(WORKERS="2", WORKER_LISTENERS=str(SHARE))
+    yield node
+    node.stop()
+
+
 async def _room(
     node: NodeProcess, space: str, relayed: int, speakers: dict[str, float] | None = None
 ) -> tuple[list[Peer], list[Peer], list[Peer]]:
@@ -139,6 +147,98 @@ def test_a_token_admits_one_session_even_where_placement_would_send_it_elsewhere
             assert again.worker != first.worker
         finally:
             await asyncio.gather(first.close(), second.close(), again.close())
+
+    asyncio.run(scenario())
+
+
+def test_joining_again_on_another_worker_replaces_the_earlier_session(
+    own_relaying: NodeProcess, media_events: MediaEvents
+) -> None:
+    """A reload (or another device) replaces a user's session wherever placement puts the
+    new one: from the owner to its relay, and back once the owner has a seat again."""
+    space = "sp_relay_replace"
+
+    async def scenario() -> None:
+        stage, local, remote = await _room(own_relaying, space, relayed=0)
+        owner = stage[0].worker
+        again = Peer(own_relaying.url, space)
+        third = Peer(own_relaying.url, space)
+        try:
+            first, other = local
+            # The owner's share is taken: the same user's new session goes to the relay.
+            await again.join(own_relaying.token("u_listener_0", space))
+            assert again.worker != owner
+            await first.wait_closed(timeout=5)
+            left = await media_events.wait_for(
+                type="participant_left", space_id=space, user_id="u_listener_0"
+            )
+            assert left["reason"] == "replaced"
+            await again.connected(timeout=20)
+            await again.hear(440, present=True, timeout=10)
+            assert other.pc.connectionState == "connected"
+
+            # Now the owner has a seat again; once the node has seen it, the user's next
+            # session goes there, and the relay's is the one replaced.
+            def owner_listeners() -> int:
+                worker = next(w for w in own_relaying.health()["workers"] if w["index"] == owner)
+                return int(worker["participants"]) - len(stage)
+
+            deadline = time.monotonic() + 5
+            while await asyncio.to_thread(owner_listeners) >= SHARE:
+                assert time.monotonic() < deadline, "the replaced session's seat stays taken"
+                await asyncio.sleep(0.2)
+            await third.join(own_relaying.token("u_listener_0", space))
+            assert third.worker == owner
+            await again.wait_closed(timeout=5)
+            await third.connected(timeout=20)
+            await third.hear(440, present=True, timeout=10)
+            assert other.pc.connectionState == "connected"
+
+            # The node counts the user once (its status is polled once a second).
+            def participants() -> int:
+                return sum(w["participants"] for w in own_relaying.health()["workers"])
+
+            deadline = time.monotonic() + 3
+            while await asyncio.to_thread(participants) != len(stage) + SHARE:
+                assert time.monotonic() < deadline, "the node counts a replaced session"
+                await asyncio.sleep(0.2)
+        finally:
+            await asyncio.gather(again.close(), third.close())
+            await _close(stage, local, remote)
+
+    asyncio.run(scenario())
+
+
+def test_two_joins_of_one_user_at_once_leave_one_session(own_relaying: NodeProcess) -> None:
+    """A double click, or two tabs opened together: both joins are answered, and the one
+    the node took later stays, whichever of the two was answered first."""
+    space = "sp_relay_twice"
+
+    async def scenario() -> None:
+        host = Peer(own_relaying.url, space, tone_hz=440)
+        twins = [Peer(own_relaying.url, space), Peer(own_relaying.url, space)]
+        try:
+            await host.join(own_relaying.token("u_host", space, "host"))
+            await asyncio.gather(*(t.join(own_relaying.token("u_twice", space)) for t in twins))
+            await host.connected(timeout=20)
+
+            # The node's count (its status is polled once a second) and the peers' own
+            # states: a session closed before ICE completed never connects at its peer.
+            def participants() -> int:
+                return sum(w["participants"] for w in own_relaying.health()["workers"])
+
+            def connected() -> list[Peer]:
+                return [t for t in twins if t.pc.connectionState == "connected"]
+
+            deadline = time.monotonic() + 20
+            while len(connected()) != 1 or await asyncio.to_thread(participants) != 2:
+                assert time.monotonic() < deadline, (
+                    [t.pc.connectionState for t in twins], own_relaying.health()["workers"])
+                await asyncio.sleep(0.2)
+            (stays,) = connected()
+            await stays.hear(440, present=True, timeout=10)
+        finally:
+            await asyncio.gather(host.close(), *(t.close() for t in twins))
 
     asyncio.run(scenario())
 
