@@ -41,6 +41,7 @@ from .internal import (
     SESSION_PATH,
     SESSIONS_PATH,
 )
+from .refusals import Refusals
 from .relay import WS_HEARTBEAT_SECONDS, FeedSource
 from .sessions import address_of
 from .signaling import MAX_SDP_BYTES, SignalingError, json_errors
@@ -121,6 +122,8 @@ class Front:
         self._health = health
         self._placed = placed
         self.verifier = TokenVerifier(config.join_token_public_key, config.node_id)
+        # Tokens made worthless by the commands the supervisor hands on (refusals.py).
+        self.refusals = Refusals()
         self.draining = False
         self._http: aiohttp.ClientSession | None = None
         self._ws_http: aiohttp.ClientSession | None = None
@@ -166,6 +169,7 @@ class Front:
         if claims.node_id != self._config.node_id:
             return await self._to_node(request, claims.node_id, refusal=SignalingError(
                 403, "wrong_node", "the join token is for another media node"))
+        self.refusals.check(claims)
         # Spent before the worker sees it (one use per node, whichever worker), and
         # given back if the session does not open, so that a refused request can retry.
         self.verifier.consume(claims)

@@ -14,6 +14,7 @@ from typing import Any
 from .config import Config
 from .events import MediaEvents
 from .metrics import Counters
+from .refusals import Refusals
 from .relay import FeedSource, FeedUnavailable, RelayRoom
 from .room import Participant, Room
 from .sessions import new_session_id
@@ -21,10 +22,6 @@ from .signaling import SignalingError
 from .tokens import JoinClaims, TokenVerifier
 
 log = logging.getLogger("media_node.node")
-
-# Longer than any join token lives (about a minute, plus clock leeway).
-REFUSAL_MEMORY_SECONDS = 600
-
 
 class Node:
     def __init__(self, config: Config, events: MediaEvents, worker: int = 0) -> None:
@@ -36,8 +33,7 @@ class Node:
         self.counters = Counters()
         self.rooms: dict[str, Room] = {}
         self.draining = False
-        self._ended: dict[str, float] = {}
-        self._removed: dict[tuple[str, str], float] = {}
+        self._refusals = Refusals()
 
     def room_count(self) -> int:
         return len(self.rooms)
@@ -114,47 +110,19 @@ class Node:
         return room
 
     def _refuse_if_refused(self, claims: JoinClaims) -> None:
-        self._forget_old_refusals()
-        ended = self._ended.get(claims.space_id)
-        if ended is not None and claims.issued_at <= ended:
-            raise SignalingError(410, "space_ended", "this Space has ended")
-        removed = self._removed.get((claims.space_id, claims.user_id))
-        if removed is not None and claims.issued_at <= removed:
-            raise SignalingError(403, "removed", "you were removed from this Space")
+        self._refusals.check(claims)
 
     def refuse_earlier_tokens(self, space_id: str, user_id: str | None = None) -> None:
-        """After "end" (or "remove"), tokens minted before it no longer admit anyone.
-
-        A join token lives about a minute: without this, one minted just before the
-        command would reopen the Space (or bring the removed user back).
-        """
-        now = time.time()
-        if user_id is None:
-            self._ended[space_id] = now
-        else:
-            self._removed[(space_id, user_id)] = now
+        """After "end" (or "remove"), tokens minted before it no longer admit anyone
+        (refusals.py)."""
+        self._refusals.refuse_earlier_tokens(space_id, user_id)
 
     def refusals(self, space_id: str) -> dict[str, Any]:
         """What a relay of the Space must refuse too (sent with the feed)."""
-        return {
-            "ended": self._ended.get(space_id),
-            "removed": {u: t for (s, u), t in self._removed.items() if s == space_id},
-        }
+        return self._refusals.of_space(space_id)
 
     def adopt_refusals(self, space_id: str, refusals: dict[str, Any]) -> None:
-        ended = refusals.get("ended")
-        if isinstance(ended, int | float):
-            self._ended[space_id] = max(float(ended), self._ended.get(space_id, 0.0))
-        removed = refusals.get("removed")
-        for user_id, at in (removed.items() if isinstance(removed, dict) else ()):
-            if isinstance(at, int | float):
-                key = (space_id, str(user_id))
-                self._removed[key] = max(float(at), self._removed.get(key, 0.0))
-
-    def _forget_old_refusals(self) -> None:
-        horizon = time.time() - REFUSAL_MEMORY_SECONDS
-        self._ended = {k: t for k, t in self._ended.items() if t > horizon}
-        self._removed = {k: t for k, t in self._removed.items() if t > horizon}
+        self._refusals.adopt(space_id, refusals)
 
     def _room_closed(self, room: Room) -> None:
         if self.rooms.get(room.space_id) is room:

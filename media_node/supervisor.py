@@ -203,6 +203,12 @@ class Supervisor:
     async def apply(self, command: dict[str, Any]) -> None:
         """A command from the queue, to every worker; raises if one did not take it, so
         the queue delivers it again (applying a command twice changes nothing)."""
+        if command["type"] in ("end", "remove"):
+            # The front refuses earlier tokens too: a worker restarted after this
+            # command would not know of it.
+            self.front.refusals.refuse_earlier_tokens(
+                command["space_id"], command.get("user_id") if command["type"] == "remove" else None
+            )
 
         async def one(worker: WorkerProcess) -> None:
             async with self.http.post(

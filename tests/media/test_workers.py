@@ -116,6 +116,53 @@ def test_a_worker_that_dies_is_restarted_and_its_spaces_can_be_joined_again(
     asyncio.run(scenario())
 
 
+def test_tokens_minted_before_end_or_remove_stay_refused_after_the_workers_restart(
+    pair: NodeProcess,
+) -> None:
+    """A restarted worker remembers nothing, and a token lives about a minute: one minted
+    before an `end` (or a `remove`) must not open the Space (or bring the user back)
+    through it."""
+    kept, ended = "sp_workers_refuse_kept", "sp_workers_refuse_ended"
+    before = int(time.time()) - 5
+
+    async def scenario() -> None:
+        host = Peer(pair.url, kept, tone_hz=440)
+        gone = Peer(pair.url, kept)
+        other = Peer(pair.url, ended, tone_hz=660)
+        late = [Peer(pair.url, kept), Peer(pair.url, ended), Peer(pair.url, kept)]
+        try:
+            await host.join(pair.token("u_host", kept, "host"))
+            await gone.join(pair.token("u_gone", kept))
+            await other.join(pair.token("u_other", ended, "host"))
+            await asyncio.gather(*(p.connected(timeout=20) for p in (host, gone, other)))
+            await asyncio.to_thread(pair.command, type="remove", space_id=kept, user_id="u_gone")
+            await asyncio.to_thread(pair.command, type="end", space_id=ended)
+            await asyncio.gather(gone.wait_closed(timeout=10), other.wait_closed(timeout=10))
+
+            pids = await asyncio.to_thread(pair.worker_pids)
+            for pid in pids:
+                os.kill(pid, signal.SIGKILL)
+
+            def restarted() -> bool:
+                workers = pair.health()["workers"]
+                return all(w["ready"] and w["pid"] not in pids for w in workers)
+
+            await _wait(restarted, 30, "the workers to be restarted")
+            for peer, space, token, refusal in (
+                (late[0], kept, pair.token("u_gone", kept, iat=before), (403, "removed")),
+                (late[1], ended, pair.token("u_late", ended, iat=before), (410, "space_ended")),
+            ):
+                status, body, _ = await post_offer(pair.url, space, token, await peer.offer())
+                assert status == refusal[0], f"{space}: {status}, the restarted worker admitted it"
+                assert json.loads(body)["error"] == refusal[1]
+            # A token minted after the removal admits the user again.
+            await late[2].join(pair.token("u_gone", kept))
+        finally:
+            await asyncio.gather(*(p.close() for p in (host, gone, other, *late)))
+
+    asyncio.run(scenario())
+
+
 def test_sigterm_drains_every_worker_then_the_node_leaves(
     start_node: Callable[..., NodeProcess], media_events: MediaEvents
 ) -> None:
