@@ -207,9 +207,10 @@ class Front:
         """A user who joins again (a reload, another device, a rejoin) replaces their
         earlier session of the Space. The worker that took the join does that itself;
         an earlier session may be on another worker (a relay's listener who now joins
-        the owner, or the other way), so every other worker is told too. Those admitted
-        after this join are kept: of two joins at once, the later one stays. Off the
-        join's path: the answer does not wait for it."""
+        the owner, or the other way), so the other workers holding the Space are told
+        too (a worker's view counts the joins placed there that its status has not yet
+        shown). Those admitted after this join are kept: of two joins at once, the later
+        one stays. Off the join's path: the answer does not wait for it."""
 
         async def tell(worker: WorkerProcess) -> None:
             url = worker.url + REPLACED_PATH.format(space_id=claims.space_id)
@@ -224,7 +225,11 @@ class Front:
                     "worker": worker.index, "why": repr(exc)})
 
         for worker in self._workers:
-            if worker.ready and worker is not placed_on:
+            if (
+                worker.ready
+                and worker is not placed_on
+                and worker.view(claims.space_id) is not None
+            ):
                 task = asyncio.create_task(tell(worker))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)

@@ -73,7 +73,7 @@ class Node:
         """The Space's room in this worker, opened if need be and if the worker may:
         a room it mixes, or with `feed` (the front says where from) a room it relays."""
         space_id = claims.space_id
-        self._refuse_if_refused(claims)
+        self._refusals.check(claims)
         room = self.rooms.get(space_id)
         if room is None and self.draining:
             raise SignalingError(503, "draining", "this node is draining and opens no new rooms")
@@ -102,15 +102,12 @@ class Node:
                 raise SignalingError(503, "relay_unavailable", "the relay closed; try again")
             try:
                 # The owner's refusals arrived with its feed.
-                self._refuse_if_refused(claims)
+                self._refusals.check(claims)
             except SignalingError:
                 if not room.participants:
                     await room.close()
                 raise
         return room
-
-    def _refuse_if_refused(self, claims: JoinClaims) -> None:
-        self._refusals.check(claims)
 
     def refuse_earlier_tokens(self, space_id: str, user_id: str | None = None) -> None:
         """After "end" (or "remove"), tokens minted before it no longer admit anyone
