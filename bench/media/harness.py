@@ -438,6 +438,25 @@ def measure(
     }
 
 
+def write_results(
+    out: Path, name: str, command: str, started: float, fields: dict[str, Any]
+) -> Path:
+    """One benchmark's results file, `out/name`: what ran, when, on which machine, the
+    figures, and how long it took."""
+    result = {
+        "command": command,
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+        "machine": machine(),
+        **fields,
+        "duration_seconds": round(time.time() - started),
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / name
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {path}")
+    return path
+
+
 def machine() -> dict[str, Any]:
     model = next(
         (

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from .__main__ import node_run, signing_keys
-from .harness import NODE_CPU, RESULTS, Aws, load_cpus, machine
+from .harness import NODE_CPU, RESULTS, Aws, load_cpus, write_results
 
 PERF = shutil.which("perf")
 # `perf report --children` rows whose inclusive share is read, by symbol.
@@ -160,24 +160,15 @@ def main() -> None:
                 )
     finally:
         aws.stop()
-    result = {
-        "command": "python -m bench.media.profile",
-        "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
-        "machine": machine(),
+    overall = {key: round(statistics.median(r[key] for r in ratios), 2) for key in ratios[0]}
+    print(json.dumps(overall))
+    write_results(args.out, "media-profile.json", "python -m bench.media.profile", started, {
         "listeners": args.listeners,
         "seconds": args.seconds,
         "runs": runs,
         "stock_over_fast_each_round": ratios,
-        "stock_over_fast": {
-            key: round(statistics.median(r[key] for r in ratios), 2) for key in ratios[0]
-        },
-        "duration_seconds": round(time.time() - started),
-    }
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / "media-profile.json"
-    path.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result["stock_over_fast"]))
-    print(f"wrote {path}")
+        "stock_over_fast": overall,
+    })
 
 
 if __name__ == "__main__":

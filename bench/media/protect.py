@@ -30,7 +30,7 @@ from media_node import srtp_gcm
 from media_node.rtp_fanout import OWN_GCM, send_to_all
 from media_node.rtp_fanout import Stream as NativeStream
 
-from .harness import NODE_CPU, RESULTS, machine
+from .harness import NODE_CPU, RESULTS, write_results
 
 PAYLOAD = bytes(80)
 # AEAD_AES_256_GCM: a 32-byte master key and a 12-byte master salt.
@@ -139,17 +139,10 @@ def main() -> None:
         raise SystemExit("pylibsrtp's libcrypto does not export EVP: nothing to compare")
     os.sched_setaffinity(0, {NODE_CPU})
     started = time.time()
-    result = {
-        "command": "python -m bench.media.protect",
-        "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
-        "machine": machine(),
-        **run(args.streams, args.rounds, args.ticks),
-    }
-    result["duration_seconds"] = round(time.time() - started)
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / "media-protect.json"
-    path.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {path}")
+    measured = run(args.streams, args.rounds, args.ticks)
+    write_results(
+        args.out, "media-protect.json", "python -m bench.media.protect", started, measured
+    )
 
 
 if __name__ == "__main__":

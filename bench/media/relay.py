@@ -42,11 +42,11 @@ from .harness import (
     MediaNode,
     Window,
     load_cpus,
-    machine,
     percentile,
     probes,
     process_cpu,
     runqueue_wait,
+    write_results,
 )
 
 
@@ -208,10 +208,7 @@ def main() -> None:
                 values.append(value)
         return round(statistics.median(values), 2) if values else None
 
-    result = {
-        "command": "python -m bench.media.relay",
-        "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
-        "machine": machine(),
+    fields = {
         "listeners": args.listeners,
         "seconds": args.seconds,
         "medians": {
@@ -235,12 +232,8 @@ def main() -> None:
             "relay_listeners_latency_p95_ms": median("relayed", "relay", "latency_ms", "p95"),
         },
         "rounds": rounds,
-        "duration_seconds": round(time.time() - started),
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / "media-relay.json"
-    path.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {path}")
+    write_results(args.out, "media-relay.json", "python -m bench.media.relay", started, fields)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .harness import NODE_CPU, RESULTS, load_cpus, machine
+from .harness import NODE_CPU, RESULTS, load_cpus, write_results
 
 SOURCE = Path(__file__).with_name("sends.c")
 WAYS = ("sendto", "connected", "io_uring", "sendmmsg")
@@ -110,17 +110,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as directory:
         program = build(Path(directory))
         measured = run(program, args.listeners, args.rounds, args.ticks)
-    result = {
-        "command": "python -m bench.media.sends",
-        "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
-        "machine": machine(),
-        **measured,
-        "duration_seconds": round(time.time() - started),
-    }
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / "media-sends.json"
-    path.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {path}")
+    write_results(args.out, "media-sends.json", "python -m bench.media.sends", started, measured)
 
 
 if __name__ == "__main__":
