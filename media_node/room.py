@@ -285,6 +285,14 @@ class Room:
     def of_user(self, user_id: str) -> list[Participant]:
         return [p for p in self.participants.values() if p.user_id == user_id]
 
+    async def replace(self, user_id: str, admission: int) -> None:
+        """The user joined again (a reload, another device): close their sessions that
+        the node's front admitted before that join (`admission`), here, reason
+        `replaced`. Of two joins at once, the later stays, whichever was answered first."""
+        for participant in self.of_user(user_id):
+            if participant.admission < admission:
+                await self.remove(participant, reason="replaced")
+
     def speaking_users(self) -> list[str]:
         return [p.user_id for p in self.participants.values() if p.vad.speaking]
 

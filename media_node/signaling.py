@@ -106,12 +106,12 @@ def check_offer(body: bytes) -> str:
 
 
 def _admission(request: web.Request) -> int:
-    """The join's place in the front's order; the front always sends it."""
+    """The join's place in the front's order (the front sends it with every join)."""
     try:
-        return int(request.headers.get(ADMISSION_HEADER, "0"))
-    except ValueError:
+        return int(request.headers[ADMISSION_HEADER])
+    except (KeyError, ValueError):
         raise SignalingError(
-            400, "invalid_request", f"{ADMISSION_HEADER} is not a number"
+            400, "invalid_request", f"{ADMISSION_HEADER} must be the front's count of joins"
         ) from None
 
 
@@ -154,12 +154,9 @@ class Signaling:
             await room.remove(participant, reason="negotiation_failed")
             raise
 
-        for earlier in room.of_user(participant.user_id):
-            # A user rejoining (a reload, a new device) replaces their earlier session;
-            # of two joins at once, the one the front took later stays. (Sessions on
-            # the node's other workers: the front tells those, Front._replace_elsewhere.)
-            if earlier is not participant and earlier.admission <= participant.admission:
-                await room.remove(earlier, reason="replaced")
+        # The user's earlier sessions here (those on the node's other workers: the front
+        # tells those, Front._replace_elsewhere).
+        await room.replace(participant.user_id, participant.admission)
         self._expire_if_unconnected(room, participant)
         log.info("session created", extra=participant.describe())
         location = f"/media/spaces/{space_id}/sessions/{participant.session_id}"

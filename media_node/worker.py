@@ -111,9 +111,7 @@ class Worker:
             )
         room = self._node.rooms.get(request.match_info["space_id"])
         if room is not None:
-            for participant in room.of_user(user_id):
-                if participant.admission < admission:
-                    await room.remove(participant, reason="replaced")
+            await room.replace(user_id, admission)
         return web.Response(status=204)
 
     async def feed(self, request: web.Request) -> web.StreamResponse:
