@@ -443,7 +443,7 @@ class RelayRoom(Room):
         """One packet of the owner's listener mix, to every connected listener here."""
         self._feed_pts = pts
         if self.fanout is Fanout.FAST:
-            sent = send_to_all(self._listening.values(), payload, pts)
+            sent = send_to_all(self._listening.all(), payload, pts)
         else:
             # The benchmark's baselines: aiortc's own sender packetizes the packet.
             packet = av.Packet(payload)

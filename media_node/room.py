@@ -37,6 +37,7 @@ from .rtp_fanout import (
     RtpStream,
     Stream,
     StreamGone,
+    StreamSet,
     send_to_all,
     take_over,
     upkeep,
@@ -267,9 +268,9 @@ class Room:
         # The fast path's listeners (session id -> C stream): every connected peer with
         # a stream and no mix of its own. Kept up to date by `place` at each change, so
         # a tick hands it to C as it is instead of gathering it per packet.
-        self._listening: dict[str, Stream] = {}
+        self._listening = StreamSet()
         # Every fast stream of the room, listeners' and publishers' alike, for `upkeep`.
-        self._streams: dict[str, Stream] = {}
+        self._streams = StreamSet()
         # The participants with a mix of their own (speakers and hosts): the only ones a
         # tick visits in Python, so a room's listeners cost it nothing per packet beyond
         # the C pass over `_listening`.
@@ -358,7 +359,7 @@ class Room:
             for relay in self.relays:
                 relay.send_packet(payload, pts)
             if self.fanout is Fanout.FAST:
-                sent += send_to_all(self._listening.values(), payload, pts)
+                sent += send_to_all(self._listening.all(), payload, pts)
         if self.fanout is not Fanout.FAST:
             sent += self._send_through_aiortc(listener_packets, total, pts)
         self.counters.packets_out += sent
@@ -401,22 +402,22 @@ class Room:
             self._publishers.pop(participant.session_id, None)
         stream = participant.stream
         if stream is not None and not participant.closed:
-            self._streams[participant.session_id] = stream.native
+            self._streams.put(participant.session_id, stream.native)
         else:
-            self._streams.pop(participant.session_id, None)
+            self._streams.discard(participant.session_id)
         if (
             stream is not None
             and participant.connected
             and participant.encoder is None
             and not participant.closed
         ):
-            self._listening[participant.session_id] = stream.native
+            self._listening.put(participant.session_id, stream.native)
         else:
-            self._listening.pop(participant.session_id, None)
+            self._listening.discard(participant.session_id)
 
     def _upkeep_streams(self, pts: int) -> None:
         if self._streams:
-            for native in upkeep(self._streams.values(), pts):
+            for native in upkeep(self._streams.all(), pts):
                 self._consent_lost(native)
         phase = self._ticks % STREAM_UPKEEP_TICKS
         if phase == 0:

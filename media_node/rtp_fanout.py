@@ -78,17 +78,50 @@ _fanout.use_srtp(
     *(int(ffi.cast("uintptr_t", ffi.addressof(lib, name))) for name in SRTP_FUNCTIONS)
 )
 
-# AES-GCM RTP protected by the C stream itself, when pylibsrtp's libcrypto exports EVP.
+# AES-GCM RTP protected by the C stream itself: with the CPU's AES instructions where it
+# has them (the module's default then), else with OpenSSL's EVP when pylibsrtp's
+# libcrypto exports it; else libsrtp protects it.
 _openssl = srtp_gcm.openssl_addresses()
 if _openssl is not None:
     _fanout.use_openssl(*_openssl)
-OWN_GCM = _openssl is not None
+OPENSSL_GCM = _openssl is not None
+OWN_GCM = OPENSSL_GCM or _fanout.gcm_engine() == "aesni"
+gcm_engine = _fanout.gcm_engine
 
 Stream = _fanout.Stream
 send_to_all = _fanout.send
 # Each tick, over all of a room's streams: consent checks and sender reports that are due;
 # the streams that have just lost consent.
 upkeep = _fanout.upkeep
+
+
+class StreamSet:
+    """A room's C streams by session id, handed to C as one tuple: the send loop walks
+    a tuple fastest and reads the next stream into the cache while it sends to this
+    one. The tuple is rebuilt at the first tick after the set changed, not per packet."""
+
+    __slots__ = ("_by_session", "_ordered")
+
+    def __init__(self) -> None:
+        self._by_session: dict[str, Stream] = {}
+        self._ordered: tuple[Stream, ...] | None = ()
+
+    def put(self, session_id: str, stream: Stream) -> None:
+        if self._by_session.get(session_id) is not stream:
+            self._by_session[session_id] = stream
+            self._ordered = None
+
+    def discard(self, session_id: str) -> None:
+        if self._by_session.pop(session_id, None) is not None:
+            self._ordered = None
+
+    def all(self) -> tuple[Stream, ...]:
+        if self._ordered is None:
+            self._ordered = tuple(self._by_session.values())
+        return self._ordered
+
+    def __len__(self) -> int:
+        return len(self._by_session)
 
 
 class Fanout(Enum):

@@ -41,7 +41,7 @@ from .internal import (
 )
 from .node import Node
 from .relay import FeedEndpoint, RelayRoom, serve_feed
-from .rtp_fanout import OWN_GCM
+from .rtp_fanout import OWN_GCM, gcm_engine
 from .signaling import MAX_SDP_BYTES, Signaling, error_response, json_errors
 
 log = logging.getLogger("media_node.worker")
@@ -171,10 +171,11 @@ async def serve(
         hurry.set()
 
     _when_the_supervisor_is_gone(loop, supervisor_gone)
-    # Who protects the fast path's AES-GCM RTP: the C stream, or libsrtp when the
-    # installed pylibsrtp's libcrypto does not export OpenSSL's EVP functions.
+    # Who protects the fast path's AES-GCM RTP: the C stream with the CPU's AES
+    # instructions ("aesni") or OpenSSL's EVP ("openssl"), or libsrtp when it can do
+    # neither.
     log.info("worker serving", extra={"feed_port": endpoint.port,
-                                      "srtp_gcm": "own" if OWN_GCM else "libsrtp"})
+                                      "srtp_gcm": gcm_engine() if OWN_GCM else "libsrtp"})
 
     await drain.wait()
     node.start_draining()

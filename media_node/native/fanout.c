@@ -51,6 +51,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "aes_gcm.h"
+
 #define RTP_HEADER_SIZE 12
 /* RFC 8285 one-byte extensions: 4 bytes of profile and length, then the elements. */
 #define MAX_EXTENSION_SIZE 36
@@ -80,10 +82,11 @@ static ProtectFunction srtp_protect;
 static ProtectFunction srtp_protect_rtcp;
 static ProtectFunction srtp_unprotect_rtcp;
 
-/* SRTP with AES-GCM (RFC 7714), protected here rather than by libsrtp: OpenSSL's EVP
- * AEAD interface, resolved by rtp_fanout.py in the libcrypto that pylibsrtp's wheel
- * carries and exports (`use_openssl`), so nothing more is linked or installed. Only the
- * few functions and constants used are declared, from OpenSSL 3's evp.h. */
+/* SRTP with AES-GCM (RFC 7714), protected here rather than by libsrtp: with the CPU's
+ * AES instructions (aes_gcm.h) where it has them, else OpenSSL's EVP AEAD interface,
+ * resolved by rtp_fanout.py in the libcrypto that pylibsrtp's wheel carries and exports
+ * (`use_openssl`), so nothing more is linked or installed. Only the few functions and
+ * constants used are declared, from OpenSSL 3's evp.h. */
 typedef struct evp_cipher_ctx_st EVP_CIPHER_CTX;
 typedef struct evp_cipher_st EVP_CIPHER;
 #define EVP_CTRL_GCM_GET_TAG 0x10
@@ -101,6 +104,9 @@ static struct {
     const EVP_CIPHER *(*aes_128_gcm)(void);
     const EVP_CIPHER *(*aes_256_gcm)(void);
 } evp;
+/* Which of the two keys streams from now on: aes_gcm.h's (1, where the CPU allows) or
+ * OpenSSL's (0). A stream keeps the one it was keyed with. */
+static int gcm_native;
 
 /* Sender reports: RFC 3550's minimum interval, each stream at a phase of its own. */
 #define REPORT_SECONDS 5.0
@@ -458,27 +464,40 @@ static Py_ssize_t stun_seal(uint8_t *data, Py_ssize_t size, const HmacKey *key)
 
 typedef struct {
     PyObject_HEAD
-    PyObject *owner; /* the pylibsrtp Session that keeps `session` alive */
-    void *session;
+    /* First, together, what every packet reads or writes (send_one), so that a stream's
+     * turn costs as few cache lines as possible and the send loop can fetch them for
+     * the next stream while this one's datagram is sent; and what `upkeep` reads at
+     * every tick. */
     int fd; /* our own duplicate of the ICE socket; -1 when there is no route */
-    struct sockaddr_storage address;
-    socklen_t address_size;
-    /* The RTP header as sent; only the sequence number and timestamp change. */
-    uint8_t header[RTP_HEADER_SIZE + MAX_EXTENSION_SIZE];
-    Py_ssize_t header_size;
-    uint8_t cname[MAX_CNAME_SIZE];
-    Py_ssize_t cname_size;
-    uint32_t ssrc;
+    /* ICE, once `ice()` has been called: consent is then this stream's. */
+    int ice;
+    int consent_revoked; /* a 403 answer (RFC 7675 5.2) */
+    double consent_at;  /* monotonic seconds of the latest consent */
+    double next_check;
+    double next_report; /* monotonic seconds; 0 before the first upkeep */
     uint16_t sequence;
     uint32_t rollover; /* SRTP's ROC: how many times `sequence` has wrapped */
     uint32_t timestamp_origin;
-    /* With AES-GCM, the stream's own cipher context (keyed once) and session salt;
-     * NULL: libsrtp's `session` protects its RTP. */
-    EVP_CIPHER_CTX *gcm;
-    uint8_t gcm_salt[GCM_SALT_SIZE];
+    uint32_t ssrc;
+    socklen_t address_size;
+    Py_ssize_t header_size;
     unsigned long long sent;
     unsigned long long octets;
     unsigned long long dropped;
+    void *session;
+    /* With AES-GCM, the stream's own key (aes_gcm.h: `aes.rounds` is non-zero) or
+     * OpenSSL cipher context, keyed once, and the session salt; with neither,
+     * libsrtp's `session` protects its RTP. */
+    EVP_CIPHER_CTX *gcm;
+    uint8_t gcm_salt[GCM_SALT_SIZE];
+    /* The RTP header as sent; only the sequence number and timestamp change. */
+    uint8_t header[RTP_HEADER_SIZE + MAX_EXTENSION_SIZE];
+    AesGcmKey aes;
+    struct sockaddr_storage address;
+    /* The rest is touched at reports, RTCP and consent checks. */
+    PyObject *owner; /* the pylibsrtp Session that keeps `session` alive */
+    uint8_t cname[MAX_CNAME_SIZE];
+    Py_ssize_t cname_size;
     /* From the peer's RTCP. */
     unsigned long long receiver_reports;
     unsigned long long nacks;
@@ -487,15 +506,12 @@ typedef struct {
     unsigned long jitter; /* in RTP timestamp units */
     double round_trip_time; /* seconds, NaN until a report echoes one of ours */
     uint32_t last_report_ntp; /* middle 32 bits of our latest sender report's NTP time */
-    double next_report; /* monotonic seconds; 0 before the first upkeep */
     /* The inbound SRTP session, for the peer's receiver reports, and its owner. */
     PyObject *inbound_owner;
     void *inbound_session;
     /* The descriptor of aioice's socket the route was taken from (not our duplicate):
      * a tap answers consent checks only on the nominated pair's socket. */
     int route_socket;
-    /* ICE, once `ice()` has been called: consent is then this stream's. */
-    int ice;
     int controlling;
     uint64_t tie_breaker;
     uint32_t priority;
@@ -505,9 +521,6 @@ typedef struct {
     Py_ssize_t expected_username_size;
     HmacKey local_key;  /* our ICE password: the peer's requests, our answers */
     HmacKey remote_key; /* the peer's: our requests, its answers */
-    double consent_at;  /* monotonic seconds of the latest consent */
-    double next_check;
-    int consent_revoked; /* a 403 answer (RFC 7675 5.2) */
     int consent_expired;
     uint8_t transactions[CONSENT_TRANSACTIONS][12];
     uint8_t transaction_open[CONSENT_TRANSACTIONS];
@@ -578,6 +591,10 @@ static void Stream_dealloc(Stream *self)
     close_socket(self);
     if (self->gcm != NULL)
         evp.ctx_free(self->gcm);
+    /* The session key goes with the stream. */
+    volatile uint8_t *secret = (volatile uint8_t *)&self->aes;
+    for (size_t i = 0; i < sizeof(self->aes); i++)
+        secret[i] = 0;
     Py_CLEAR(self->owner);
     Py_CLEAR(self->inbound_owner);
     PyTypeObject *type = Py_TYPE((PyObject *)self);
@@ -673,15 +690,19 @@ static PyObject *Stream_use_gcm(Stream *self, PyObject *args, PyObject *kwargs)
         return NULL;
     PyObject *result = NULL;
     const EVP_CIPHER *cipher = NULL;
-    if (evp.ctx_new == NULL)
+    if (!gcm_native && evp.ctx_new == NULL)
         PyErr_SetString(PyExc_RuntimeError, "use_openssl() has not been called");
     else if (key.len != 16 && key.len != 32)
         PyErr_SetString(PyExc_ValueError, "an AES-GCM session key is 16 or 32 bytes");
     else if (salt.len != GCM_SALT_SIZE)
         PyErr_SetString(PyExc_ValueError, "an AES-GCM session salt is 12 bytes");
-    else if (self->gcm != NULL)
+    else if (self->gcm != NULL || self->aes.rounds != 0)
         PyErr_SetString(PyExc_RuntimeError, "the stream is keyed already");
-    else
+    else if (gcm_native) {
+        aes_gcm_key(&self->aes, key.buf, (size_t)key.len);
+        memcpy(self->gcm_salt, salt.buf, GCM_SALT_SIZE);
+        result = Py_NewRef(Py_None);
+    } else
         cipher = key.len == 16 ? evp.aes_128_gcm() : evp.aes_256_gcm();
     if (cipher != NULL) {
         EVP_CIPHER_CTX *context = evp.ctx_new();
@@ -723,6 +744,12 @@ static int protect_gcm(Stream *self, uint8_t *datagram, int *length, uint16_t se
     int header = (int)self->header_size, out;
     uint8_t *payload = datagram + header;
     int size = *length - header;
+    if (self->aes.rounds != 0) {
+        aes_gcm_seal(&self->aes, iv, datagram, (size_t)header, payload, (size_t)size,
+                     payload + size);
+        *length += GCM_TAG_SIZE;
+        return 1;
+    }
     if (!evp.encrypt_init(self->gcm, NULL, NULL, NULL, iv) ||
         !evp.encrypt_update(self->gcm, NULL, &out, datagram, header) ||
         !evp.encrypt_update(self->gcm, payload, &out, payload, size) ||
@@ -759,7 +786,7 @@ static int send_one(Stream *self, const uint8_t *payload, Py_ssize_t size, uint3
     datagram[7] = timestamp;
     memcpy(datagram + self->header_size, payload, size);
     int length = (int)(self->header_size + size);
-    int protected = self->gcm != NULL
+    int protected = self->aes.rounds != 0 || self->gcm != NULL
                         ? protect_gcm(self, datagram, &length, sequence, rollover)
                         : srtp_protect(self->session, datagram, &length) == 0;
     if (!protected ||
@@ -776,6 +803,16 @@ static int send_one(Stream *self, const uint8_t *payload, Py_ssize_t size, uint3
 }
 
 static PyTypeObject *StreamType;
+
+/* Ask for the cache lines send_one will read of `self`: from the object's head to the
+ * destination address's first bytes. */
+static inline void prefetch_stream(const Stream *self)
+{
+    const char *start = (const char *)self;
+    const char *end = (const char *)&self->address + sizeof(struct sockaddr_in6);
+    for (const char *line = start; line < end; line += 64)
+        __builtin_prefetch(line, 1, 3);
+}
 
 static PyObject *fanout_send(PyObject *Py_UNUSED(module), PyObject *const *args,
                              Py_ssize_t nargs)
@@ -796,6 +833,24 @@ static PyObject *fanout_send(PyObject *Py_UNUSED(module), PyObject *const *args,
     if (payload.len > MAX_PAYLOAD_SIZE) {
         PyErr_Format(PyExc_ValueError, "payload of %zd bytes is over %d", payload.len,
                      MAX_PAYLOAD_SIZE);
+        goto done;
+    }
+    if (PyTuple_Check(args[0])) {
+        /* A room's StreamSet: walked by index, each stream's lines fetched one turn
+         * ahead (its send takes microseconds; the fetch is then long done). */
+        Py_ssize_t count = PyTuple_Size(args[0]);
+        PyObject *next = count > 0 ? PyTuple_GetItem(args[0], 0) : NULL;
+        for (Py_ssize_t i = 0; i < count; i++) {
+            PyObject *item = next;
+            next = i + 1 < count ? PyTuple_GetItem(args[0], i + 1) : NULL;
+            if (next != NULL && Py_TYPE(next) == StreamType)
+                prefetch_stream((Stream *)next);
+            if (!PyObject_TypeCheck(item, StreamType)) {
+                PyErr_SetString(PyExc_TypeError, "send() takes an iterable of Stream");
+                goto done;
+            }
+            sent += send_one((Stream *)item, payload.buf, payload.len, pts);
+        }
         goto done;
     }
     iterator = PyObject_GetIter(args[0]);
@@ -1562,6 +1617,30 @@ static PyObject *fanout_use_openssl(PyObject *Py_UNUSED(module), PyObject *args)
     Py_RETURN_NONE;
 }
 
+/* The AES-GCM implementation that keys streams from now on, by name; the previous one. */
+static PyObject *fanout_gcm_engine(PyObject *Py_UNUSED(module), PyObject *args)
+{
+    const char *name = NULL;
+    if (!PyArg_ParseTuple(args, "|s", &name))
+        return NULL;
+    PyObject *previous = PyUnicode_FromString(gcm_native ? "aesni" : "openssl");
+    if (previous == NULL || name == NULL)
+        return previous;
+    if (strcmp(name, "aesni") == 0 && aes_gcm_usable()) {
+        gcm_native = 1;
+    } else if (strcmp(name, "openssl") == 0) {
+        gcm_native = 0;
+    } else {
+        Py_DECREF(previous);
+        PyErr_Format(PyExc_ValueError,
+                     "AES-GCM engine '%s': 'openssl', or 'aesni' on a CPU with AES-NI and "
+                     "PCLMULQDQ (this one has%s)", name,
+                     aes_gcm_usable() ? "" : " not");
+        return NULL;
+    }
+    return previous;
+}
+
 static PyObject *fanout_consent_timing(PyObject *Py_UNUSED(module), PyObject *args,
                                        PyObject *kwargs)
 {
@@ -1631,6 +1710,10 @@ static PyMethodDef module_methods[] = {
      "aes_128_gcm, aes_256_gcm): the addresses of OpenSSL's EVP_CIPHER_CTX_new, "
      "EVP_CIPHER_CTX_free, EVP_EncryptInit_ex, EVP_EncryptUpdate, EVP_EncryptFinal_ex, "
      "EVP_CIPHER_CTX_ctrl, EVP_aes_128_gcm and EVP_aes_256_gcm, for Stream.use_gcm"},
+    {"gcm_engine", fanout_gcm_engine, METH_VARARGS,
+     "gcm_engine(name=None): which AES-GCM keys streams from now on ('aesni', the "
+     "default where the CPU has it, or 'openssl'); sets it when a name is given and "
+     "returns the previous one"},
     {"upkeep", (PyCFunction)(void (*)(void))fanout_upkeep, METH_FASTCALL,
      "upkeep(streams, pts): due consent checks and sender reports; the streams that "
      "lost consent now (they have stopped sending)"},
@@ -1670,6 +1753,7 @@ PyMODINIT_FUNC PyInit__fanout(void)
         return NULL;
     }
     crc32_init();
+    gcm_native = aes_gcm_usable();
     if (getrandom(&spread_state, sizeof(spread_state), 0) != sizeof(spread_state) ||
         spread_state == 0)
         spread_state = (uint64_t)time(NULL) * 0x9E3779B97F4A7C15ULL | 1;

@@ -7,7 +7,7 @@ import itertools
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -101,17 +101,27 @@ def test_sequence_numbers_wrap_and_srtp_follows_the_rollover(
     assert stream.rollover == 1
 
 
+@pytest.fixture(params=["aesni", "openssl"])
+def gcm_engine(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Streams keyed in the test use this AES-GCM implementation."""
+    previous = _fanout.gcm_engine(request.param)
+    yield request.param
+    _fanout.gcm_engine(previous)
+
+
 @pytest.mark.parametrize("profile", ["SRTP_AEAD_AES_128_GCM", "SRTP_AEAD_AES_256_GCM"])
 def test_aes_gcm_rtp_is_protected_by_the_stream_byte_for_byte_as_libsrtp_would(
-    fake_peers: Callable[..., FakePeer], profile: str
+    fake_peers: Callable[..., FakePeer], profile: str, gcm_engine: str
 ) -> None:
-    """With an AEAD profile the C stream protects RTP itself (its own OpenSSL context,
-    keyed from the DTLS session): every byte on the wire, tag included, is what the
-    transport's own libsrtp session makes of the same packet."""
-    assert OWN_GCM, "pylibsrtp's libcrypto did not export the EVP functions"
+    """With an AEAD profile the C stream protects RTP itself (its own key, from the DTLS
+    session), with the CPU's AES instructions or OpenSSL: every byte on the wire, tag
+    included, is what the transport's own libsrtp session makes of the same packet,
+    whatever the payload's length against AES's 16-byte blocks."""
+    assert OWN_GCM, "neither AES-NI nor pylibsrtp's libcrypto can protect AES-GCM"
     peer = fake_peers(5151, profile)
     stream = RtpStream(peer.sender, peer.parameters)
-    payloads = [os.urandom(size) for size in (1, 80, 300)]
+    sizes = (0, 1, 15, 16, 17, 80, 127, 128, 129, 143, 300, 1275)
+    payloads = [os.urandom(size) for size in sizes]
     for index, payload in enumerate(payloads):
         assert send_to_all([stream.native], payload, index * 960) == 1
     for payload in payloads:
@@ -119,7 +129,15 @@ def test_aes_gcm_rtp_is_protected_by_the_stream_byte_for_byte_as_libsrtp_would(
         header_size = len(wire) - len(payload) - 16
         plain = wire[:header_size] + payload
         assert wire == peer.dtls._tx_srtp.protect(plain)
-    assert stream.native.sent == 3
+    assert stream.native.sent == len(sizes)
+
+
+def test_the_aes_gcm_engine_is_chosen_by_name_only_among_those_there_are() -> None:
+    previous = _fanout.gcm_engine()
+    assert previous in ("aesni", "openssl")
+    with pytest.raises(ValueError, match="'gpu'"):
+        _fanout.gcm_engine("gpu")
+    assert _fanout.gcm_engine() == previous
 
 
 def test_receiver_reports_are_taken_off_the_socket_and_the_rest_passes(
