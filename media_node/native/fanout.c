@@ -843,8 +843,10 @@ static PyObject *fanout_send(PyObject *Py_UNUSED(module), PyObject *const *args,
         for (Py_ssize_t i = 0; i < count; i++) {
             PyObject *item = next;
             next = i + 1 < count ? PyTuple_GetItem(args[0], i + 1) : NULL;
-            if (next != NULL && Py_TYPE(next) == StreamType)
-                prefetch_stream((Stream *)next);
+            /* No look at the next item's type before the fetch: that read would be
+             * the very cache miss the fetch is there to hide. A fetch reads nothing. */
+            if (next != NULL)
+                prefetch_stream((const Stream *)next);
             if (!PyObject_TypeCheck(item, StreamType)) {
                 PyErr_SetString(PyExc_TypeError, "send() takes an iterable of Stream");
                 goto done;
