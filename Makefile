@@ -84,8 +84,9 @@ test: lint typecheck pytest synth
 # One Space start fanned out to 100,000 followers through the alert pipeline against
 # moto in server mode; results in bench/results/alerts.json (FOLLOWERS=... to change).
 # Then the media node (docs/performance.md): every path side by side, the SRTP step alone
-# (libsrtp against the fast path's own AES-GCM, one process), sends batched or not, a
-# relayed room against the same room on one worker, a perf profile of a listener packet on both paths (root), and a saturation run of a
+# (libsrtp against the stream's own AES-GCM, on AES-NI and on OpenSSL, one process),
+# sends batched or not, a relayed room against the same room on one worker, a perf
+# profile of a listener packet on both paths (root), and a saturation run of a
 # node held to 30% of its core, where the cgroup v1 CPU controller is writable (root):
 # on 2 CPUs the load generator cannot load a whole core's worth of listeners.
 bench: $(STAMP) $(BENCH_DEBIAN_STAMP)

@@ -1,12 +1,13 @@
 """SRTP with AES-GCM for the fast path: the outbound session key and salt, and the
-OpenSSL functions the C stream protects with.
+OpenSSL functions the C stream protects with on a CPU without AES-NI.
 
 libsrtp spent about a quarter of the fast path's CPU at 1,000 listeners (perf, see
 docs/performance.md), most of it not in AES: finding the stream of a session by its
 SSRC, the replay window, re-initialising the cipher through libsrtp's layers, and cache
 misses over each listener's 19 KB session. For the AEAD profiles (RFC 7714; aiortc
-offers AES-256-GCM first) the C stream protects the RTP itself with one OpenSSL cipher
-context per listener, keyed once: the IV from SSRC, rollover counter and
+offers AES-256-GCM first) the C stream protects the RTP itself with a key of its own
+per listener, keyed once (with the CPU's AES instructions, media_node/native/aes_gcm.h,
+or else one OpenSSL cipher context): the IV from SSRC, rollover counter and
 sequence number, the header as associated data, the tag appended. libsrtp keeps the
 rest (RTCP both ways, the receiving side, AES-CM peers).
 
