@@ -104,7 +104,10 @@ def test_sequence_numbers_wrap_and_srtp_follows_the_rollover(
 @pytest.fixture(params=["aesni", "openssl"])
 def gcm_engine(request: pytest.FixtureRequest) -> Iterator[str]:
     """Streams keyed in the test use this AES-GCM implementation."""
-    previous = _fanout.gcm_engine(request.param)
+    try:
+        previous = _fanout.gcm_engine(request.param)
+    except ValueError:
+        pytest.skip(f"this CPU cannot run {request.param}")
     yield request.param
     _fanout.gcm_engine(previous)
 
