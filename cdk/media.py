@@ -29,6 +29,9 @@ from media_node.identity import NODE_ID_FROM_AWS, NODE_TAG
 
 MEDIA_NODE = Path(__file__).resolve().parent.parent / "media_node"
 SIGNALING_PORT = 8700
+# Worker i of a node takes every peer's ICE, DTLS and SRTP on UDP port ICE_PORT + i
+# (media_node/udp_mux.py).
+ICE_PORT = 7900
 COMMAND_QUEUE_PREFIX = "parlor-media-node-"
 # The IAM policy variable a node's principal id is compared with (see media_node/config.py).
 PRINCIPAL = "${aws:userid}"
@@ -83,6 +86,7 @@ class Media(Construct):
                 # One worker per vCPU of the task, said outright: the CPUs a Fargate
                 # task may be scheduled on need not match its vCPU quota.
                 "WORKERS": str(vcpus),
+                "UDP_PORT": str(ICE_PORT),
             },
             secrets={"JOIN_TOKEN_PUBLIC_KEY": ecs.Secret.from_secrets_manager(public_key)},
             logging=ecs.LogDrivers.aws_logs(stream_prefix="media", log_group=self.log_group),
@@ -100,13 +104,14 @@ class Media(Construct):
         self.node_security_group = ec2.SecurityGroup(
             self, "Nodes", vpc=self.vpc, allow_all_outbound=True,
             description="Parlor media nodes: WebRTC media from anywhere, signaling from the ALB")
-        # WebRTC media reaches a node on whatever UDP port its ICE agent picked: aioice
-        # cannot be limited to a port range, so the ephemeral range is open. Nothing but
-        # the node's DTLS-SRTP sockets listens on UDP, and each accepts only the peer that
-        # completed ICE with it.
+        # WebRTC media reaches a worker on its one UDP port (all of its peers share it).
         self.node_security_group.add_ingress_rule(
-            ec2.Peer.any_ipv4(), ec2.Port.udp_range(1024, 65535),
-            "WebRTC media (ICE, DTLS-SRTP) from clients, and relay feeds between nodes")
+            ec2.Peer.any_ipv4(), ec2.Port.udp_range(ICE_PORT, ICE_PORT + vcpus - 1),
+            "WebRTC media (ICE, DTLS-SRTP) from clients, one port per worker")
+        # Relay feeds between nodes go from and to ports the kernel picks: from the
+        # nodes' own security group only.
+        self.node_security_group.connections.allow_internally(
+            ec2.Port.all_udp(), "relay feeds between nodes")
         # Signaling forwarded to the node that holds a Space or session, and the
         # WebSocket of a relay feed: from the other nodes only.
         self.node_security_group.connections.allow_internally(

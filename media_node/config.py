@@ -44,6 +44,8 @@ class Config:
     fanout: Fanout = Fanout.FAST
     workers: int = 1
     worker_listeners: int = DEFAULT_WORKER_LISTENERS
+    # Worker i's peers all use UDP port udp_port + i (0: a free port per worker).
+    udp_port: int = 0
 
     @property
     def command_queue_name(self) -> str:
@@ -91,6 +93,13 @@ class Config:
         except ValueError:
             choices = ", ".join(f.value for f in Fanout)
             raise ConfigError(f"RTP_FANOUT must be one of {choices}") from None
+        udp_port = _int(env, "UDP_PORT", 0, minimum=0)
+        workers = _int(env, "WORKERS", len(os.sched_getaffinity(0)), minimum=1)
+        if udp_port and not 1024 <= udp_port <= 65536 - workers:
+            raise ConfigError(
+                f"UDP_PORT must leave room for {workers} workers' ports in 1024-65535, "
+                f"got {udp_port}"
+            )
         return cls(
             node_id=node_id,
             host=host,
@@ -108,8 +117,9 @@ class Config:
             drain_timeout_seconds=_float(env, "DRAIN_TIMEOUT_SECONDS", 110.0),
             metrics_seconds=_float(env, "METRICS_SECONDS", 60.0),
             fanout=fanout,
-            workers=_int(env, "WORKERS", len(os.sched_getaffinity(0)), minimum=1),
+            workers=workers,
             worker_listeners=_int(env, "WORKER_LISTENERS", DEFAULT_WORKER_LISTENERS, minimum=1),
+            udp_port=udp_port,
         )
 
 

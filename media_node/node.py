@@ -20,6 +20,7 @@ from .room import Participant, Room
 from .sessions import new_session_id
 from .signaling import SignalingError
 from .tokens import JoinClaims, TokenVerifier
+from .udp_mux import UdpMux
 
 log = logging.getLogger("media_node.node")
 
@@ -31,6 +32,9 @@ class Node:
         self.verifier = TokenVerifier(config.join_token_public_key, config.node_id)
         self.events = events
         self.counters = Counters()
+        # The worker's ICE sockets, once it has bound them; None gives each peer
+        # aioice's own.
+        self.udp_mux: UdpMux | None = None
         self.rooms: dict[str, Room] = {}
         self.draining = False
         self._refusals = Refusals()

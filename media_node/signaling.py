@@ -193,6 +193,8 @@ class Signaling:
     async def _answer(self, pc: RTCPeerConnection, offer: str) -> str:
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
+            if self._node.udp_mux is not None:
+                self._node.udp_mux.attach(pc)
             await pc.setLocalDescription(await pc.createAnswer())
         except NEGOTIATION_ERRORS as exc:
             raise SignalingError(400, "invalid_sdp", f"the offer was refused: {exc}") from None

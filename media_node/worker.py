@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Callable
 import boto3
 from aiohttp import web
 from aiohttp.typedefs import Middleware
+from aioice.ice import get_host_addresses
 
 from . import commands, logs
 from .certificate import share_one_certificate
@@ -43,6 +44,7 @@ from .node import Node
 from .relay import FeedEndpoint, RelayRoom, serve_feed
 from .rtp_fanout import OWN_GCM, gcm_engine
 from .signaling import MAX_SDP_BYTES, Signaling, error_response, json_errors
+from .udp_mux import UdpMux
 
 log = logging.getLogger("media_node.worker")
 
@@ -148,6 +150,11 @@ async def serve(
     events.start()
     node = Node(config, events, index)
     endpoint = await FeedEndpoint.open(config.host)
+    # Every peer of this worker on one UDP port per host address (see udp_mux.py).
+    mux = node.udp_mux = await UdpMux.open(
+        get_host_addresses(use_ipv4=True, use_ipv6=False),
+        config.udp_port + index if config.udp_port else 0,
+    )
     runner = web.AppRunner(Worker(node, endpoint, secret).app(), access_log=None)
     await runner.setup()
     await web.SockSite(runner, listening).start()
@@ -175,6 +182,7 @@ async def serve(
     # instructions ("aesni") or OpenSSL's EVP ("openssl"), or libsrtp when it can do
     # neither.
     log.info("worker serving", extra={"feed_port": endpoint.port,
+                                      "ice": mux.describe(),
                                       "srtp_gcm": gcm_engine() if OWN_GCM else "libsrtp"})
 
     await drain.wait()
@@ -189,6 +197,7 @@ async def serve(
         await node.close_all_rooms()
     await runner.cleanup()
     endpoint.close()
+    mux.close()
     await events.close()
     if last_status is not None:
         _tell_last_status(last_status, node.status())

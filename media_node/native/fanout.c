@@ -2,11 +2,12 @@
  * media_node._fanout: a room's encoded audio to every listener, one C loop per packet.
  *
  * Each listener needs the same Opus payload under its own RTP header, protected with
- * its own SRTP keys and sent on its own UDP socket. Written in Python, the interpreter
+ * its own SRTP keys and sent to its own address. Written in Python, the interpreter
  * around those three calls cost as much as the calls themselves (docs/performance.md);
  * here a stream is a C struct (header template, SRTP session, socket, destination) and
  * `send` walks all of a room's streams without touching a Python object per listener
- * beyond the iteration.
+ * beyond the iteration. Streams on one socket (a worker's peers share one, see
+ * udp_mux.py) go out SEND_BATCH datagrams per sendmmsg call.
  *
  * The SRTP session is the one aiortc set up for the peer's DTLS transport: pylibsrtp's
  * libsrtp (built on OpenSSL), reached through the `srtp_t` it holds and the address of
@@ -760,12 +761,12 @@ static int protect_gcm(Stream *self, uint8_t *datagram, int *length, uint16_t se
     return 1;
 }
 
-/* Header from the template, payload after it, protect in place, one sendto. */
-static int send_one(Stream *self, const uint8_t *payload, Py_ssize_t size, uint32_t pts)
+/* Header from the template, payload after it, protected in place, into `datagram`
+ * (32-bit aligned: libsrtp wants the RTP header so). The datagram's length, or 0 when
+ * this stream sends nothing now (counted as dropped). */
+static int build_one(Stream *self, const uint8_t *payload, Py_ssize_t size, uint32_t pts,
+                     uint8_t *datagram)
 {
-    /* libsrtp wants the RTP header 32-bit aligned. */
-    uint32_t words[DATAGRAM_BUFFER / 4 + 1];
-    uint8_t *datagram = (uint8_t *)words;
     uint16_t sequence = self->sequence++;
     uint32_t rollover = self->rollover;
     if (self->sequence == 0)
@@ -789,8 +790,22 @@ static int send_one(Stream *self, const uint8_t *payload, Py_ssize_t size, uint3
     int protected = self->aes.rounds != 0 || self->gcm != NULL
                         ? protect_gcm(self, datagram, &length, sequence, rollover)
                         : srtp_protect(self->session, datagram, &length) == 0;
-    if (!protected ||
-        sendto(self->fd, datagram, length, MSG_DONTWAIT | MSG_NOSIGNAL,
+    if (!protected) {
+        self->dropped++;
+        return 0;
+    }
+    return length;
+}
+
+/* One packet to one stream, with its own sendto. */
+static int send_one(Stream *self, const uint8_t *payload, Py_ssize_t size, uint32_t pts)
+{
+    uint32_t words[DATAGRAM_BUFFER / 4 + 1];
+    uint8_t *datagram = (uint8_t *)words;
+    int length = build_one(self, payload, size, pts, datagram);
+    if (length == 0)
+        return 0;
+    if (sendto(self->fd, datagram, length, MSG_DONTWAIT | MSG_NOSIGNAL,
                (struct sockaddr *)&self->address, self->address_size) < 0) {
         /* A full socket buffer (a stalled or slow path) or a socket already closed
          * under us: this listener misses this packet, nobody waits for it. */
@@ -800,6 +815,71 @@ static int send_one(Stream *self, const uint8_t *payload, Py_ssize_t size, uint3
     self->sent++;
     self->octets += size;
     return 1;
+}
+
+/* Streams that share a socket (the worker's ICE mux: every peer of the worker on one
+ * port) are sent in batches, one sendmmsg per SEND_BATCH datagrams instead of one
+ * sendto each: the kernel's entry and exit and the socket's lookup are paid once per
+ * batch. The buffers are the module's: the GIL is held throughout a send. */
+#define SEND_BATCH 64
+static uint32_t batch_words[SEND_BATCH][DATAGRAM_BUFFER / 4 + 1];
+static struct mmsghdr batch_messages[SEND_BATCH];
+static struct iovec batch_vectors[SEND_BATCH];
+static Stream *batch_streams[SEND_BATCH];
+
+typedef struct {
+    int fd;
+    int count;
+    long sent;
+    Py_ssize_t size; /* the payload's, for the streams' octet counts */
+} Batch;
+
+/* Send the batch. A datagram the kernel refuses (a full socket buffer, a destination
+ * it cannot reach) ends a sendmmsg call: that stream misses this packet, and the
+ * batch goes on after it. */
+static void batch_flush(Batch *batch)
+{
+    int start = 0;
+    while (start < batch->count) {
+        int done = sendmmsg(batch->fd, batch_messages + start, (unsigned)(batch->count - start),
+                            MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (done <= 0) {
+            batch_streams[start]->dropped++;
+            start++;
+            continue;
+        }
+        for (int i = start; i < start + done; i++) {
+            batch_streams[i]->sent++;
+            batch_streams[i]->octets += batch->size;
+        }
+        batch->sent += done;
+        start += done;
+    }
+    batch->count = 0;
+}
+
+static void batch_add(Batch *batch, Stream *stream, const uint8_t *payload, uint32_t pts)
+{
+    if (batch->count > 0 && (stream->fd != batch->fd || batch->count == SEND_BATCH))
+        batch_flush(batch);
+    int slot = batch->count;
+    uint8_t *datagram = (uint8_t *)batch_words[slot];
+    int length = build_one(stream, payload, batch->size, pts, datagram);
+    if (length == 0)
+        return;
+    batch->fd = stream->fd;
+    batch_vectors[slot].iov_base = datagram;
+    batch_vectors[slot].iov_len = (size_t)length;
+    struct msghdr *header = &batch_messages[slot].msg_hdr;
+    header->msg_name = &stream->address;
+    header->msg_namelen = stream->address_size;
+    header->msg_iov = &batch_vectors[slot];
+    header->msg_iovlen = 1;
+    header->msg_control = NULL;
+    header->msg_controllen = 0;
+    header->msg_flags = 0;
+    batch_streams[slot] = stream;
+    batch->count++;
 }
 
 static PyTypeObject *StreamType;
@@ -837,9 +917,11 @@ static PyObject *fanout_send(PyObject *Py_UNUSED(module), PyObject *const *args,
     }
     if (PyTuple_Check(args[0])) {
         /* A room's StreamSet: walked by index, each stream's lines fetched one turn
-         * ahead (its send takes microseconds; the fetch is then long done). */
+         * ahead (its datagram takes a microsecond to build; the fetch is then long
+         * done), the datagrams sent in batches per socket. */
         Py_ssize_t count = PyTuple_Size(args[0]);
         PyObject *next = count > 0 ? PyTuple_GetItem(args[0], 0) : NULL;
+        Batch batch = {.fd = -1, .count = 0, .sent = 0, .size = payload.len};
         for (Py_ssize_t i = 0; i < count; i++) {
             PyObject *item = next;
             next = i + 1 < count ? PyTuple_GetItem(args[0], i + 1) : NULL;
@@ -848,11 +930,16 @@ static PyObject *fanout_send(PyObject *Py_UNUSED(module), PyObject *const *args,
             if (next != NULL)
                 prefetch_stream((const Stream *)next);
             if (!PyObject_TypeCheck(item, StreamType)) {
+                /* What is already built goes out: those streams' sequence numbers
+                 * have advanced. */
+                batch_flush(&batch);
                 PyErr_SetString(PyExc_TypeError, "send() takes an iterable of Stream");
                 goto done;
             }
-            sent += send_one((Stream *)item, payload.buf, payload.len, pts);
+            batch_add(&batch, (Stream *)item, payload.buf, pts);
         }
+        batch_flush(&batch);
+        sent = batch.sent;
         goto done;
     }
     iterator = PyObject_GetIter(args[0]);

@@ -83,9 +83,15 @@ def test_media_nodes_run_on_fargate_with_public_ips_behind_a_signaling_alb(
     assert "PUBLIC_URL" in env
     template.has_resource_properties("AWS::EC2::SecurityGroup", {
         "SecurityGroupIngress": Match.array_with([Match.object_like({
-            "IpProtocol": "udp", "FromPort": 1024, "ToPort": 65535,
+            "IpProtocol": "udp", "FromPort": 7900, "ToPort": 7900,
             "CidrIp": "0.0.0.0/0"})]),
     })
+    assert env["UDP_PORT"] == "7900"
+    # Nothing else is open to the world but the signaling ALB's side.
+    for group in template.find_resources("AWS::EC2::SecurityGroup").values():
+        for rule in group["Properties"].get("SecurityGroupIngress", []):
+            if rule.get("CidrIp") == "0.0.0.0/0" and rule["IpProtocol"] == "udp":
+                assert (rule["FromPort"], rule["ToPort"]) == (7900, 7900)
     template.has_resource_properties("AWS::ElasticLoadBalancingV2::TargetGroup", {
         "HealthCheckPath": "/health", "Port": 8700})
     template.has_resource_properties("AWS::ElasticLoadBalancingV2::ListenerRule", {
@@ -106,12 +112,15 @@ def test_a_node_runs_one_worker_per_vcpu_and_nodes_reach_each_other(
     assert (task_def["Properties"]["Cpu"], env["WORKERS"], env["CAPACITY"]) == ("1024", "1", "500")
     assert env["PRIVATE_URL"] == "ecs"
     # Forwarded signaling and relay feeds' WebSockets: the signaling port, from the
-    # nodes' own security group; the feeds' UDP is inside the WebRTC rule (0.0.0.0/0).
+    # nodes' own security group; the feeds' UDP too, from that group only.
     service = _one(template, "AWS::ECS::Service")
     (group,) = service["Properties"]["NetworkConfiguration"]["AwsvpcConfiguration"][
         "SecurityGroups"]
     template.has_resource_properties("AWS::EC2::SecurityGroupIngress", {
         "IpProtocol": "tcp", "FromPort": 8700, "ToPort": 8700,
+        "GroupId": group, "SourceSecurityGroupId": group})
+    template.has_resource_properties("AWS::EC2::SecurityGroupIngress", {
+        "IpProtocol": "udp", "FromPort": 0, "ToPort": 65535,
         "GroupId": group, "SourceSecurityGroupId": group})
     scaling = _one(template, "AWS::ApplicationAutoScaling::ScalableTarget")
     assert scaling["Properties"]["MaxCapacity"] == 4
@@ -125,6 +134,10 @@ def test_a_node_runs_one_worker_per_vcpu_and_nodes_reach_each_other(
     env = {e["Name"]: e["Value"] for e in container["Environment"]}
     assert (task_def["Properties"]["Cpu"], task_def["Properties"]["Memory"]) == ("2048", "4096")
     assert (env["WORKERS"], env["CAPACITY"]) == ("2", "1000")
+    bigger.has_resource_properties("AWS::EC2::SecurityGroup", {
+        "SecurityGroupIngress": Match.array_with([Match.object_like({
+            "IpProtocol": "udp", "FromPort": 7900, "ToPort": 7901, "CidrIp": "0.0.0.0/0"})]),
+    })
     participants = next(
         c for c in (p["Properties"]["TargetTrackingScalingPolicyConfiguration"]
                     for p in bigger.find_resources(

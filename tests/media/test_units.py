@@ -69,6 +69,17 @@ def test_config_of_workers_relays_and_the_private_url() -> None:
             Config.from_env({"JOIN_TOKEN_PUBLIC_KEY": "k", **bad})
 
 
+def test_config_of_the_workers_udp_ports() -> None:
+    assert Config.from_env({"JOIN_TOKEN_PUBLIC_KEY": "k"}).udp_port == 0
+    config = Config.from_env({"JOIN_TOKEN_PUBLIC_KEY": "k", "UDP_PORT": "7900", "WORKERS": "4"})
+    assert config.udp_port == 7900
+    # Every worker's port must be a port: 65533-65536 is not.
+    for bad in ({"UDP_PORT": "65533"}, {"UDP_PORT": "80"}, {"UDP_PORT": "-1"},
+                {"UDP_PORT": "udp"}):
+        with pytest.raises(ConfigError, match="UDP_PORT"):
+            Config.from_env({"JOIN_TOKEN_PUBLIC_KEY": "k", "WORKERS": "4", **bad})
+
+
 @pytest.mark.parametrize("node_id", ["node-3f9c1a", "AROAEXAMPLE:9f2c4e0b8d7a4c1e9b6f3a2d1c0e5f4a"])
 def test_a_session_id_says_which_node_and_worker_hold_it(node_id: str) -> None:
     session_id = new_session_id(node_id, 3)
