@@ -83,13 +83,19 @@ class MuxTransport(asyncio.DatagramTransport):
         self._port = port
         self._protocol = protocol
         self._closing = False
+        # Where this connection has sent: a peer's audio through aiortc's own sender
+        # (the stock path) comes here once per packet, so the claim is made once.
+        self._sent_to: set[Any] = set()
 
     def sendto(self, data: Any, addr: Any = None) -> None:
         if self._closing or addr is None:
             return
-        address = (addr[0], addr[1])
-        self._port.claim(address, self._protocol)
-        self._port.send(data, address)
+        if addr not in self._sent_to:
+            self._sent_to.add(addr)
+            self._port.claim((addr[0], addr[1]), self._protocol)
+        transport = self._port.transport
+        if transport is not None:
+            transport.sendto(data, addr)
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         if name == "socket":
