@@ -5,14 +5,14 @@
 The benchmark's node, room and load generator (`python -m bench.media`'s `node_run`) at
 the ratio's listener count, each path in turn for a few rounds; over each steady window
 `perf record -C <node CPU> -g` samples the node's core. From the samples of the node's
-processes: the share under `sendto` (the kernel's UDP send), and within it the share
-spent in the softirq that delivers the datagram to its receiver (`net_rx_action`). On
-loopback the kernel delivers a datagram inline, on the sender's CPU, so the listeners'
-own receive path (routing, the UDP socket's queue, waking the load generator) is
-counted as the node's CPU in every figure of `bench.media`; a node sending to a network
-interface does not pay it. The shares times the window's CPU per packet give
-microseconds per packet, and the stock-over-fast ratio is taken as judged (above the
-empty room) and with that receive half taken off both paths.
+processes: the share under `sendto` and `sendmmsg` (the kernel's UDP send), and within
+it the share spent in the softirq that delivers the datagram to its receiver
+(`net_rx_action`). On loopback the kernel delivers a datagram inline, on the sender's
+CPU, so the listeners' own receive path (routing, the UDP socket's queue, waking the
+load generator) is counted as the node's CPU in every figure of `bench.media`; a node
+sending to a network interface does not pay it. The shares times the window's CPU per
+packet give microseconds per packet, and the stock-over-fast ratio is taken as judged
+(above the empty room) and with that receive half taken off both paths.
 """
 
 from __future__ import annotations
@@ -33,14 +33,16 @@ from .__main__ import node_run, signing_keys
 from .harness import NODE_CPU, RESULTS, Aws, load_cpus, write_results
 
 PERF = shutil.which("perf")
-# `perf report --children` rows whose inclusive share is read, by symbol.
-SEND = "__sys_sendto"
+# `perf report --children` rows whose inclusive share is read, by symbol: the kernel's
+# send (one datagram per sendto, the stock path and the node's STUN; a batch per
+# sendmmsg, the fast path's room), and the loopback receive within it.
+SENDS = ("__sys_sendto", "__sys_sendmmsg")
 LOOPBACK_RECEIVE = "net_rx_action"
 
 
 def shares(data: Path) -> dict[str, float]:
     """Inclusive shares of the node's samples (its processes are the `python` ones on
-    its CPU): all of them, under sendto, and the loopback receive within those."""
+    its CPU): all of them, under the sends, and the loopback receive within those."""
 
     def report(*options: str) -> str:
         return subprocess.run(
@@ -62,13 +64,14 @@ def shares(data: Path) -> dict[str, float]:
     found: dict[str, float] = {}
     for line in report("--children", "--comm", "python", "--sort", "sym").splitlines():
         fields = line.split()
-        if len(fields) >= 4 and fields[-1] in (SEND, LOOPBACK_RECEIVE):
+        if len(fields) >= 4 and fields[-1] in (*SENDS, LOOPBACK_RECEIVE):
             found.setdefault(fields[-1], float(fields[0].rstrip("%")))
-    if not node or SEND not in found:
+    if not node or not any(send in found for send in SENDS):
         raise SystemExit(f"perf found no samples of the node in {data}")
     return {
         "node": node,
-        "send": found[SEND] / node,
+        # Neither system call runs inside the other: their shares add up.
+        "send": sum(found.get(send, 0.0) for send in SENDS) / node,
         "loopback_receive": found.get(LOOPBACK_RECEIVE, 0.0) / node,
         "softirq_thread": softirq_thread / node,
     }

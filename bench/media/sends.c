@@ -8,13 +8,13 @@
  * TICKS times, from its own CPU, in one of these ways:
  *
  *   sendto     one socket per listener, unconnected, one sendto(2) each: the fast
- *              path as it is (each listener's ICE pair has a socket of its own)
+ *              path before the ICE mux (each listener's ICE pair had a socket of its own)
  *   connected  one socket per listener, connect(2)ed to it, one send(2) each: the
  *              route is looked up once, not per datagram
  *   io_uring   one socket per listener, all of a tick's sends in one io_uring_enter(2)
  *              (registered sockets): the only batching across sockets Linux has
  *   sendmmsg   one socket for every listener, a tick in one sendmmsg(2): the batching
- *              a single shared socket (an ICE mux) would allow
+ *              a single shared socket (the node's ICE mux) allows, as the fast path does
  *
  * A child process on RECEIVER_CPU drains every receiver through epoll, as the
  * listeners' machines would. The sender's CPU time (user and system, getrusage) over

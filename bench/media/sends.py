@@ -1,17 +1,18 @@
-"""What batching the fast path's sends would save, measured: `python -m bench.media.sends`
+"""What batching the fast path's sends saves, measured: `python -m bench.media.sends`
 (results in bench/results/media-sends.json).
 
-The issue asks for sends batched where the platform allows. Each listener of the fast
-path has a socket of its own (its ICE pair's), and Linux batches datagrams only on one
-socket (sendmmsg) or, across sockets, through io_uring. `sends.c`, compiled here with
+The issue asks for sends batched where the platform allows. Linux batches datagrams
+only on one socket (sendmmsg) or, across sockets, through io_uring; this measured
+which is worth having, and the node now shares one socket among a worker's peers (an
+ICE mux, media_node/udp_mux.py) and sends with sendmmsg. `sends.c`, compiled here with
 the compiler the media node's extension already needs, sends one SRTP-sized datagram
 to each of `listeners` loopback receivers every 20 ms from the node's CPU, while a
 child process drains them on another, in four ways: sendto per listener socket (the
-fast path today), connected sockets, one io_uring submission per tick across the
-listener sockets, and one sendmmsg per tick on a single shared socket (what an ICE mux
-would allow). The figure is the sender's CPU time per datagram; the ways alternate
-within each round on this shared machine, and each is compared with sendto in its
-round, then the median of the rounds is taken.
+fast path before the mux), connected sockets, one io_uring submission per tick
+across the listener sockets, and one sendmmsg per tick on a single shared socket (what
+the node's ICE mux allows, and the fast path does). The figure is the sender's CPU
+time per datagram; the ways alternate within each round on this shared machine, and
+each is compared with sendto in its round, then the median of the rounds is taken.
 """
 
 from __future__ import annotations
