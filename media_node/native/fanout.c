@@ -49,6 +49,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -470,6 +471,9 @@ typedef struct {
      * the next stream while this one's datagram is sent; and what `upkeep` reads at
      * every tick. */
     int fd; /* our own duplicate of the ICE socket; -1 when there is no route */
+    /* Which socket `fd` is (its inode; 0 without one): streams whose duplicates are of
+     * one socket, as every peer of a worker's ICE mux is, are sent in one batch. */
+    unsigned long socket_key;
     /* ICE, once `ice()` has been called: consent is then this stream's. */
     int ice;
     int consent_revoked; /* a 403 answer (RFC 7675 5.2) */
@@ -584,6 +588,7 @@ static void close_socket(Stream *self)
     if (self->fd >= 0) {
         close(self->fd);
         self->fd = -1;
+        self->socket_key = 0;
     }
 }
 
@@ -674,8 +679,16 @@ static PyObject *Stream_route(Stream *self, PyObject *args, PyObject *kwargs)
         int own = dup(fd);
         if (own < 0)
             return PyErr_SetFromErrno(PyExc_OSError);
+        /* A socket's inode stays its own while our duplicate holds it open. */
+        struct stat status;
+        if (fstat(own, &status) < 0) {
+            PyErr_SetFromErrno(PyExc_OSError);
+            close(own);
+            return NULL;
+        }
         close_socket(self);
         self->fd = own;
+        self->socket_key = (unsigned long)status.st_ino;
         self->route_socket = fd;
     }
     self->address = address;
@@ -797,6 +810,9 @@ static int build_one(Stream *self, const uint8_t *payload, Py_ssize_t size, uint
     return length;
 }
 
+/* System calls `send` has made (sendto and sendmmsg), for tests and stats. */
+static unsigned long long send_calls;
+
 /* One packet to one stream, with its own sendto. */
 static int send_one(Stream *self, const uint8_t *payload, Py_ssize_t size, uint32_t pts)
 {
@@ -805,6 +821,7 @@ static int send_one(Stream *self, const uint8_t *payload, Py_ssize_t size, uint3
     int length = build_one(self, payload, size, pts, datagram);
     if (length == 0)
         return 0;
+    send_calls++;
     if (sendto(self->fd, datagram, length, MSG_DONTWAIT | MSG_NOSIGNAL,
                (struct sockaddr *)&self->address, self->address_size) < 0) {
         /* A full socket buffer (a stalled or slow path) or a socket already closed
@@ -820,7 +837,9 @@ static int send_one(Stream *self, const uint8_t *payload, Py_ssize_t size, uint3
 /* Streams that share a socket (the worker's ICE mux: every peer of the worker on one
  * port) are sent in batches, one sendmmsg per SEND_BATCH datagrams instead of one
  * sendto each: the kernel's entry and exit and the socket's lookup are paid once per
- * batch. The buffers are the module's: the GIL is held throughout a send. */
+ * batch. Each stream holds its own duplicate descriptor, so a batch is the streams
+ * whose duplicates are of one socket (`socket_key`), sent on the first one's. The
+ * buffers are the module's: the GIL is held throughout a send. */
 #define SEND_BATCH 64
 static uint32_t batch_words[SEND_BATCH][DATAGRAM_BUFFER / 4 + 1];
 static struct mmsghdr batch_messages[SEND_BATCH];
@@ -829,6 +848,7 @@ static Stream *batch_streams[SEND_BATCH];
 
 typedef struct {
     int fd;
+    unsigned long socket_key;
     int count;
     long sent;
     Py_ssize_t size; /* the payload's, for the streams' octet counts */
@@ -843,6 +863,7 @@ static void batch_flush(Batch *batch)
     while (start < batch->count) {
         int done = sendmmsg(batch->fd, batch_messages + start, (unsigned)(batch->count - start),
                             MSG_DONTWAIT | MSG_NOSIGNAL);
+        send_calls++;
         if (done <= 0) {
             batch_streams[start]->dropped++;
             start++;
@@ -860,14 +881,18 @@ static void batch_flush(Batch *batch)
 
 static void batch_add(Batch *batch, Stream *stream, const uint8_t *payload, uint32_t pts)
 {
-    if (batch->count > 0 && (stream->fd != batch->fd || batch->count == SEND_BATCH))
+    if (batch->count > 0 &&
+        (stream->socket_key != batch->socket_key || batch->count == SEND_BATCH))
         batch_flush(batch);
     int slot = batch->count;
     uint8_t *datagram = (uint8_t *)batch_words[slot];
     int length = build_one(stream, payload, batch->size, pts, datagram);
     if (length == 0)
         return;
-    batch->fd = stream->fd;
+    if (slot == 0) {
+        batch->fd = stream->fd;
+        batch->socket_key = stream->socket_key;
+    }
     batch_vectors[slot].iov_base = datagram;
     batch_vectors[slot].iov_len = (size_t)length;
     struct msghdr *header = &batch_messages[slot].msg_hdr;
@@ -921,7 +946,7 @@ static PyObject *fanout_send(PyObject *Py_UNUSED(module), PyObject *const *args,
          * done), the datagrams sent in batches per socket. */
         Py_ssize_t count = PyTuple_Size(args[0]);
         PyObject *next = count > 0 ? PyTuple_GetItem(args[0], 0) : NULL;
-        Batch batch = {.fd = -1, .count = 0, .sent = 0, .size = payload.len};
+        Batch batch = {.fd = -1, .socket_key = 0, .count = 0, .sent = 0, .size = payload.len};
         for (Py_ssize_t i = 0; i < count; i++) {
             PyObject *item = next;
             next = i + 1 < count ? PyTuple_GetItem(args[0], i + 1) : NULL;
@@ -1706,6 +1731,11 @@ static PyObject *fanout_use_openssl(PyObject *Py_UNUSED(module), PyObject *args)
     Py_RETURN_NONE;
 }
 
+static PyObject *fanout_send_calls(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(args))
+{
+    return PyLong_FromUnsignedLongLong(send_calls);
+}
+
 /* The AES-GCM implementation that keys streams from now on, by name; the previous one. */
 static PyObject *fanout_gcm_engine(PyObject *Py_UNUSED(module), PyObject *args)
 {
@@ -1799,6 +1829,9 @@ static PyMethodDef module_methods[] = {
      "aes_128_gcm, aes_256_gcm): the addresses of OpenSSL's EVP_CIPHER_CTX_new, "
      "EVP_CIPHER_CTX_free, EVP_EncryptInit_ex, EVP_EncryptUpdate, EVP_EncryptFinal_ex, "
      "EVP_CIPHER_CTX_ctrl, EVP_aes_128_gcm and EVP_aes_256_gcm, for Stream.use_gcm"},
+    {"send_calls", fanout_send_calls, METH_NOARGS,
+     "send_calls(): the system calls `send` has made so far (a sendto per stream, or a "
+     "sendmmsg per batch of streams on one socket)"},
     {"gcm_engine", fanout_gcm_engine, METH_VARARGS,
      "gcm_engine(name=None): which AES-GCM keys streams from now on ('aesni', the "
      "default where the CPU has it, or 'openssl'); sets it when a name is given and "

@@ -231,6 +231,36 @@ def test_a_stream_that_cannot_send_misses_only_its_own_packets(
     assert [last.receive().payload for _ in range(5)] == [b"x" * 60] * 5
 
 
+def test_streams_on_one_socket_go_out_in_one_system_call(
+    fake_peers: Callable[..., FakePeer],
+) -> None:
+    # As on a worker's ICE mux: every stream routed through one socket (each holding a
+    # duplicate of it). A room hands C a tuple, which is sent in batches per socket.
+    peers = [fake_peers(100 + i) for i in range(4)]
+    streams = [RtpStream(peer.sender, peer.parameters).native for peer in peers]
+    with (
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as shared,
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as other,
+    ):
+        shared.bind(("127.0.0.1", 0))
+        other.bind(("127.0.0.1", 0))
+        for stream, peer in zip(streams[:3], peers[:3], strict=True):
+            stream.route(*peer.remote.getsockname(), fd=shared.fileno())
+        streams[3].route(*peers[3].remote.getsockname(), fd=other.fileno())
+
+        before = _fanout.send_calls()
+        assert send_to_all(tuple(streams), b"batched", 0) == 4
+        # The three on `shared` in one sendmmsg, the one on `other` in another.
+        assert _fanout.send_calls() - before == 2
+        before = _fanout.send_calls()
+        assert send_to_all(streams, b"one by one", 960) == 4
+        assert _fanout.send_calls() - before == 4
+
+    for peer in peers:
+        assert [peer.receive().payload for _ in range(2)] == [b"batched", b"one by one"]
+    assert [s.sent for s in streams] == [2] * 4
+
+
 def record_rtp(peer: Peer) -> list[tuple[float, int, int, int]]:
     """(arrival, SSRC, sequence number, timestamp) of every RTP packet the peer's aiortc
     decrypted and parsed: a packet the node protected wrongly never gets here."""
