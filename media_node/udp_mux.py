@@ -157,10 +157,6 @@ class MuxPort(asyncio.DatagramProtocol):
     def error_received(self, exc: Exception) -> None:
         log.debug("ice mux socket error: %s", exc)
 
-    def send(self, data: bytes, address: Address) -> None:
-        if self.transport is not None:
-            self.transport.sendto(data, address)
-
     def open_protocol(self, connection: Connection) -> StunProtocol | None:
         """A protocol of `connection` on this socket, or None if its ufrag is taken."""
         ufrag = connection.local_username
