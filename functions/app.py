@@ -3,6 +3,7 @@ calls one domain function in chalicelib, and returns its result."""
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from contextvars import ContextVar
@@ -13,10 +14,12 @@ from aws_lambda_powertools.utilities.batch import (
     EventType,
     process_partial_response,
 )
-from chalice import Chalice, Response
-from chalice.app import DynamoDBEvent, Request, SQSEvent, WebsocketEvent
+from chalice import Chalice, Rate, Response
+from chalice.app import CloudWatchEvent, DynamoDBEvent, Request, SQSEvent, WebsocketEvent
 
 from chalicelib import (
+    abandoned,
+    commands,
     connections,
     delivery,
     devices,
@@ -41,6 +44,10 @@ from chalicelib.errors import ApiError, NotFound
 
 app = Chalice(app_name="parlor")
 app.log.setLevel(logging.INFO)
+# Every route takes any Content-Type, so that a request without a body is never judged
+# by one (aiohttp sends application/octet-stream on a body-less POST); `body` refuses a
+# body that is not JSON with 415 itself.
+route = functools.partial(app.route, content_types=["*/*"])
 # The bar's live updates go out over Chalice's WebSocket API.
 app.experimental_feature_flags.update(["WEBSOCKETS"])
 
@@ -86,7 +93,10 @@ def request() -> Request:
 
 def body(*fields: str) -> dict[str, Any]:
     raw = request().raw_body
-    return v.json_object(raw.encode() if isinstance(raw, str) else raw, set(fields))
+    raw = raw.encode() if isinstance(raw, str) else raw
+    if raw:
+        v.require_json_content(request().headers.get("content-type"))
+    return v.json_object(raw, set(fields))
 
 
 def query() -> dict[str, str]:
@@ -104,7 +114,7 @@ def user_id_of(value: str) -> str:
 # Profiles and the social graph
 
 
-@app.route("/me", methods=["GET"])
+@route("/me", methods=["GET"])
 def get_me() -> dict[str, Any]:
     user = social.find_user(caller())
     if user is None:
@@ -112,7 +122,7 @@ def get_me() -> dict[str, Any]:
     return social.profile_view(user)
 
 
-@app.route("/me", methods=["PUT"])
+@route("/me", methods=["PUT"])
 def put_me() -> dict[str, Any]:
     data = body("handle", "display_name")
     handle = v.required_string(data, "handle", max_len=15, pattern=social.HANDLE)
@@ -120,46 +130,46 @@ def put_me() -> dict[str, Any]:
     return social.profile_view(social.put_profile(caller(), handle, name))
 
 
-@app.route("/me/eligibility", methods=["GET"])
+@route("/me/eligibility", methods=["GET"])
 def get_eligibility() -> dict[str, Any]:
     return eligibility.evaluate(social.find_user(caller())).view()
 
 
-@app.route("/users/{user_id}", methods=["GET"])
+@route("/users/{user_id}", methods=["GET"])
 def get_user(user_id: str) -> dict[str, Any]:
     return social.profile_view(social.get_user(user_id_of(user_id)))
 
 
-@app.route("/users/by-handle/{handle}", methods=["GET"])
+@route("/users/by-handle/{handle}", methods=["GET"])
 def get_user_by_handle(handle: str) -> dict[str, Any]:
     return social.profile_view(social.user_by_handle(handle))
 
 
-@app.route("/users/{user_id}/follow", methods=["PUT"])
+@route("/users/{user_id}/follow", methods=["PUT"])
 def follow(user_id: str) -> dict[str, Any]:
     target = user_id_of(user_id)
-    social.follow(caller(), target)
+    social.follow(caller(), target, blocked=preferences.is_blocked(target, caller()))
     return {"following": True, "user": social.profile_view(social.get_user(target))}
 
 
-@app.route("/users/{user_id}/follow", methods=["DELETE"])
+@route("/users/{user_id}/follow", methods=["DELETE"])
 def unfollow(user_id: str) -> dict[str, Any]:
     target = user_id_of(user_id)
     social.unfollow(caller(), target)
     return {"following": False, "user": social.profile_view(social.get_user(target))}
 
 
-@app.route("/users/{user_id}/followers", methods=["GET"])
+@route("/users/{user_id}/followers", methods=["GET"])
 def list_followers(user_id: str) -> dict[str, Any]:
     return social.followers(user_id_of(user_id), query())
 
 
-@app.route("/users/{user_id}/following", methods=["GET"])
+@route("/users/{user_id}/following", methods=["GET"])
 def list_following(user_id: str) -> dict[str, Any]:
     return social.following(user_id_of(user_id), query())
 
 
-@app.route("/users/{user_id}/suspension", methods=["PUT"])
+@route("/users/{user_id}/suspension", methods=["PUT"])
 def suspend(user_id: str) -> dict[str, Any]:
     data = body("suspended")
     flag = v.boolean(data, "suspended")
@@ -172,17 +182,17 @@ def suspend(user_id: str) -> dict[str, Any]:
 # What the caller hears about: the bar, devices, push, blocks and mutes
 
 
-@app.route("/me/timeline/spaces", methods=["GET"])
+@route("/me/timeline/spaces", methods=["GET"])
 def get_timeline_spaces() -> dict[str, Any]:
     return timeline.bar(caller())
 
 
-@app.route("/me/devices", methods=["GET"])
+@route("/me/devices", methods=["GET"])
 def list_devices() -> dict[str, Any]:
     return devices.listed(caller())
 
 
-@app.route("/me/devices", methods=["POST"])
+@route("/me/devices", methods=["POST"])
 def register_device() -> Response:
     data = body("platform", "token")
     platform = v.required_string(data, "platform", max_len=8)
@@ -192,17 +202,17 @@ def register_device() -> Response:
     return Response(body=devices.register(caller(), platform, token), status_code=201)
 
 
-@app.route("/me/devices/{device_id}", methods=["DELETE"])
+@route("/me/devices/{device_id}", methods=["DELETE"])
 def remove_device(device_id: str) -> dict[str, Any]:
     return devices.remove(caller(), v.path_id(device_id, "device_id", v.DEVICE_ID))
 
 
-@app.route("/me/alert-settings", methods=["GET"])
+@route("/me/alert-settings", methods=["GET"])
 def get_alert_settings() -> dict[str, Any]:
     return preferences.settings_view(caller())
 
 
-@app.route("/me/alert-settings", methods=["PUT"])
+@route("/me/alert-settings", methods=["PUT"])
 def put_alert_settings() -> dict[str, Any]:
     enabled = v.boolean(body("push_enabled"), "push_enabled")
     if enabled is None:
@@ -210,37 +220,37 @@ def put_alert_settings() -> dict[str, Any]:
     return preferences.set_push(caller(), enabled)
 
 
-@app.route("/me/blocks", methods=["GET"])
+@route("/me/blocks", methods=["GET"])
 def list_blocks() -> dict[str, Any]:
     return preferences.listed(caller(), preferences.BLOCK, query())
 
 
-@app.route("/me/blocks/{user_id}", methods=["PUT"])
+@route("/me/blocks/{user_id}", methods=["PUT"])
 def block(user_id: str) -> dict[str, Any]:
     return preferences.restrict(caller(), preferences.BLOCK, user_id_of(user_id))
 
 
-@app.route("/me/blocks/{user_id}", methods=["DELETE"])
+@route("/me/blocks/{user_id}", methods=["DELETE"])
 def unblock(user_id: str) -> dict[str, Any]:
     return preferences.unrestrict(caller(), preferences.BLOCK, user_id_of(user_id))
 
 
-@app.route("/me/muted", methods=["GET"])
+@route("/me/muted", methods=["GET"])
 def list_muted() -> dict[str, Any]:
     return preferences.listed(caller(), preferences.MUTE, query())
 
 
-@app.route("/me/muted/{user_id}", methods=["PUT"])
+@route("/me/muted/{user_id}", methods=["PUT"])
 def mute_account(user_id: str) -> dict[str, Any]:
     return preferences.restrict(caller(), preferences.MUTE, user_id_of(user_id))
 
 
-@app.route("/me/muted/{user_id}", methods=["DELETE"])
+@route("/me/muted/{user_id}", methods=["DELETE"])
 def unmute_account(user_id: str) -> dict[str, Any]:
     return preferences.unrestrict(caller(), preferences.MUTE, user_id_of(user_id))
 
 
-@app.route("/users/{user_id}/spaces/scheduled", methods=["GET"])
+@route("/users/{user_id}/spaces/scheduled", methods=["GET"])
 def list_scheduled(user_id: str) -> dict[str, Any]:
     return spaces.list_scheduled(user_id_of(user_id), query())
 
@@ -248,7 +258,7 @@ def list_scheduled(user_id: str) -> dict[str, Any]:
 # Spaces
 
 
-@app.route("/spaces", methods=["POST"])
+@route("/spaces", methods=["POST"])
 def create_space() -> Response:
     data = body("title", "topics", "scheduled_start")
     title = v.required_string(data, "title", max_len=spaces.TITLE_MAX)
@@ -259,42 +269,42 @@ def create_space() -> Response:
     return Response(body=spaces.detail(space, caller()), status_code=201)
 
 
-@app.route("/spaces/live", methods=["GET"])
+@route("/spaces/live", methods=["GET"])
 def list_live() -> dict[str, Any]:
     return spaces.list_live(query())
 
 
-@app.route("/spaces/{space_id}", methods=["GET"])
+@route("/spaces/{space_id}", methods=["GET"])
 def get_space(space_id: str) -> dict[str, Any]:
     return spaces.detail(spaces.load(space_id_of(space_id)), caller())
 
 
-@app.route("/spaces/{space_id}/start", methods=["POST"])
+@route("/spaces/{space_id}/start", methods=["POST"])
 def start_space(space_id: str) -> dict[str, Any]:
     return spaces.detail(spaces.start(caller(), space_id_of(space_id)), caller())
 
 
-@app.route("/spaces/{space_id}/end", methods=["POST"])
+@route("/spaces/{space_id}/end", methods=["POST"])
 def end_space(space_id: str) -> dict[str, Any]:
     return spaces.detail(spaces.end(caller(), space_id_of(space_id)), caller())
 
 
-@app.route("/spaces/{space_id}/reminder", methods=["PUT"])
+@route("/spaces/{space_id}/reminder", methods=["PUT"])
 def set_reminder(space_id: str) -> dict[str, Any]:
     return reminders.remind(space_id_of(space_id), caller())
 
 
-@app.route("/spaces/{space_id}/reminder", methods=["DELETE"])
+@route("/spaces/{space_id}/reminder", methods=["DELETE"])
 def unset_reminder(space_id: str) -> dict[str, Any]:
     return reminders.forget(space_id_of(space_id), caller())
 
 
-@app.route("/spaces/{space_id}/join", methods=["POST"])
+@route("/spaces/{space_id}/join", methods=["POST"])
 def join_space(space_id: str) -> dict[str, Any]:
     return placement.join(space_id_of(space_id), caller())
 
 
-@app.route("/spaces/{space_id}/leave", methods=["POST"])
+@route("/spaces/{space_id}/leave", methods=["POST"])
 def leave_space(space_id: str) -> dict[str, Any]:
     return roles.leave(space_id_of(space_id), caller())
 
@@ -302,37 +312,37 @@ def leave_space(space_id: str) -> dict[str, Any]:
 # Roles: requests to speak, invitations, moderation
 
 
-@app.route("/spaces/{space_id}/requests", methods=["POST"])
+@route("/spaces/{space_id}/requests", methods=["POST"])
 def request_to_speak(space_id: str) -> dict[str, Any]:
     return roles.request_to_speak(space_id_of(space_id), caller())
 
 
-@app.route("/spaces/{space_id}/requests", methods=["DELETE"])
+@route("/spaces/{space_id}/requests", methods=["DELETE"])
 def cancel_request(space_id: str) -> dict[str, Any]:
     return roles.cancel_request(space_id_of(space_id), caller())
 
 
-@app.route("/spaces/{space_id}/requests", methods=["GET"])
+@route("/spaces/{space_id}/requests", methods=["GET"])
 def list_requests(space_id: str) -> dict[str, Any]:
     return roles.list_requests(space_id_of(space_id), caller())
 
 
-@app.route("/spaces/{space_id}/requests/{user_id}/approve", methods=["POST"])
+@route("/spaces/{space_id}/requests/{user_id}/approve", methods=["POST"])
 def approve_request(space_id: str, user_id: str) -> dict[str, Any]:
     return roles.approve(space_id_of(space_id), caller(), user_id_of(user_id))
 
 
-@app.route("/spaces/{space_id}/requests/{user_id}/deny", methods=["POST"])
+@route("/spaces/{space_id}/requests/{user_id}/deny", methods=["POST"])
 def deny_request(space_id: str, user_id: str) -> dict[str, Any]:
     return roles.deny(space_id_of(space_id), caller(), user_id_of(user_id))
 
 
-@app.route("/spaces/{space_id}/invitations/{user_id}", methods=["POST"])
+@route("/spaces/{space_id}/invitations/{user_id}", methods=["POST"])
 def invite(space_id: str, user_id: str) -> dict[str, Any]:
     return roles.invite(space_id_of(space_id), caller(), user_id_of(user_id))
 
 
-@app.route("/spaces/{space_id}/invitation", methods=["POST"])
+@route("/spaces/{space_id}/invitation", methods=["POST"])
 def answer_invitation(space_id: str) -> dict[str, Any]:
     accept = v.boolean(body("accept"), "accept")
     if accept is None:
@@ -340,28 +350,28 @@ def answer_invitation(space_id: str) -> dict[str, Any]:
     return roles.answer_invitation(space_id_of(space_id), caller(), accept)
 
 
-@app.route("/spaces/{space_id}/co-hosts", methods=["POST"])
+@route("/spaces/{space_id}/co-hosts", methods=["POST"])
 def add_co_host(space_id: str) -> dict[str, Any]:
     target = v.required_string(body("user_id"), "user_id", max_len=128, pattern=v.USER_ID)
     return roles.add_co_host(space_id_of(space_id), caller(), target)
 
 
-@app.route("/spaces/{space_id}/members/{user_id}/demote", methods=["POST"])
+@route("/spaces/{space_id}/members/{user_id}/demote", methods=["POST"])
 def demote(space_id: str, user_id: str) -> dict[str, Any]:
     return roles.demote(space_id_of(space_id), caller(), user_id_of(user_id))
 
 
-@app.route("/spaces/{space_id}/members/{user_id}/mute", methods=["POST"])
+@route("/spaces/{space_id}/members/{user_id}/mute", methods=["POST"])
 def mute(space_id: str, user_id: str) -> dict[str, Any]:
     return roles.mute(space_id_of(space_id), caller(), user_id_of(user_id))
 
 
-@app.route("/spaces/{space_id}/members/{user_id}/remove", methods=["POST"])
+@route("/spaces/{space_id}/members/{user_id}/remove", methods=["POST"])
 def remove(space_id: str, user_id: str) -> dict[str, Any]:
     return roles.remove(space_id_of(space_id), caller(), user_id_of(user_id))
 
 
-@app.route("/spaces/{space_id}/me/mute", methods=["PUT"])
+@route("/spaces/{space_id}/me/mute", methods=["PUT"])
 def set_own_mute(space_id: str) -> dict[str, Any]:
     muted = v.boolean(body("muted"), "muted")
     if muted is None:
@@ -369,7 +379,7 @@ def set_own_mute(space_id: str) -> dict[str, Any]:
     return roles.set_own_mute(space_id_of(space_id), caller(), muted)
 
 
-@app.route("/spaces/{space_id}/mute-all", methods=["POST"])
+@route("/spaces/{space_id}/mute-all", methods=["POST"])
 def mute_all(space_id: str) -> dict[str, Any]:
     return roles.mute_all(space_id_of(space_id), caller())
 
@@ -426,12 +436,45 @@ def deliver_alerts(event: SQSEvent) -> dict[str, Any]:
         processor=_delivery_pages))
 
 
+# Commands to the media nodes, derived from committed changes (chalicelib/commands.py).
+# A record whose command cannot be sent fails alone and is retried; the CDK stack points
+# both sources at the tables' streams and at an on-failure queue (cdk/commands.py).
+
+_member_changes = BatchProcessor(event_type=EventType.DynamoDBStreams,
+                                 raise_on_entire_batch_failure=False)
+_space_commands = BatchProcessor(event_type=EventType.DynamoDBStreams,
+                                 raise_on_entire_batch_failure=False)
+
+
+@app.on_dynamodb_record(stream_arn=queues.MEMBERS_STREAM_PLACEHOLDER_ARN, batch_size=100,
+                        starting_position="LATEST")
+def dispatch_member_commands(event: DynamoDBEvent) -> dict[str, Any]:
+    return dict(process_partial_response(
+        event=event.to_dict(), record_handler=commands.record_from_members_stream,
+        processor=_member_changes))
+
+
+@app.on_dynamodb_record(stream_arn=queues.SPACES_STREAM_PLACEHOLDER_ARN, batch_size=100,
+                        starting_position="LATEST")
+def dispatch_space_commands(event: DynamoDBEvent) -> dict[str, Any]:
+    return dict(process_partial_response(
+        event=event.to_dict(), record_handler=commands.record_from_spaces_stream,
+        processor=_space_commands))
+
+
+@app.schedule(Rate(1, unit=Rate.MINUTES))
+def end_abandoned_spaces(event: CloudWatchEvent) -> dict[str, Any]:
+    """Live Spaces nobody on stage is connected to any more end (chalicelib/abandoned.py)."""
+    return {"ended": abandoned.sweep()}
+
+
 @app.on_ws_connect()
 def ws_connect(event: WebsocketEvent) -> Response | None:
     """Admits a client to the bar's live updates: `?token=<bearer JWT>`."""
     try:
         connections.connect(event.connection_id,
-                            event.to_dict().get("queryStringParameters"))
+                            event.to_dict().get("queryStringParameters"),
+                            close=app.websocket_api.close)
     except ApiError as exc:
         return Response(body=exc.body(), status_code=exc.status)
     return None

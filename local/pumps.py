@@ -25,6 +25,7 @@ import hashlib
 import json
 import logging
 import threading
+import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -251,3 +252,41 @@ def queue_with_dlq(name: str, max_receives: int, visibility_timeout: int = 5) ->
     url = sqs.create_queue(QueueName=name, Attributes={
         "RedrivePolicy": redrive, "VisibilityTimeout": str(visibility_timeout)})["QueueUrl"]
     return url, dlq_url
+
+
+class Schedule:
+    """An EventBridge schedule, locally: calls the handler with a Scheduled Event every
+    `seconds` (in AWS the rule's rate may be longer; the handler does not depend on it)."""
+
+    def __init__(self, name: str, handler: Handler, seconds: float) -> None:
+        self.name = name
+        self._handler = handler
+        self._seconds = seconds
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"schedule-{name}", daemon=True)
+
+    def start(self) -> Schedule:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def fire(self) -> Any:
+        event = {
+            "version": "0", "id": uuid.uuid4().hex, "detail-type": "Scheduled Event",
+            "source": "aws.events", "account": "000000000000",
+            "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "region": "us-east-1",
+            "resources": [f"arn:aws:events:us-east-1:000000000000:rule/{self.name}"],
+            "detail": {},
+        }
+        return self._handler(event, LambdaContext(self.name, memory_size=256,
+                                                  max_runtime_ms=60_000))
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._seconds):
+            try:
+                self.fire()
+            except Exception:
+                log.exception("%s: the scheduled handler failed", self.name)

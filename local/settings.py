@@ -15,3 +15,5 @@ AWS_PORT = int(os.environ.get("PARLOR_AWS_PORT", "4566"))
 API_PORT = int(os.environ.get("PARLOR_API_PORT", "8000"))
 MEDIA_PORT = int(os.environ.get("PARLOR_MEDIA_PORT", "8700"))
 WEB_PORT = int(os.environ.get("PARLOR_WEB_PORT", "8080"))
+# How often the abandoned-Space sweep runs (an EventBridge rule, every minute, in AWS).
+SWEEP_SECONDS = float(os.environ.get("PARLOR_SWEEP_SECONDS", "5"))

@@ -24,7 +24,7 @@ import boto3
 from local import settings
 from local.issuer import LocalIssuer
 from local.keys import join_token_keys
-from local.pumps import SqsPump, StreamPump, queue_with_dlq
+from local.pumps import Schedule, SqsPump, StreamPump, queue_with_dlq
 from local.web import WebServer, application
 from local.websockets import LocalWebsockets
 
@@ -58,8 +58,8 @@ def _make_queues() -> dict[str, str]:
     urls = {spec.name: queue_with_dlq(spec.name, spec.max_receives,
                                       LOCAL_VISIBILITY_SECONDS)[0]
             for spec in queues.CONSUMED}
-    failures = queues.SPACE_CHANGES_FAILURES.name
-    urls[failures] = boto3.client("sqs").create_queue(QueueName=failures)["QueueUrl"]
+    for spec in (queues.SPACE_CHANGES_FAILURES, queues.COMMAND_FAILURES):
+        urls[spec.name] = boto3.client("sqs").create_queue(QueueName=spec.name)["QueueUrl"]
     for spec in queues.CONSUMED:
         if spec.url_variable:
             os.environ[spec.url_variable] = urls[spec.name]
@@ -78,9 +78,10 @@ def _make_push_applications() -> None:
 
 
 def _start_pumps(handlers: Any, urls: dict[str, str]) -> list[Any]:
-    """Lambda's event sources, locally: each feeds the handler the stack wires to it."""
+    """Lambda's event sources, locally: each feeds the handler the stack wires to it, and
+    the schedule calls the abandoned-Space sweep (every minute in AWS) more often."""
     from chalicelib import queues
-    from chalicelib.models import Space
+    from chalicelib.models import Member, Space
 
     consumers = {
         queues.MEDIA_EVENTS: (handlers.handle_media_events, 10),
@@ -93,10 +94,19 @@ def _start_pumps(handlers: Any, urls: dict[str, str]) -> list[Any]:
                             handlers.handle_space_changes,
                             max_retries=queues.STREAM_MAX_RETRIES,
                             on_failure_queue_url=urls[queues.SPACE_CHANGES_FAILURES.name]))
+    for name, table, handler in (
+            ("space-commands", Space.Meta.table_name, handlers.dispatch_space_commands),
+            ("member-commands", Member.Meta.table_name, handlers.dispatch_member_commands)):
+        pumps.append(StreamPump(name, table, handler, max_retries=queues.STREAM_MAX_RETRIES,
+                                on_failure_queue_url=urls[queues.COMMAND_FAILURES.name]))
+    pumps.append(Schedule("abandoned-spaces", handlers.end_abandoned_spaces,
+                          settings.SWEEP_SECONDS))
     return [pump.start() for pump in pumps]
 
 
 def _start_media_node(public_pem: str, events_url: str) -> subprocess.Popen[bytes]:
+    from chalicelib.models import Member, Space
+
     env = {
         **os.environ,
         "HOST": settings.HOST,
@@ -106,6 +116,9 @@ def _start_media_node(public_pem: str, events_url: str) -> subprocess.Popen[byte
         "PUBLIC_URL": f"http://{settings.HOST}:{settings.WEB_PORT}",
         "JOIN_TOKEN_PUBLIC_KEY": public_pem,
         "MEDIA_EVENTS_QUEUE_URL": events_url,
+        # The node reads (only) these to reconcile its rooms, as its task role may in AWS.
+        "SPACES_TABLE": Space.Meta.table_name,
+        "MEMBERS_TABLE": Member.Meta.table_name,
         "NODE_ID": "node-local",
         # Ctrl-C should not wait out a cloud-sized drain.
         "DRAIN_TIMEOUT_SECONDS": "3",
@@ -215,10 +228,15 @@ def main() -> None:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    while not stop.is_set() and node.poll() is None:
+    told = False
+    while not stop.is_set():
+        if node.poll() is not None and not told:
+            # As in AWS while ECS replaces a task: the rest goes on, and the Spaces the
+            # node held move to another node at their next join, or end abandoned.
+            print(f"The media node exited with {node.returncode}; the API and the web "
+                  "client keep running. Ctrl-C stops everything.", flush=True)
+            told = True
         stop.wait(0.5)
-    if node.poll() is not None and not stop.is_set():
-        print(f"The media node exited with {node.returncode}; stopping.", flush=True)
     print("Stopping...", flush=True)
     if node.poll() is None:
         node.send_signal(signal.SIGTERM)

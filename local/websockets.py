@@ -1,8 +1,8 @@
 """The WebSocket API on this machine, as API Gateway runs it in AWS: clients connect to
 /ws; each connect and disconnect invokes the app's WebSocket handlers with API
 Gateway's event shape; and the API Gateway Management API (`POST
-/ws-api/@connections/{id}`, 410 GoneException for a closed connection) lets the app's
-own code post to clients through boto3, unchanged."""
+/ws-api/@connections/{id}` to post, DELETE to close, 410 GoneException for a closed
+connection) lets the app's own code reach clients through boto3, unchanged."""
 
 from __future__ import annotations
 
@@ -74,6 +74,14 @@ class LocalWebsockets:
         await socket.send_str((await request.read()).decode())
         return web.Response(status=200)
 
+    async def delete_connection(self, request: web.Request) -> web.Response:
+        socket = self._open.get(request.match_info["connection_id"])
+        if socket is None or socket.closed:
+            return web.json_response({"message": "Gone"}, status=410,
+                                     headers={"x-amzn-ErrorType": "GoneException"})
+        await socket.close(code=WSCloseCode.POLICY_VIOLATION, message=b"closed by the API")
+        return web.Response(status=204)
+
     @staticmethod
     def management_endpoint(base_url: str) -> str:
         """Where the app's WebsocketAPI posts to connections (its endpoint in AWS is
@@ -91,3 +99,5 @@ class LocalWebsockets:
         app.router.add_get("/ws", self.connect)
         app.router.add_post(f"{MANAGEMENT_PATH}/{STAGE}/@connections/{{connection_id}}",
                             self.post_to_connection)
+        app.router.add_delete(f"{MANAGEMENT_PATH}/{STAGE}/@connections/{{connection_id}}",
+                              self.delete_connection)

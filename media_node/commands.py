@@ -4,6 +4,10 @@ The supervisor long-polls the queue from a daemon thread (a 20 s receive must no
 up the event loop, nor the process's exit); each batch is applied on the event loop,
 in order, by forwarding each command to the node's workers (supervisor.py), and is
 deleted from the queue once applied. A worker applies a command with `apply`.
+
+Commands are statements of committed state (docs/media-contract.md, section 4): a
+member's whole authority at a version, a Space's end, a Space's move away. Applying one
+twice, or after a later one, changes nothing.
 """
 
 from __future__ import annotations
@@ -16,11 +20,9 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from .authority import Authority, AuthorityBook
 from .identity import NODE_TAG
 from .node import Node
-from .relay import RelayRoom
-from .room import Room
-from .tokens import ROLES
 
 log = logging.getLogger("media_node.commands")
 
@@ -34,6 +36,10 @@ class CommandError(ValueError):
     """A message that is not a command this node understands."""
 
 
+VERSION = 2
+KINDS = ("member", "end", "close")
+
+
 def parse(body: str) -> dict[str, Any]:
     try:
         command = json.loads(body)
@@ -41,64 +47,51 @@ def parse(body: str) -> dict[str, Any]:
         raise CommandError("not JSON") from None
     if not isinstance(command, dict):
         raise CommandError("not a JSON object")
-    if command.get("v") != 1:
+    if command.get("v") != VERSION:
         raise CommandError(f"unknown version {command.get('v')!r}")
     kind = command.get("type")
-    if kind not in ("role", "mute", "unmute", "remove", "end"):
+    if kind not in KINDS:
         raise CommandError(f"unknown type {kind!r}")
     if not isinstance(command.get("space_id"), str):
         raise CommandError("space_id is missing")
-    if kind != "end" and not isinstance(command.get("user_id"), str):
-        raise CommandError("user_id is missing")
-    if kind == "role" and command.get("role") not in ROLES:
-        raise CommandError(f"unknown role {command.get('role')!r}")
+    if kind == "member":
+        if not isinstance(command.get("user_id"), str):
+            raise CommandError("user_id is missing")
+        if authority_of(command) is None:
+            raise CommandError("a member command needs version, role and muted")
     return command
 
 
+def authority_of(command: dict[str, Any]) -> Authority | None:
+    return Authority.parse([command.get("version"), command.get("role"), command.get("muted")])
+
+
+def remember(book: AuthorityBook, command: dict[str, Any]) -> None:
+    """What the front keeps of a command (authority.py), before the workers apply it."""
+    if command["type"] == "end":
+        book.end(command["space_id"])
+    elif command["type"] == "member":
+        authority = authority_of(command)
+        assert authority is not None
+        book.learn(command["space_id"], command["user_id"], authority)
+
+
 async def apply(node: Node, command: dict[str, Any]) -> None:
+    """A worker acts on a command: a duplicate, or one older than what the worker
+    knows, changes nothing."""
     kind, space_id = command["type"], command["space_id"]
     fields = {"command": command}
-    if kind in ("end", "remove"):
-        node.refuse_earlier_tokens(space_id, command.get("user_id") if kind == "remove" else None)
-    room = node.rooms.get(space_id)
-    if room is None:
-        log.info("command for a Space not open here", extra=fields)
-        return
-    if isinstance(room, RelayRoom):
-        # The owner applies it and its events reach this relay through the feed, in the
-        # owner's order; applying it here too would tell the listeners twice.
-        return
     if kind == "end":
-        log.info("ending the Space", extra=fields)
-        await room.end({"type": "space_ended"}, reason="ended")
-        return
-    user_id = command["user_id"]
-    if kind == "remove":
-        found = await room.remove_user(user_id, reason="removed")
-    elif _superseded(room, kind, user_id, command.get("issued_at")):
-        log.info("command superseded by a later one", extra=fields)
-        return
-    elif kind == "role":
-        found = room.set_role(user_id, command["role"])
+        await node.end_space(space_id)
+        log.info("space ended", extra=fields)
+    elif kind == "close":
+        await node.close_moved(space_id)
     else:
-        found = room.set_muted(user_id, muted=kind == "mute")
-    log.info("command applied" if found else "command for a user not connected", extra=fields)
-
-
-def _superseded(room: Room, kind: str, user_id: str, issued_at: Any) -> bool:
-    """Whether a later command of the same kind was already applied.
-
-    A standard SQS queue may deliver "mute" after the "unmute" that followed it; the
-    control plane's `issued_at` restores the order it meant.
-    """
-    if not isinstance(issued_at, int | float):
-        return False
-    key = ("role" if kind == "role" else "mute", user_id)
-    latest = room.command_times.get(key)
-    if latest is not None and issued_at < latest:
-        return True
-    room.command_times[key] = float(issued_at)
-    return False
+        authority = authority_of(command)
+        assert authority is not None
+        applied = await node.learn(space_id, command["user_id"], authority)
+        log.info("command applied" if applied else "command older than what is known",
+                 extra=fields)
 
 
 Applier = Callable[[dict[str, Any]], Awaitable[None]]

@@ -18,6 +18,7 @@ SQS_NAME_MAX = 80
 # the fast path's measured 1,240 listeners per core (docs/performance.md), leaving the
 # rest of the core for the mix, the speakers' decoding and the DTLS handshakes of joins.
 DEFAULT_WORKER_LISTENERS = 800
+MAX_RECONCILE_SECONDS = 10.0
 
 
 class ConfigError(ValueError):
@@ -46,6 +47,11 @@ class Config:
     worker_listeners: int = DEFAULT_WORKER_LISTENERS
     # Worker i's peers all use UDP port udp_port + i (0: a free port per worker).
     udp_port: int = 0
+    # The control plane's tables, read to reconcile the node's rooms (reconcile.py);
+    # without them a node goes by commands and join tokens alone.
+    spaces_table: str | None = None
+    members_table: str | None = None
+    reconcile_seconds: float = 5.0
 
     @property
     def command_queue_name(self) -> str:
@@ -120,7 +126,19 @@ class Config:
             workers=workers,
             worker_listeners=_int(env, "WORKER_LISTENERS", DEFAULT_WORKER_LISTENERS, minimum=1),
             udp_port=udp_port,
+            spaces_table=env.get("SPACES_TABLE") or None,
+            members_table=env.get("MEMBERS_TABLE") or None,
+            reconcile_seconds=_reconcile_seconds(env),
         )
+
+
+def _reconcile_seconds(env: Mapping[str, str]) -> float:
+    seconds = _float(env, "RECONCILE_SECONDS", 5.0)
+    # A Space whose every command was lost must converge within 15 s.
+    if seconds > MAX_RECONCILE_SECONDS:
+        raise ConfigError(f"RECONCILE_SECONDS must be at most {MAX_RECONCILE_SECONDS:g}, "
+                          f"got {seconds:g}")
+    return seconds
 
 
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int) -> int:

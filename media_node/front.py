@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -31,9 +32,12 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from .authority import AuthorityBook
 from .config import Config
+from .errors import SignalingError
 from .internal import (
     ADMISSION_HEADER,
+    AUTHORITY_HEADER,
     FEED_HEADER,
     FEED_PATH,
     FORWARDED_HEADER,
@@ -41,10 +45,9 @@ from .internal import (
     SESSION_PATH,
     SESSIONS_PATH,
 )
-from .refusals import Refusals
 from .relay import WS_HEARTBEAT_SECONDS, FeedSource
 from .sessions import address_of
-from .signaling import MAX_SDP_BYTES, SignalingError, json_errors
+from .signaling import MAX_SDP_BYTES, json_errors
 from .tokens import JoinClaims, TokenVerifier
 from .workers import WorkerProcess
 
@@ -122,8 +125,9 @@ class Front:
         self._health = health
         self._placed = placed
         self.verifier = TokenVerifier(config.join_token_public_key, config.node_id)
-        # Tokens made worthless by the commands the supervisor hands on (refusals.py).
-        self.refusals = Refusals()
+        # What the commands the supervisor hands on said (authority.py): a worker
+        # restarted since then learns it with its next join.
+        self.book = AuthorityBook()
         self.draining = False
         self._http: aiohttp.ClientSession | None = None
         self._ws_http: aiohttp.ClientSession | None = None
@@ -169,7 +173,7 @@ class Front:
         if claims.node_id != self._config.node_id:
             return await self._to_node(request, claims.node_id, refusal=SignalingError(
                 403, "wrong_node", "the join token is for another media node"))
-        self.refusals.check(claims)
+        claims = self.book.effective(claims)
         # Spent before the worker sees it (one use per node, whichever worker), and
         # given back if the session does not open, so that a refused request can retry.
         self.verifier.consume(claims)
@@ -186,6 +190,9 @@ class Front:
             self._admissions += 1
             admission = self._admissions
             headers = {"Authorization": authorization or "", ADMISSION_HEADER: str(admission)}
+            known = self.book.known(space_id, claims.user_id)
+            if known is not None:
+                headers[AUTHORITY_HEADER] = json.dumps(known.as_list())
             if feed is not None:
                 headers[FEED_HEADER] = feed.header()
             try:

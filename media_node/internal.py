@@ -14,6 +14,9 @@ FORWARDED_HEADER = "X-Parlor-Forwarded-By"
 # front took the node's joins (a counter of the front's). A session admitted later
 # replaces a user's earlier ones, on whichever worker they are.
 ADMISSION_HEADER = "X-Parlor-Admission"
+# On a POST the front forwards to a worker: the latest authority the front has been told
+# of the joining user (authority.Authority.as_list, JSON), for a worker restarted since.
+AUTHORITY_HEADER = "X-Parlor-Authority"
 
 STATUS_PATH = "/internal/status"
 INBOUND_PATH = "/internal/inbound"

@@ -10,8 +10,8 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import astuple, dataclass, fields
+from typing import Any, Protocol
 
 from .logs import emit_line
 
@@ -28,6 +28,22 @@ class Counters:
     packets_in: int = 0
     packets_out: int = 0
     late_ticks: int = 0
+    # Reactions a room did not pass on (over its cap); media events sent again after a
+    # failed send, and given up after every retry failed (events.py).
+    reactions_dropped: int = 0
+    events_retried: int = 0
+    events_dropped: int = 0
+
+    def __add__(self, other: Counters) -> Counters:
+        return Counters(*(a + b for a, b in zip(astuple(self), astuple(other), strict=True)))
+
+    def __sub__(self, other: Counters) -> Counters:
+        return Counters(*(a - b for a, b in zip(astuple(self), astuple(other), strict=True)))
+
+    @classmethod
+    def parse(cls, raw: dict[str, Any]) -> Counters:
+        """From `asdict`'s shape (a worker's status); absent fields count 0."""
+        return cls(**{f.name: int(raw.get(f.name, 0)) for f in fields(cls)})
 
 
 class CpuMeter:
@@ -105,20 +121,25 @@ class MetricsReporter:
         # As above: streams that ended take their reports with them.
         new_reports = max(0, reports - self._last_reports)
         self._last_reports = reports
+        interval = counters - self._last
         values = {
             "Rooms": (node.room_count(), "Count"),
             "Participants": (node.participant_count(), "Count"),
-            "PacketsIn": (counters.packets_in - self._last.packets_in, "Count"),
-            "PacketsOut": (counters.packets_out - self._last.packets_out, "Count"),
+            "PacketsIn": (interval.packets_in, "Count"),
+            "PacketsOut": (interval.packets_out, "Count"),
             "InboundLossPercent": (round(loss, 2), "Percent"),
             # What listeners say they lost of what the node sent them (RTCP receiver
             # reports of the fast path's streams).
             "OutboundLossPercent": (round(100.0 * outbound_loss, 2), "Percent"),
             "ReceiverReports": (new_reports, "Count"),
-            "LateMixTicks": (counters.late_ticks - self._last.late_ticks, "Count"),
+            "LateMixTicks": (interval.late_ticks, "Count"),
+            "ReactionsDropped": (interval.reactions_dropped, "Count"),
+            # Media events sent again after SQS refused them, and given up on.
+            "EventsRetried": (interval.events_retried, "Count"),
+            "EventsDropped": (interval.events_dropped, "Count"),
             "CpuPercent": (self._cpu.read(), "Percent"),
         }
-        self._last = Counters(counters.packets_in, counters.packets_out, counters.late_ticks)
+        self._last = counters
         emit_line(
             {
                 "_aws": {

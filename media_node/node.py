@@ -7,18 +7,19 @@ worker (capacity, one use of a join token, placement), is the front's (front.py)
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from typing import Any
 
+from .authority import LISTENER, Authority, AuthorityBook
 from .config import Config
+from .errors import SignalingError
 from .events import MediaEvents
-from .metrics import Counters
-from .refusals import Refusals
+from .reconcile import Reconciler, Truth
 from .relay import FeedSource, FeedUnavailable, RelayRoom
 from .room import Participant, Room
 from .sessions import new_session_id
-from .signaling import SignalingError
 from .tokens import JoinClaims, TokenVerifier
 from .udp_mux import UdpMux
 
@@ -31,13 +32,17 @@ class Node:
         self.worker = worker
         self.verifier = TokenVerifier(config.join_token_public_key, config.node_id)
         self.events = events
-        self.counters = Counters()
+        # One set of totals for the worker, its events' included.
+        self.counters = events.counters
         # The worker's ICE sockets, once it has bound them; None gives each peer
         # aioice's own.
         self.udp_mux: UdpMux | None = None
         self.rooms: dict[str, Room] = {}
         self.draining = False
-        self._refusals = Refusals()
+        # What this worker has been told of its participants' authority (authority.py).
+        self.book = AuthorityBook()
+        # The control plane's view, when the node may read its tables (reconcile.py).
+        self.reconciler: Reconciler | None = None
 
     def room_count(self) -> int:
         return len(self.rooms)
@@ -73,11 +78,33 @@ class Node:
     def new_session_id(self) -> str:
         return new_session_id(self.node_id, self.worker)
 
-    async def open_room(self, claims: JoinClaims, feed: FeedSource | None = None) -> Room:
+    async def admit(self, claims: JoinClaims) -> JoinClaims:
+        """The claims to admit a join with, by the latest authority the worker knows.
+        Before a join that may publish (a voice in the mix) or opens a room, the worker
+        reads the control plane's view of that member and Space (so a restarted worker,
+        which was told nothing, starts from the truth); without it, it goes by what it
+        has been told."""
+        if self.reconciler is not None and (
+            claims.may_publish or claims.space_id not in self.rooms
+        ):
+            truth = await self.reconciler.read({claims.space_id: {claims.user_id}})
+            if truth is not None:
+                await self.converge(truth)
+                state = truth.spaces.get(claims.space_id)
+                owner = claims.origin or self.node_id
+                if state is not None and state.node_id and state.node_id != owner:
+                    raise SignalingError(409, "space_moved", "this Space is on another node "
+                                         "now: join it again through the API")
+        return self.book.effective(claims)
+
+    async def open_room(
+        self, claims: JoinClaims, feed: FeedSource | None = None
+    ) -> tuple[Room, JoinClaims]:
         """The Space's room in this worker, opened if need be and if the worker may:
-        a room it mixes, or with `feed` (the front says where from) a room it relays."""
+        a room it mixes, or with `feed` (the front says where from) a room it relays;
+        and the claims to admit the join with (a relay learns its owner's book)."""
         space_id = claims.space_id
-        self._refusals.check(claims)
+        claims = self.book.effective(claims)
         room = self.rooms.get(space_id)
         if room is None and self.draining:
             raise SignalingError(503, "draining", "this node is draining and opens no new rooms")
@@ -105,25 +132,88 @@ class Node:
                 # Another join, refused, closed the room while this one waited for it.
                 raise SignalingError(503, "relay_unavailable", "the relay closed; try again")
             try:
-                # The owner's refusals arrived with its feed.
-                self._refusals.check(claims)
+                # The owner's book arrived with its feed.
+                claims = self.book.effective(claims)
+                if claims.may_publish:
+                    raise SignalingError(
+                        403, "wrong_node", "speakers join the Space where it is mixed")
             except SignalingError:
                 if not room.participants:
                     await room.close()
                 raise
-        return room
+        return room, claims
 
-    def refuse_earlier_tokens(self, space_id: str, user_id: str | None = None) -> None:
-        """After "end" (or "remove"), tokens minted before it no longer admit anyone
-        (refusals.py)."""
-        self._refusals.refuse_earlier_tokens(space_id, user_id)
+    def admitted(self, claims: JoinClaims) -> None:
+        """The session was admitted with `claims`: the book holds at least that."""
+        self.book.learn(claims.space_id, claims.user_id,
+                        Authority(claims.version, claims.role, claims.muted))
 
-    def refusals(self, space_id: str) -> dict[str, Any]:
-        """What a relay of the Space must refuse too (sent with the feed)."""
-        return self._refusals.of_space(space_id)
+    # -- what the control plane says -----------------------------------------------
 
-    def adopt_refusals(self, space_id: str, refusals: dict[str, Any]) -> None:
-        self._refusals.adopt(space_id, refusals)
+    async def end_space(self, space_id: str) -> None:
+        self.book.end(space_id)
+        room = self.rooms.get(space_id)
+        if room is not None and not isinstance(room, RelayRoom):
+            # A relay hears of the end from its owner's feed, in the owner's order.
+            await room.end({"type": "space_ended"}, reason="ended")
+
+    async def close_moved(self, space_id: str) -> None:
+        """The Space now lives on another node: its clients join it there."""
+        room = self.rooms.get(space_id)
+        if room is not None and not isinstance(room, RelayRoom):
+            log.info("the Space moved to another node: closing it here",
+                     extra={"space_id": space_id})
+            await room.end({"type": "rejoin", "reason": "moved"}, reason="moved")
+
+    async def learn(self, space_id: str, user_id: str, authority: Authority) -> bool:
+        """Act on a member's authority if it is newer than what the worker knows."""
+        if not self.book.learn(space_id, user_id, authority):
+            return False
+        room = self.rooms.get(space_id)
+        if room is not None:
+            await room.apply_authority(user_id, authority)
+        return True
+
+    def held(self) -> dict[str, set[str]]:
+        """The Spaces open here and the users connected in each."""
+        return {space_id: {p.user_id for p in room.participants.values()}
+                for space_id, room in self.rooms.items()}
+
+    async def converge(self, truth: Truth) -> None:
+        """Repair whatever differs from the control plane's view (reconcile.py)."""
+        for space_id, state in truth.spaces.items():
+            room = self.rooms.get(space_id)
+            if state.state != "live":
+                self.book.end(space_id)
+                if room is not None:
+                    notice = {"type": "space_ended"}
+                    await room.end(notice, reason="ended")
+                continue
+            if room is None or state.node_id is None:
+                continue
+            if isinstance(room, RelayRoom):
+                # A room relayed for another worker of this node has no origin of its own.
+                if state.node_id != (room.origin or self.node_id):
+                    await room.lose_feed()
+            elif state.node_id != self.node_id:
+                await self.close_moved(space_id)
+        for (space_id, user_id), authority in truth.members.items():
+            if authority is not None:
+                await self.learn(space_id, user_id, authority)
+                continue
+            room = self.rooms.get(space_id)
+            if room is None:
+                continue
+            # Not a member (any more): they left through the API after joining here,
+            # which takes them off the stage.
+            for participant in room.of_user(user_id):
+                if participant.may_publish and participant.admitted_at < truth.read_at:
+                    room.set_role(user_id, LISTENER)
+                    break
+
+    def adopt_book(self, space_id: str, book: dict[str, Any]) -> None:
+        """A relay learns what its owner knows of the Space (with the feed)."""
+        self.book.adopt(space_id, book)
 
     def _room_closed(self, room: Room) -> None:
         if self.rooms.get(room.space_id) is room:
@@ -152,14 +242,9 @@ class Node:
                 "relay": isinstance(room, RelayRoom),
                 "origin": room.origin if isinstance(room, RelayRoom) else None,
             }
-        counters = self.counters
         return {
             "rooms": rooms,
-            "counters": {
-                "packets_in": counters.packets_in,
-                "packets_out": counters.packets_out,
-                "late_ticks": counters.late_ticks,
-            },
+            "counters": dataclasses.asdict(self.counters),
             "cpu_seconds": time.process_time(),
             "draining": self.draining,
         }

@@ -44,6 +44,7 @@ import aiohttp
 import av
 from aiohttp import web
 
+from .authority import REMOVED, Authority, AuthorityBook
 from .events import MediaEvents
 from .metrics import Counters
 from .mixer import TIME_BASE
@@ -271,13 +272,14 @@ class _FeedReceiver(asyncio.DatagramProtocol):
             self._room.deliver(data[MEDIA.size :], pts)
 
 
-class Refusals(Protocol):
-    """The node's memory of `end` and `remove` (node.py), which relays learn from the
-    owner since the control plane's commands reach only the owner's node."""
+class Book(Protocol):
+    """What the worker knows of its participants' authority (node.py, authority.py),
+    which a relay learns from the owner: the control plane's commands reach only the
+    owner's node."""
 
-    def refuse_earlier_tokens(self, space_id: str, user_id: str | None = None) -> None: ...
+    book: AuthorityBook
 
-    def adopt_refusals(self, space_id: str, refusals: dict[str, Any]) -> None: ...
+    def adopt_book(self, space_id: str, book: dict[str, Any]) -> None: ...
 
 
 class RelayRoom(Room):
@@ -291,12 +293,12 @@ class RelayRoom(Room):
         on_closed: Callable[[Room], None],
         fanout: Fanout,
         source: FeedSource,
-        refusals: Refusals,
+        node: Book,
         bind_host: str,
     ) -> None:
         super().__init__(space_id, events, counters, on_closed, fanout)
         self.source = source
-        self._refusals = refusals
+        self._node = node
         self._bind_host = bind_host
         self._speaking: set[str] = set()
         self._feed_pts = 0
@@ -347,7 +349,8 @@ class RelayRoom(Room):
         self._udp = udp
         self._up = _TextPump(ws, f"up-{self.space_id}")
         self._speaking = set(hello.get("speaking", []))
-        self._refusals.adopt_refusals(self.space_id, hello.get("refusals", {}))
+        book = hello.get("authority")
+        self._node.adopt_book(self.space_id, book if isinstance(book, dict) else {})
         hello_datagram = HELLO.pack(HELLO_TAG, secret)
         self._tasks = [
             asyncio.create_task(self._hello(udp, hello_datagram, owner), name="feed-hello"),
@@ -407,17 +410,44 @@ class RelayRoom(Room):
         elif kind == "speaking_stopped" and isinstance(user_id, str):
             self._speaking.discard(user_id)
         elif kind == "removed" and isinstance(user_id, str):
-            self._refusals.refuse_earlier_tokens(self.space_id, user_id)
-            found = self.of_user(user_id)
-            if found:
-                await asyncio.sleep(FAREWELL_SECONDS)
-                for participant in found:
-                    await self.remove(participant, reason="removed")
+            known = self._node.book.known(self.space_id, user_id)
+            self._node.book.learn(self.space_id, user_id, Authority(
+                known.version + 1 if known else 0, REMOVED, False))
+            await self._remove_sessions(user_id)
         elif kind == "space_ended":
-            self._refusals.refuse_earlier_tokens(self.space_id)
+            self._node.book.end(self.space_id)
             await self._finish("ended")
         elif kind == "node_closing":
             await self._finish("node_closing")
+
+    async def _remove_sessions(self, user_id: str) -> None:
+        found = self.of_user(user_id)
+        if found:
+            await asyncio.sleep(FAREWELL_SECONDS)
+            for participant in found:
+                await self.remove(participant, reason="removed")
+
+    async def apply_authority(self, user_id: str, authority: Authority) -> None:
+        """A relay holds listeners only: a removed user goes, and one who may now
+        publish is told to join where the Space is mixed."""
+        if authority.removed:
+            for participant in self.of_user(user_id):
+                participant.send({"type": "removed", "user_id": user_id})
+            await self._remove_sessions(user_id)
+        elif authority.role in PUBLISHING_ROLES:
+            for participant in self.of_user(user_id):
+                participant.send(
+                    {"type": "rejoin", "reason": REJOIN_PROMOTED, "role": authority.role})
+
+    async def lose_feed(self) -> None:
+        """The Space's owner is not its origin any more (it moved): as for a lost feed,
+        the listeners rejoin through the API."""
+        if self._finished or self.closed:
+            return
+        log.warning("the Space moved from its origin", extra={
+            "space_id": self.space_id, "origin": self.origin})
+        self._notify({"type": "rejoin", "reason": REJOIN_RELAY_LOST})
+        await self._finish(REJOIN_RELAY_LOST)
 
     def _notify(self, message: dict[str, Any]) -> None:
         for participant in self.participants.values():

@@ -19,6 +19,7 @@ from aiortc.rtcrtpparameters import RTCRtpSendParameters
 from aiortc.rtp import RtpPacket
 from av import AudioFrame, Packet
 
+from .authority import Authority
 from .events import MediaEvents
 from .jitter import JitterBuffer
 from .metrics import Counters
@@ -50,6 +51,9 @@ log = logging.getLogger("media_node.room")
 
 REACTIONS_PER_WINDOW = 5
 REACTION_WINDOW_SECONDS = 10.0
+# A room passes on at most this many reactions a second, whatever its number of
+# participants: each is a message to every one of them (and to every relay).
+ROOM_REACTIONS_PER_SECOND = 20
 MAX_EMOJI_LENGTH = 16
 MAX_CHANNEL_MESSAGE = 1024
 # Time for a last data-channel notice ("removed", "space_ended") to leave before the
@@ -97,6 +101,7 @@ class Participant:
         self.closed = False
         # Where the front's order of joins put this one (internal.ADMISSION_HEADER).
         self.admission = 0
+        self.admitted_at = time.monotonic()
         self._reactions: deque[float] = deque()
 
     @property
@@ -276,6 +281,8 @@ class Room:
         # the C pass over `_listening`.
         self._publishers: dict[str, Participant] = {}
         self._upkeep_due: list[Participant] = []
+        # When the room's latest reactions were passed on (for its cap, a sliding second).
+        self._passed_reactions: deque[float] = deque()
 
     def add(self, participant: Participant) -> None:
         self.participants[participant.session_id] = participant
@@ -305,6 +312,14 @@ class Room:
             relay.send_text(text)
 
     def react(self, user_id: str, emoji: str) -> None:
+        now = time.monotonic()
+        passed = self._passed_reactions
+        while passed and now - passed[0] >= 1.0:
+            passed.popleft()
+        if len(passed) >= ROOM_REACTIONS_PER_SECOND:
+            self.counters.reactions_dropped += 1
+            return
+        passed.append(now)
         self.broadcast({"type": "reaction", "user_id": user_id, "emoji": emoji})
 
     # -- the mixer -------------------------------------------------------------------
@@ -518,6 +533,14 @@ class Room:
         stopped = participant.vad.reset()
         if stopped is not None:
             self._speech_changed(participant, stopped)
+
+    async def apply_authority(self, user_id: str, authority: Authority) -> None:
+        """A newer statement of the user's authority (authority.py): act on all of it."""
+        if authority.removed:
+            await self.remove_user(user_id, reason="removed")
+            return
+        self.set_role(user_id, authority.role)
+        self.set_muted(user_id, authority.muted)
 
     async def remove_user(self, user_id: str, reason: str) -> bool:
         found = self.of_user(user_id)

@@ -11,9 +11,10 @@ minted while a session lasts as long as the Space.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from aiortc import (
@@ -26,8 +27,16 @@ from aiortc import sdp as aiortc_sdp
 from aiortc.exceptions import InvalidAccessError, InvalidStateError, OperationError
 from aiortc.mediastreams import MediaStreamTrack
 
+from .authority import Authority
+from .errors import SignalingError
 from .ice import announce_address
-from .internal import ADMISSION_HEADER, FEED_HEADER, SESSION_PATH, SESSIONS_PATH
+from .internal import (
+    ADMISSION_HEADER,
+    AUTHORITY_HEADER,
+    FEED_HEADER,
+    SESSION_PATH,
+    SESSIONS_PATH,
+)
 from .relay import FeedSource
 from .room import Participant, Room
 from .rtp_fanout import Fanout
@@ -43,14 +52,6 @@ MAX_SDP_BYTES = 64 * 1024
 # A peer that has not completed ICE and DTLS by then is not coming.
 CONNECT_TIMEOUT_SECONDS = 20.0
 NEGOTIATION_ERRORS = (ValueError, OperationError, InvalidAccessError, InvalidStateError)
-
-
-class SignalingError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
 
 
 def error_response(status: int, code: str, message: str) -> web.Response:
@@ -115,6 +116,16 @@ def _admission(request: web.Request) -> int:
         ) from None
 
 
+def _json_header(request: web.Request, name: str) -> Any:
+    raw = request.headers.get(name)
+    if raw is None:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return None
+
+
 def _content_type_must_be_sdp(request: web.Request) -> None:
     if request.content_type != SDP_CONTENT_TYPE:
         raise SignalingError(
@@ -140,10 +151,16 @@ class Signaling:
         claims = self._node.verifier.verify(request.headers.get("Authorization"), space_id)
         _content_type_must_be_sdp(request)
         offer = check_offer(await request.read())
+        told = Authority.parse(_json_header(request, AUTHORITY_HEADER))
+        if told is not None:
+            self._node.book.learn(space_id, claims.user_id, told)
+        claims = await self._node.admit(claims)
         feed = request.headers.get(FEED_HEADER)
-        room = await self._node.open_room(claims, FeedSource.parse(feed) if feed else None)
+        room, claims = await self._node.open_room(
+            claims, FeedSource.parse(feed) if feed else None)
 
         participant = new_participant(room, self._node.new_session_id(), claims)
+        self._node.admitted(claims)
         participant.admission = _admission(request)
         room.add(participant)
         try:

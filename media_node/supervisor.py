@@ -26,9 +26,10 @@ import aiohttp
 import boto3
 from aiohttp import web
 
+from . import commands
 from .commands import CommandQueue
 from .config import Config
-from .events import MediaEvents
+from .events import SQS_CLIENT_CONFIG, MediaEvents
 from .front import Front, Peers, listener_target
 from .internal import COMMANDS_PATH, INBOUND_PATH
 from .metrics import Counters, MetricsReporter
@@ -80,12 +81,8 @@ class Supervisor:
 
     @property
     def counters(self) -> Counters:
-        totals = [w.totals() for w in self.workers]
-        return Counters(
-            sum(t.packets_in for t in totals),
-            sum(t.packets_out for t in totals),
-            sum(t.late_ticks for t in totals),
-        )
+        # The supervisor's own events (node_draining, worker_lost) count too.
+        return sum((w.totals() for w in self.workers), self.events.counters)
 
     async def _rtcp(self) -> list[dict[str, float]]:
         async def one(worker: WorkerProcess) -> dict[str, float] | None:
@@ -124,6 +121,7 @@ class Supervisor:
         return {
             "status": "draining" if self.draining else "ok",
             "node_id": self.node_id,
+            "pid": os.getpid(),
             "rooms": self.room_count(),
             "participants": self.participant_count(),
             "capacity": self.config.capacity,
@@ -202,13 +200,9 @@ class Supervisor:
 
     async def apply(self, command: dict[str, Any]) -> None:
         """A command from the queue, to every worker; raises if one did not take it, so
-        the queue delivers it again (applying a command twice changes nothing)."""
-        if command["type"] in ("end", "remove"):
-            # The front refuses earlier tokens too: a worker restarted after this
-            # command would not know of it.
-            self.front.refusals.refuse_earlier_tokens(
-                command["space_id"], command.get("user_id") if command["type"] == "remove" else None
-            )
+        the queue delivers it again (applying a command twice changes nothing). The
+        front remembers it too: a worker restarted after it would know nothing of it."""
+        commands.remember(self.front.book, command)
 
         async def one(worker: WorkerProcess) -> None:
             async with self.http.post(
@@ -257,9 +251,10 @@ async def serve(config: Config) -> None:
     loop = asyncio.get_running_loop()
     sqs = boto3.client("sqs")
     table = boto3.resource("dynamodb").Table(config.nodes_table)
-    events = MediaEvents(sqs, config.media_events_queue_url, config.node_id)
-    commands = CommandQueue(sqs, config.command_queue_name, config.node_id)
-    await asyncio.to_thread(commands.create)
+    events = MediaEvents(boto3.client("sqs", config=SQS_CLIENT_CONFIG),
+                         config.media_events_queue_url, config.node_id)
+    queue = CommandQueue(sqs, config.command_queue_name, config.node_id)
+    await asyncio.to_thread(queue.create)
     events.start()
 
     supervisor = Supervisor(config, table, events)
@@ -283,7 +278,7 @@ async def serve(config: Config) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)
 
-    registry = Registry(table, supervisor, commands.url)
+    registry = Registry(table, supervisor, queue.url)
     supervisor.on_full_change = registry.wake.set
     reporter = MetricsReporter(supervisor, config.metrics_seconds)
     background = [
@@ -291,7 +286,7 @@ async def serve(config: Config) -> None:
         asyncio.create_task(reporter.run(), name="metrics"),
         asyncio.create_task(supervisor.poll(), name="status"),
     ]
-    commands.start(supervisor.apply, loop)
+    queue.start(supervisor.apply, loop)
     log.info(
         "media node serving",
         extra={
@@ -316,12 +311,12 @@ async def serve(config: Config) -> None:
     # The counts of the last, partial interval are worth as much as the others.
     with contextlib.suppress(Exception):
         await reporter.report()
-    commands.stop()
+    queue.stop()
     await runner.cleanup()
     await supervisor.close()
     try:
         await registry.remove()
-        await asyncio.to_thread(commands.delete)
+        await asyncio.to_thread(queue.delete)
     except Exception:
         log.exception("could not remove the registry entry or the command queue")
     await events.close()

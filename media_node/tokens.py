@@ -39,6 +39,8 @@ class JoinClaims:
     expires_at: float
     # The node that mixes the Space when `node_id` only relays it (docs/media-contract.md).
     origin: str | None = None
+    # The version of the member's authority that `role` and `muted` are (authority.py).
+    version: int = 0
 
     @property
     def may_publish(self) -> bool:
@@ -89,6 +91,9 @@ class TokenVerifier:
         if claims["node"] != self._node_id and not any_node:
             raise TokenError(403, "wrong_node", "the join token is for another media node")
         origin = claims.get("origin")
+        version = claims.get("ver", 0)
+        if type(version) is not int or version < 0:
+            raise TokenError(401, "invalid_token", "the join token's ver is not a version")
         return JoinClaims(
             user_id=str(claims["sub"]),
             space_id=space_id,
@@ -99,6 +104,7 @@ class TokenVerifier:
             issued_at=float(claims["iat"]),
             expires_at=float(claims["exp"]) + LEEWAY_SECONDS,
             origin=str(origin) if origin else None,
+            version=version,
         )
 
     def verify_feed(self, authorization: str | None, space_id: str) -> JoinClaims:

@@ -31,7 +31,7 @@ from aioice.ice import get_host_addresses
 from . import commands, logs
 from .certificate import share_one_certificate
 from .config import Config, ConfigError
-from .events import MediaEvents
+from .events import SQS_CLIENT_CONFIG, MediaEvents
 from .internal import (
     COMMANDS_PATH,
     FEED_PATH,
@@ -41,6 +41,7 @@ from .internal import (
     WORKER_SECRET_HEADER,
 )
 from .node import Node
+from .reconcile import ControlPlaneTables, Reconciler
 from .relay import FeedEndpoint, RelayRoom, serve_feed
 from .rtp_fanout import OWN_GCM, gcm_engine
 from .signaling import MAX_SDP_BYTES, Signaling, error_response, json_errors
@@ -121,7 +122,7 @@ class Worker:
         room = self._node.rooms.get(space_id)
         if room is None or room.closed or isinstance(room, RelayRoom):
             return error_response(404, "unknown_space", "this worker does not mix this Space")
-        hello = {"speaking": room.speaking_users(), "refusals": self._node.refusals(space_id)}
+        hello = {"speaking": room.speaking_users(), "authority": self._node.book.of_space(space_id)}
         return await serve_feed(request, room, self._endpoint, hello)
 
 
@@ -146,9 +147,16 @@ async def serve(
     loop = asyncio.get_running_loop()
     # Every peer connection of this worker presents the same DTLS certificate.
     share_one_certificate()
-    events = MediaEvents(boto3.client("sqs"), config.media_events_queue_url, config.node_id)
+    events = MediaEvents(boto3.client("sqs", config=SQS_CLIENT_CONFIG),
+                         config.media_events_queue_url, config.node_id)
     events.start()
     node = Node(config, events, index)
+    reconciling: asyncio.Task[None] | None = None
+    if config.spaces_table and config.members_table:
+        tables = ControlPlaneTables(boto3.client("dynamodb"), config.spaces_table,
+                                    config.members_table)
+        node.reconciler = Reconciler(node, tables, config.reconcile_seconds)
+        reconciling = asyncio.create_task(node.reconciler.run(), name="reconcile")
     endpoint = await FeedEndpoint.open(config.host)
     # Every peer of this worker on one UDP port per host address (see udp_mux.py).
     mux = node.udp_mux = await UdpMux.open(
@@ -195,6 +203,8 @@ async def serve(
     if node.rooms:
         log.info("drain over: closing the remaining rooms", extra={"rooms": node.room_count()})
         await node.close_all_rooms()
+    if reconciling is not None:
+        reconciling.cancel()
     await runner.cleanup()
     endpoint.close()
     mux.close()

@@ -155,10 +155,7 @@ class WorkerProcess:
         self.reservations = [
             r for r in self.reservations if r.done_at is None or r.done_at > asked_at
         ]
-        counters = status["counters"]
-        self.counters = Counters(
-            counters["packets_in"], counters["packets_out"], counters["late_ticks"]
-        )
+        self.counters = Counters.parse(status["counters"])
         self.cpu = float(status["cpu_seconds"])
 
     def died(self) -> None:
@@ -199,11 +196,7 @@ class WorkerProcess:
             self.last_status = None
 
     def totals(self) -> Counters:
-        return Counters(
-            self.retired.packets_in + self.counters.packets_in,
-            self.retired.packets_out + self.counters.packets_out,
-            self.retired.late_ticks + self.counters.late_ticks,
-        )
+        return self.retired + self.counters
 
     def cpu_seconds(self) -> float:
         return self.retired_cpu + self.cpu

@@ -29,6 +29,9 @@ os.environ.update({
     "AWS_SECURITY_TOKEN": "testing",
     "AWS_SESSION_TOKEN": "testing",
     "JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION": "1",
+    # botocore addresses DescribeStream by account id (<account>.streams-ddb...), a host
+    # moto's in-process mock does not route; the regional endpoint it does.
+    "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
 })
 
 ISSUER = LocalIssuer.generate()

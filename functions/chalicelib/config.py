@@ -43,6 +43,12 @@ class Settings:
     # Media node placement.
     node_heartbeat_max_age_seconds: int
     ice_servers: list[dict[str, Any]] = field(default_factory=list)
+    # A live Space with nobody on stage connected this long ends by itself.
+    abandoned_space_seconds: int = 60
+    # Abuse limits: Space starts per host and hour that alert followers, and open
+    # WebSocket connections per user (the oldest is closed past it).
+    alerting_starts_per_hour: int = 3
+    connections_per_user: int = 5
     # Alerts: the fan-out and delivery queues, the SNS platform applications (absent
     # when the deployment has no push credentials) and the WebSocket API.
     alert_fanout_queue_url: str | None = None
@@ -76,6 +82,9 @@ def settings() -> Settings:
         join_token_ttl_seconds=_int("JOIN_TOKEN_TTL_SECONDS", 60),
         node_heartbeat_max_age_seconds=_int("NODE_HEARTBEAT_MAX_AGE_SECONDS", 15),
         ice_servers=ice_servers,
+        abandoned_space_seconds=_int("ABANDONED_SPACE_SECONDS", 60),
+        alerting_starts_per_hour=_int("ALERTING_STARTS_PER_HOUR", 3),
+        connections_per_user=_int("CONNECTIONS_PER_USER", 5),
         alert_fanout_queue_url=os.environ.get("ALERT_FANOUT_QUEUE_URL") or None,
         alert_delivery_queue_url=os.environ.get("ALERT_DELIVERY_QUEUE_URL") or None,
         apns_application_arn=os.environ.get("APNS_APPLICATION_ARN") or None,

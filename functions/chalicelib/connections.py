@@ -11,6 +11,7 @@ import contextlib
 import json
 import logging
 import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import boto3
@@ -37,15 +38,39 @@ class WebsocketApi(Protocol):
     def send(self, connection_id: str, message: str) -> None: ...
 
 
-def connect(connection_id: str, query: dict[str, str] | None) -> str:
-    """Admits the connection of a verified user; raises Unauthorized otherwise."""
+def connect(connection_id: str, query: dict[str, str] | None,
+            close: Callable[[str], None] | None = None) -> str:
+    """Admits the connection of a verified user; raises Unauthorized otherwise. A user
+    has at most CONNECTIONS_PER_USER open: past that the oldest are closed (`close`
+    asks API Gateway to close one), so one account cannot hold thousands open."""
     token = (query or {}).get("token")
     principal = verify_bearer(f"Bearer {token}" if token else None)
-    Connection(connection_id, user_id=principal.user_id,
-               expires_at=int(time.time() + CONNECTION_TTL_SECONDS)).save()
-    AlertSettings(principal.user_id).update(
-        actions=[AlertSettings.connections.add({connection_id})])
+    now = time.time()
+    Connection(connection_id, user_id=principal.user_id, connected_at=now,
+               expires_at=int(now + CONNECTION_TTL_SECONDS)).save()
+    current = AlertSettings(principal.user_id)
+    current.update(actions=[AlertSettings.connections.add({connection_id})])
+    held = set(current.connections or ())
+    if len(held) > settings().connections_per_user:
+        _evict_oldest(principal.user_id, held - {connection_id},
+                      len(held) - settings().connections_per_user, close)
     return principal.user_id
+
+
+def _evict_oldest(user_id: str, others: set[str], count: int,
+                  close: Callable[[str], None] | None) -> None:
+    known = {c.connection_id: c for c in Connection.batch_get(list(others))}
+    # A connection whose record is gone sorts first: it is stale already.
+    oldest = sorted(others, key=lambda cid: (
+        cid in known, (known[cid].connected_at or 0) if cid in known else 0))
+    for connection_id in oldest[:count]:
+        log.info("user %s has too many connections: closing %s", user_id, connection_id)
+        if close is not None:
+            try:
+                close(connection_id)
+            except Exception:  # gone already, or the API refused: forgotten either way
+                log.info("closing connection %s failed", connection_id, exc_info=True)
+        forget(user_id, connection_id)
 
 
 def disconnect(connection_id: str) -> None:

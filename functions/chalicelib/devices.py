@@ -9,18 +9,19 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import re
 import time
 from functools import cache
 from typing import Any
 
 import boto3
 from botocore.exceptions import ClientError
-from pynamodb.exceptions import UpdateError
+from pynamodb.exceptions import DeleteError, UpdateError
 from pynamodb.expressions.condition import size
 
 from .config import settings
 from .errors import Conflict, NotFound, Unavailable
-from .models import AlertSettings
+from .models import AlertSettings, DeviceClaim
 
 APNS, FCM = "apns", "fcm"
 PLATFORMS = (APNS, FCM)
@@ -76,9 +77,8 @@ def register(user_id: str, platform: str, token: str) -> dict[str, Any]:
     if len(existing) >= MAX_DEVICES:
         raise Conflict(f"You have {MAX_DEVICES} devices already; remove one first",
                        code="device_limit")
-    endpoint = _sns().create_platform_endpoint(
-        PlatformApplicationArn=application, Token=token,
-        CustomUserData=user_id)["EndpointArn"]
+    endpoint = _endpoint_for(application, token, user_id)
+    _claim(device_id, user_id)
     device = {"platform": platform, "endpoint_arn": endpoint, "created_at": time.time()}
     key = AlertSettings(user_id)
     # A map attribute must exist before one of its keys can be set.
@@ -93,6 +93,46 @@ def register(user_id: str, platform: str, token: str) -> dict[str, Any]:
     return _view(device_id, device)
 
 
+# What SNS says when the token has an endpoint whose attributes (its user) differ.
+_TAKEN = re.compile(r"Endpoint (arn:[^ ]+) already exists with the same Token")
+
+
+def _endpoint_for(application: str, token: str, user_id: str) -> str:
+    """The token's SNS endpoint, with `user_id` as its user. SNS keeps one endpoint per
+    token: registered before by another account, it is the same endpoint."""
+    try:
+        return str(_sns().create_platform_endpoint(
+            PlatformApplicationArn=application, Token=token,
+            CustomUserData=user_id)["EndpointArn"])
+    except ClientError as exc:
+        taken = _TAKEN.search(exc.response.get("Error", {}).get("Message", ""))
+        if exc.response.get("Error", {}).get("Code") != "InvalidParameter" or taken is None:
+            raise
+    endpoint = taken.group(1)
+    _sns().set_endpoint_attributes(EndpointArn=endpoint, Attributes={
+        "CustomUserData": user_id, "Enabled": "true"})
+    return endpoint
+
+
+def _claim(device_id: str, user_id: str) -> None:
+    """The device is `user_id`'s from now on: a phone that signed in to another account
+    before leaves that account's devices, so its alerts stop reaching the phone."""
+    try:
+        owner: str | None = DeviceClaim.get(device_id, consistent_read=True).user_id
+    except DeviceClaim.DoesNotExist:
+        owner = None
+    DeviceClaim(device_id, user_id=user_id).save()
+    if owner is not None and owner != user_id:
+        _drop(owner, device_id)
+
+
+def _drop(user_id: str, device_id: str) -> None:
+    """The device leaves the user's settings."""
+    with contextlib.suppress(UpdateError):
+        AlertSettings(user_id).update(actions=[AlertSettings.devices[device_id].remove()],
+                                      condition=AlertSettings.devices[device_id].exists())
+
+
 def remove(user_id: str, device_id: str) -> dict[str, Any]:
     device = _devices(user_id).get(device_id)
     if device is None:
@@ -105,9 +145,9 @@ def forget(user_id: str, device_id: str, endpoint_arn: str) -> None:
     """Deletes the endpoint in SNS and the device from the user's settings."""
     _sns().delete_endpoint(EndpointArn=endpoint_arn)
     # Removed meanwhile (by the user, or by a delivery that found it disabled): done.
-    with contextlib.suppress(UpdateError):
-        AlertSettings(user_id).update(actions=[AlertSettings.devices[device_id].remove()],
-                                      condition=AlertSettings.devices[device_id].exists())
+    _drop(user_id, device_id)
+    with contextlib.suppress(DeleteError):
+        DeviceClaim(device_id).delete(condition=DeviceClaim.user_id == user_id)
 
 
 class EndpointDisabled(Exception):

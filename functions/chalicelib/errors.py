@@ -38,6 +38,11 @@ class InvalidField(BadRequest):
         super().__init__(message, field=field)
 
 
+class UnsupportedMediaType(ApiError):
+    status = 415
+    code = "unsupported_media_type"
+
+
 class Unauthorized(ApiError):
     status = 401
     code = "unauthorized"

@@ -38,9 +38,11 @@ def _private_key() -> Ed25519PrivateKey:
     return key
 
 
-def mint(user_id: str, space_id: str, role: str, node_id: str, muted: bool,
+def mint(user_id: str, space_id: str, role: str, node_id: str, muted: bool, version: int,
          origin: str | None = None) -> tuple[str, int]:
-    """`origin`: the node that mixes the Space, when `node_id` is to relay it."""
+    """`version`: the member's authority version that `role` and `muted` are of (a node
+    that knows a later one acts on that instead). `origin`: the node that mixes the
+    Space, when `node_id` is to relay it."""
     now = int(time.time())
     expires_at = now + settings().join_token_ttl_seconds
     claims: dict[str, Any] = {
@@ -51,6 +53,7 @@ def mint(user_id: str, space_id: str, role: str, node_id: str, muted: bool,
         "role": role,
         "node": node_id,
         "muted": muted,
+        "ver": version,
         "iat": now,
         "exp": expires_at,
         "jti": uuid.uuid4().hex,

@@ -127,6 +127,9 @@ class Space(Model):
     # Who is "speaking in the Space": on stage and connected to the node. Maintained from
     # the media node's events; the alerts read its changes on the table's stream.
     on_stage_connected = UnicodeSetAttribute(null=True)
+    # Since when nobody on stage has been connected (absent while someone is): a live
+    # Space left so for ABANDONED_SPACE_SECONDS ends by itself (abandoned.py).
+    stage_empty_since = NumberAttribute(null=True)
     live = LiveIndex()
     scheduled = ScheduledIndex()
 
@@ -156,15 +159,22 @@ class RequestsIndex(GlobalSecondaryIndex["Member"]):
 class Member(Model):
     """A user's place in one Space: role, pending request or invitation, mute, removal.
 
-    A removed member keeps the item (role `removed`) so that they cannot rejoin."""
+    A removed member keeps the item (role `removed`) so that they cannot rejoin.
+
+    `authority` versions what the media node acts on (role, mute, removal): every change
+    of those sets it higher (authority.py), join tokens carry it, and the commands the
+    table's stream yields carry it, so a node can tell an old statement from a new one.
+    """
 
     class Meta:
         table_name = _name("MEMBERS_TABLE", "parlor-members")
+        stream_view_type = "NEW_AND_OLD_IMAGES"
 
     space_id = UnicodeAttribute(hash_key=True)
     user_id = UnicodeAttribute(range_key=True)
     role = UnicodeAttribute()  # host | co_host | speaker | listener | removed
     muted = BooleanAttribute(default=False)
+    authority = NumberAttribute(default=0)
     invited = BooleanAttribute(default=False)
     requested_at = NumberAttribute(null=True)
     joined_at = NumberAttribute()
@@ -267,6 +277,17 @@ class AlertSettings(Model):
     connections = UnicodeSetAttribute(null=True)
 
 
+class DeviceClaim(Model):
+    """Which user a push device belongs to now: one phone, one account at a time. A token
+    registered by another account moves the device to it (devices.py)."""
+
+    class Meta:
+        table_name = _name("DEVICE_CLAIMS_TABLE", "parlor-device-claims")
+
+    device_id = UnicodeAttribute(hash_key=True)
+    user_id = UnicodeAttribute()
+
+
 class Connection(Model):
     """An open WebSocket connection: API Gateway names only the connection when it
     closes, so this finds the user. `expires_at` outlives API Gateway's two-hour cap."""
@@ -276,6 +297,7 @@ class Connection(Model):
 
     connection_id = UnicodeAttribute(hash_key=True)
     user_id = UnicodeAttribute()
+    connected_at = NumberAttribute(null=True)
     expires_at = NumberAttribute()
 
 
@@ -296,7 +318,11 @@ class AlertLog(Model):
     `run#<person>`: a fan-out was started for that person (the end of the Space clears
     the bar entries of every run). `page#<person>#<source>#<page>`: the delivery state
     of one page of recipients (working under a lease, retry with the users still owed a
-    push, or done), which makes a page delivered twice alert nobody twice."""
+    push, or done), which makes a page delivered twice alert nobody twice.
+
+    One kind of item is a host's, not a Space's: `space_id` = `starts#<host id>`,
+    `log_key` = the hour (epoch seconds // 3600), `spaces` = the Spaces that host started
+    in that hour whose start alerted followers (the limit is in triggers.py)."""
 
     class Meta:
         table_name = _name("ALERT_LOG_TABLE", "parlor-alert-log")
@@ -306,12 +332,13 @@ class AlertLog(Model):
     status = UnicodeAttribute(null=True)  # pages: working | retry | done
     lease_until = NumberAttribute(null=True)
     pending = UnicodeSetAttribute(null=True)
+    spaces = UnicodeSetAttribute(null=True)
     expires_at = NumberAttribute()
 
 
 ALL_MODELS: tuple[type[Model], ...] = (
     User, Handle, Follow, Space, Member, MediaNode,
-    TimelineEntry, Restriction, AlertSettings, Connection, Reminder, AlertLog,
+    TimelineEntry, Restriction, AlertSettings, DeviceClaim, Connection, Reminder, AlertLog,
 )
 
 TTL_ATTRIBUTES: dict[type[Model], str] = {
@@ -354,6 +381,7 @@ _ENV_VARS: dict[type[Model], str] = {
     TimelineEntry: "TIMELINE_TABLE",
     Restriction: "RESTRICTIONS_TABLE",
     AlertSettings: "ALERT_SETTINGS_TABLE",
+    DeviceClaim: "DEVICE_CLAIMS_TABLE",
     Connection: "CONNECTIONS_TABLE",
     Reminder: "REMINDERS_TABLE",
     AlertLog: "ALERT_LOG_TABLE",

@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from . import jointoken, spaces
+from . import authority, jointoken, preferences, spaces
 from .config import settings
 from .db import Tx, TxFailed
 from .errors import Conflict, Forbidden, Unavailable
@@ -64,9 +64,14 @@ def _node_of(space: Space, nodes: dict[str, MediaNode], now: float) -> MediaNode
     chosen = min(candidates, key=lambda n: (_load_ratio(n), n.node_id))
     condition = (Space.node_id.does_not_exist() if space.node_id is None
                  else Space.node_id == space.node_id)
+    actions: list[Any] = [Space.node_id.set(chosen.node_id)]
+    if space.node_id is not None:
+        # A move: who was connected to the old node is connected nowhere now. Those who
+        # rejoin are counted again from the new node's events; the stage is empty until
+        # then (abandoned.py ends a Space nobody on stage comes back to).
+        actions += [Space.on_stage_connected.remove(), Space.stage_empty_since.set(now)]
     try:
-        Space(space.space_id).update(actions=[Space.node_id.set(chosen.node_id)],
-                                     condition=condition)
+        Space(space.space_id).update(actions=actions, condition=condition)
     except Exception:
         # Another join placed it first: use that node.
         placed = spaces.load(space.space_id)
@@ -84,7 +89,7 @@ def _seat(space_id: str, user_id: str) -> Member:
             raise Forbidden("You were removed from this Space", code="removed")
         return member
     member = Member(space_id, user_id, role=LISTENER, muted=False, invited=False,
-                    joined_at=time.time())
+                    joined_at=time.time(), authority=authority.now_version())
     tx = (Tx().put("member", member, condition=Member.user_id.does_not_exist())
           .update("space", Space(space_id), [Space.listener_count.add(1)],
                   condition=Space.state == spaces.LIVE))
@@ -104,6 +109,8 @@ def _seat(space_id: str, user_id: str) -> Member:
 def join(space_id: str, user_id: str) -> dict[str, Any]:
     space = spaces.load(space_id)
     spaces.require_live(space)
+    if preferences.is_blocked(space.host_id, user_id):
+        raise Forbidden("The host has blocked you", code="blocked")
     member = _seat(space_id, user_id)
     now = time.time()
     # The registry holds one small item per node: a scan is a few reads.
@@ -117,7 +124,8 @@ def join(space_id: str, user_id: str) -> dict[str, Any]:
         if relay is not None:
             node, origin = relay, owner.node_id
     token, expires_at = jointoken.mint(user_id, space_id, member.role, node.node_id,
-                                       bool(member.muted), origin=origin)
+                                       bool(member.muted), int(member.authority or 0),
+                                       origin=origin)
     return {
         "space_id": space_id,
         "role": member.role,

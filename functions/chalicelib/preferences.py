@@ -27,6 +27,11 @@ def restrict(user_id: str, kind: str, target_id: str) -> dict[str, Any]:
     target = social.get_user(target_id)
     Restriction(user_id, _key(kind, target_id), kind=kind, target_id=target_id,
                 created_at=time.time()).save()
+    if kind == BLOCK:
+        # A block parts the two accounts: neither follows the other any more.
+        social.unfollow(target_id, user_id)
+        social.unfollow(user_id, target_id)
+        target = social.get_user(target_id)
     return {"user": social.profile_view(target), _flag(kind): True}
 
 
@@ -53,6 +58,16 @@ def listed(user_id: str, kind: str, query: Mapping[str, str] | None) -> dict[str
     found = {u.user_id: u for u in User.batch_get(ids)} if ids else {}
     items = [social.profile_view(found[uid]) for uid in ids if uid in found]
     return pagination.page(items, result.last_evaluated_key)
+
+
+def is_blocked(user_id: str, target_id: str) -> bool:
+    """Whether `user_id` blocked `target_id`: then the target cannot follow them, join
+    their Spaces or ask to speak in them."""
+    try:
+        Restriction.get(user_id, _key(BLOCK, target_id), consistent_read=True)
+    except Restriction.DoesNotExist:
+        return False
+    return True
 
 
 def restricted_by_user(user_id: str) -> set[str]:

@@ -8,6 +8,7 @@ applied to a member is ignored, since SQS does not keep order."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from dataclasses import dataclass
@@ -93,7 +94,8 @@ def apply(event: MediaEvent) -> bool:
         tx = (Tx().update("member", member_key, actions,
                           condition=present & Member.role.is_in(*STAGE_ROLES))
               .update("space", Space(event.space_id),
-                      [Space.on_stage_connected.add({event.user_id})],
+                      [Space.on_stage_connected.add({event.user_id}),
+                       Space.stage_empty_since.remove()],
                       condition=Space.state == "live"))
     try:
         tx.commit()
@@ -105,7 +107,19 @@ def apply(event: MediaEvent) -> bool:
             member_key.update(actions=actions, condition=present)
         except UpdateError:
             return False
+    if not connected:
+        _mark_stage_empty(event.space_id, event.at)
     return True
+
+
+def _mark_stage_empty(space_id: str, at: float) -> None:
+    """The stage of a live Space has nobody connected since `at` (DynamoDB drops a set
+    whose last member is deleted), unless a time is recorded already."""
+    with contextlib.suppress(UpdateError):
+        Space(space_id).update(
+            actions=[Space.stage_empty_since.set(at)],
+            condition=(Space.state == "live") & Space.on_stage_connected.does_not_exist()
+            & Space.stage_empty_since.does_not_exist())
 
 
 def record_from_sqs(record: Any) -> None:

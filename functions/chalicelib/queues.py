@@ -50,9 +50,14 @@ ALERT_DELIVERY = QueueSpec("parlor-alert-delivery", "Delivery", "ALERT_DELIVERY_
 # The on-failure destination of the Spaces stream's handler: a dead-letter queue that
 # no redrive policy names, so it has no consumer and no DLQ of its own.
 SPACE_CHANGES_FAILURES = QueueSpec("parlor-space-changes-failures", "StreamDlq", None, None)
+# The on-failure destination of the command dispatchers (commands.py), for both tables'
+# streams: a committed change whose command could not be sent is described there.
+COMMAND_FAILURES = QueueSpec("parlor-command-failures", "CommandDlq", None, None)
 # Lambda retries a failing stream batch this often (bisecting it) before it gives up.
 STREAM_MAX_RETRIES = MAX_RECEIVES
 SPACES_STREAM_PLACEHOLDER_ARN = (f"arn:aws:dynamodb:{LOCAL_REGION}:{LOCAL_ACCOUNT}:table/"
                                  "parlor-spaces/stream/2026-01-01T00:00:00.000")
+MEMBERS_STREAM_PLACEHOLDER_ARN = (f"arn:aws:dynamodb:{LOCAL_REGION}:{LOCAL_ACCOUNT}:table/"
+                                  "parlor-members/stream/2026-01-01T00:00:00.000")
 
 CONSUMED = (MEDIA_EVENTS, ALERT_FANOUT, ALERT_DELIVERY)

@@ -2,8 +2,12 @@
 mutes, removals, leaving.
 
 Every move between roles is one transaction: the member's item (with a condition on
-the role read a moment before) and the Space's counters (with a condition on the
-limit). Many concurrent approvals therefore never seat more than ten speakers."""
+the role and the authority version read a moment before) and the Space's counters (with
+a condition on the limit). Many concurrent approvals therefore never seat more than ten
+speakers.
+
+Nothing here tells the media node: what it must act on (role, mute, removal) is derived
+from the committed member item by the dispatcher on the table's stream (commands.py)."""
 
 from __future__ import annotations
 
@@ -11,9 +15,10 @@ import time
 from typing import Any
 
 from pynamodb.attributes import NumberAttribute
+from pynamodb.exceptions import PutError, UpdateError
 from pynamodb.expressions.condition import Condition
 
-from . import commands, spaces
+from . import authority, preferences, spaces
 from .db import Tx, TxFailed
 from .errors import Conflict, Forbidden, InvalidField, NotFound
 from .models import Member, Space
@@ -62,17 +67,19 @@ def _raise_space_failure(space_id: str, to_role: str | None) -> None:
 def _move(member: Member, to_role: str, *, member_condition: Condition | None = None) -> None:
     """Moves `member` from the role it was read with to `to_role`."""
     space_id = member.space_id
+    version, unchanged = authority.bump(member)
     actions: list[Any] = [
         Member.role.set(to_role),
         Member.requested_at.remove(),
         Member.request_space_id.remove(),
         Member.invited.set(False),
+        version,
     ]
     if to_role in STAGE_ROLES:
         actions.append(Member.stage_space_id.set(space_id))
     else:
         actions += [Member.stage_space_id.remove(), Member.muted.set(False)]
-    condition = Member.role == member.role
+    condition = (Member.role == member.role) & unchanged
     if member_condition is not None:
         condition &= member_condition
     space_actions = _counter_actions(member.role, to_role)
@@ -136,12 +143,27 @@ def _result(space_id: str, user_id: str) -> dict[str, Any]:
     return {"space_id": space_id, "user_id": user_id, **(spaces.member_view(member) or {})}
 
 
-def _tell_node(space: Space, kind: str, user_id: str, role: str | None = None) -> None:
-    commands.send(space, [commands.command(kind, space.space_id, user_id, role)])
+def _changed_meanwhile() -> Conflict:
+    return Conflict("Their place in the Space changed meanwhile; reload it",
+                    code="member_state_changed")
+
+
+def _update_member(member: Member, actions: list[Any], condition: Condition) -> None:
+    """One conditional write of a member read a moment before; a member who left or
+    changed meanwhile is never recreated or overwritten."""
+    try:
+        Member(member.space_id, member.user_id).update(
+            actions=actions, condition=Member.user_id.exists() & condition)
+    except UpdateError as exc:
+        if spaces.find_member(member.space_id, member.user_id) is None:
+            raise NotFound("That user is not in this Space", code="member_not_found") from exc
+        raise _changed_meanwhile() from exc
 
 
 def request_to_speak(space_id: str, user_id: str) -> dict[str, Any]:
-    _live_space(space_id)
+    space = _live_space(space_id)
+    if preferences.is_blocked(space.host_id, user_id):
+        raise Forbidden("The host has blocked you", code="blocked")
     member = _self(space_id, user_id)
     if member.role != LISTENER:
         raise Conflict("You are already on stage", code="already_speaker")
@@ -178,13 +200,12 @@ def list_requests(space_id: str, caller_id: str) -> dict[str, Any]:
 
 
 def approve(space_id: str, actor_id: str, target_id: str) -> dict[str, Any]:
-    space = _live_space(space_id)
+    _live_space(space_id)
     _moderator(space_id, actor_id)
     target = _member(space_id, target_id)
     if target.role != LISTENER or target.requested_at is None:
         raise Conflict("That user has no pending request to speak", code="no_request")
     _move(target, SPEAKER, member_condition=Member.requested_at.exists())
-    _tell_node(space, "role", target_id, SPEAKER)
     return _result(space_id, target_id)
 
 
@@ -194,8 +215,8 @@ def deny(space_id: str, actor_id: str, target_id: str) -> dict[str, Any]:
     target = _member(space_id, target_id)
     if target.requested_at is None:
         raise Conflict("That user has no pending request to speak", code="no_request")
-    Member(space_id, target_id).update(
-        actions=[Member.requested_at.remove(), Member.request_space_id.remove()])
+    _update_member(target, [Member.requested_at.remove(), Member.request_space_id.remove()],
+                   (Member.role == target.role) & Member.requested_at.exists())
     return _result(space_id, target_id)
 
 
@@ -211,21 +232,21 @@ def invite(space_id: str, actor_id: str, target_id: str) -> dict[str, Any]:
 
 
 def answer_invitation(space_id: str, user_id: str, accept: bool) -> dict[str, Any]:
-    space = _live_space(space_id)
+    _live_space(space_id)
     member = _self(space_id, user_id)
     if member.role != LISTENER or not member.invited:
         raise Conflict("You have no invitation to speak", code="no_invitation")
+    invited = Member.invited == True  # noqa: E712
     if accept:
-        _move(member, SPEAKER, member_condition=Member.invited == True)  # noqa: E712
-        _tell_node(space, "role", user_id, SPEAKER)
+        _move(member, SPEAKER, member_condition=invited)
     else:
-        Member(space_id, user_id).update(actions=[Member.invited.set(False)])
+        _update_member(member, [Member.invited.set(False)], (Member.role == LISTENER) & invited)
     return _result(space_id, user_id)
 
 
 def demote(space_id: str, actor_id: str, target_id: str) -> dict[str, Any]:
     """Moves someone from the stage to the audience; anyone on stage may step down."""
-    space = _live_space(space_id)
+    _live_space(space_id)
     target = _member(space_id, target_id)
     if target.role == HOST:
         raise Forbidden("The host cannot be demoted", code="target_is_host")
@@ -236,7 +257,6 @@ def demote(space_id: str, actor_id: str, target_id: str) -> dict[str, Any]:
     if target.role not in (SPEAKER, CO_HOST):
         raise Conflict("That user is not on stage", code="not_on_stage")
     _move(target, LISTENER)
-    _tell_node(space, "role", target_id, LISTENER)
     return _result(space_id, target_id)
 
 
@@ -249,49 +269,79 @@ def add_co_host(space_id: str, actor_id: str, target_id: str) -> dict[str, Any]:
     if target.role == CO_HOST:
         return _result(space_id, target_id)
     _move(target, CO_HOST)
-    _tell_node(space, "role", target_id, CO_HOST)
     return _result(space_id, target_id)
 
 
+def _set_muted(member: Member, muted: bool) -> None:
+    """Mutes or unmutes someone on stage, as a new version of their authority."""
+    version, unchanged = authority.bump(member)
+    _update_member(member, [Member.muted.set(muted), version],
+                   (Member.role == member.role) & unchanged)
+
+
 def mute(space_id: str, actor_id: str, target_id: str) -> dict[str, Any]:
-    space = _live_space(space_id)
+    _live_space(space_id)
     actor = _moderator(space_id, actor_id)
     target = _member(space_id, target_id)
     if target.role not in STAGE_ROLES:
         raise Conflict("That user is not on stage", code="not_on_stage")
     if target.role == HOST and actor.role != HOST:
         raise Forbidden("Co-hosts cannot mute the host", code="target_is_host")
-    Member(space_id, target_id).update(actions=[Member.muted.set(True)],
-                                       condition=Member.role == target.role)
-    _tell_node(space, "mute", target_id)
+    _set_muted(target, True)
     return _result(space_id, target_id)
 
 
 def set_own_mute(space_id: str, user_id: str, muted: bool) -> dict[str, Any]:
     """A participant on stage mutes or unmutes themself; only they can unmute."""
-    space = _live_space(space_id)
+    _live_space(space_id)
     member = _self(space_id, user_id)
     if member.role not in STAGE_ROLES:
         raise Conflict("Only people on stage have a microphone", code="not_on_stage")
-    Member(space_id, user_id).update(actions=[Member.muted.set(muted)],
-                                     condition=Member.role == member.role)
-    _tell_node(space, "mute" if muted else "unmute", user_id)
+    _set_muted(member, muted)
     return _result(space_id, user_id)
 
 
+# A member whose authority changes under mute_all is read again and tried this often.
+MUTE_ALL_ATTEMPTS = 3
+
+
+def _mute_on_stage(space_id: str, member: Member) -> str | None:
+    """Mutes one member of the stage; None when done (or nothing to do), else why not."""
+    for _ in range(MUTE_ALL_ATTEMPTS):
+        if member.role not in STAGE_ROLES:
+            return None
+        if member.muted:
+            return None
+        try:
+            _set_muted(member, True)
+            return None
+        except NotFound:
+            return None
+        except Conflict:
+            current = spaces.find_member(space_id, member.user_id)
+            if current is None:
+                return None
+            member = current
+    return "member_state_changed"
+
+
 def mute_all(space_id: str, actor_id: str) -> dict[str, Any]:
-    """Mutes everyone on stage but the caller and the host."""
+    """Mutes everyone on stage but the caller and the host. Each member is one
+    conditional write, tried again on a concurrent change; whoever could not be muted
+    is listed with the reason, and nobody is muted without the node hearing of it
+    (commands come from the committed items)."""
     space = _live_space(space_id)
     _moderator(space_id, actor_id)
-    muted = []
+    muted, not_muted = [], []
     for member in Member.stage.query(space_id):
         if member.user_id in (actor_id, space.host_id) or member.muted:
             continue
-        Member(space_id, member.user_id).update(actions=[Member.muted.set(True)],
-                                                condition=Member.role.is_in(*STAGE_ROLES))
-        muted.append(member.user_id)
-    commands.send(space, [commands.command("mute", space_id, uid) for uid in muted])
-    return {"space_id": space_id, "muted": muted}
+        why = _mute_on_stage(space_id, member)
+        if why is None:
+            muted.append(member.user_id)
+        else:
+            not_muted.append({"user_id": member.user_id, "error": why})
+    return {"space_id": space_id, "muted": muted, "not_muted": not_muted}
 
 
 def remove(space_id: str, actor_id: str, target_id: str) -> dict[str, Any]:
@@ -307,11 +357,14 @@ def remove(space_id: str, actor_id: str, target_id: str) -> dict[str, Any]:
     if target is not None and target.role == CO_HOST and actor.role != HOST:
         raise Forbidden("Only the host removes a co-host", code="not_host")
     if target is None:
-        Member(space_id, target_id, role=REMOVED, joined_at=time.time()).save(
-            condition=Member.user_id.does_not_exist())
+        try:
+            Member(space_id, target_id, role=REMOVED, joined_at=time.time(),
+                   authority=authority.now_version()).save(
+                condition=Member.user_id.does_not_exist())
+        except PutError as exc:
+            raise _changed_meanwhile() from exc
     else:
         _move(target, REMOVED)
-    _tell_node(space, "remove", target_id)
     return _result(space_id, target_id)
 
 
@@ -334,6 +387,4 @@ def leave(space_id: str, user_id: str) -> dict[str, Any]:
     except TxFailed as exc:
         raise Conflict("Your place in the Space changed meanwhile; try again",
                        code="member_state_changed") from exc
-    if member.role in STAGE_ROLES:
-        _tell_node(space, "role", user_id, LISTENER)
     return {"space_id": space_id, "left": True, "state": space.state}

@@ -104,10 +104,13 @@ def set_suspended(admin_is_caller: bool, user_id: str, suspended: bool) -> User:
     return get_user(user_id)
 
 
-def follow(follower_id: str, followee_id: str) -> None:
-    """Idempotent: following someone you already follow changes nothing."""
+def follow(follower_id: str, followee_id: str, blocked: bool = False) -> None:
+    """Idempotent: following someone you already follow changes nothing. `blocked`: the
+    followee blocked the follower, who then may not follow them."""
     if follower_id == followee_id:
         raise InvalidField("user_id", "You cannot follow yourself")
+    if blocked:
+        raise Forbidden("This account has blocked you", code="blocked")
     tx = (
         Tx()
         .put("follow", Follow(follower_id, followee_id, created_at=time.time()),
@@ -130,6 +133,9 @@ def follow(follower_id: str, followee_id: str) -> None:
 
 def unfollow(follower_id: str, followee_id: str) -> None:
     """Idempotent: unfollowing someone you do not follow changes nothing."""
+    if follower_id == followee_id:
+        # One transaction cannot touch the same user twice, and nobody follows themself.
+        raise InvalidField("user_id", "You cannot unfollow yourself")
     tx = (
         Tx()
         .delete("follow", Follow(follower_id, followee_id),

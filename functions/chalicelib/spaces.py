@@ -12,8 +12,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from pynamodb.exceptions import DoesNotExist
+from pynamodb.expressions.condition import Condition
 
-from . import commands, eligibility, pagination, social
+from . import authority, eligibility, pagination, social
 from .db import Tx, TxFailed
 from .errors import Conflict, Forbidden, InvalidField, NotFound
 from .models import LIVE_PARTITION, Member, Space, User
@@ -49,7 +50,7 @@ def require_live(space: Space) -> None:
 
 def _host_member(space_id: str, host_id: str, now: float) -> Member:
     return Member(space_id, host_id, role=HOST, muted=False, invited=False,
-                  joined_at=now, stage_space_id=space_id)
+                  joined_at=now, stage_space_id=space_id, authority=authority.now_version())
 
 
 def _go_live(tx: Tx, space: Space, now: float) -> None:
@@ -91,6 +92,7 @@ def create(host_id: str, title: str, topics: list[str], scheduled_start: float |
     space.state = LIVE
     space.started_at = now
     space.live_partition = LIVE_PARTITION
+    space.stage_empty_since = now
     tx = Tx().put("space", space, condition=Space.space_id.does_not_exist())
     _go_live(tx, space, now)
     _commit_going_live(tx, host)
@@ -110,7 +112,7 @@ def start(caller_id: str, space_id: str) -> Space:
     now = time.time()
     tx = Tx().update(
         "space", Space(space_id),
-        [Space.state.set(LIVE), Space.started_at.set(now),
+        [Space.state.set(LIVE), Space.started_at.set(now), Space.stage_empty_since.set(now),
          Space.live_partition.set(LIVE_PARTITION), Space.scheduled_host_id.remove()],
         condition=Space.state == SCHEDULED)
     space.started_at = now
@@ -120,17 +122,25 @@ def start(caller_id: str, space_id: str) -> Space:
 
 
 def end(caller_id: str, space_id: str) -> Space:
+    """Ends the Space for its host. The media nodes hear of it from the table's stream
+    (commands.py), as do the alerts (triggers.py)."""
     space = load(space_id)
     if space.host_id != caller_id:
         raise Forbidden("Only the host ends a Space", code="not_host")
+    return _end(space)
+
+
+def _end(space: Space, condition: Condition | None = None) -> Space:
+    space_id = space.space_id
     if space.state == ENDED:
         return space
     now = time.time()
     tx = Tx().update(
         "space", Space(space_id),
         [Space.state.set(ENDED), Space.ended_at.set(now), Space.live_partition.remove(),
-         Space.scheduled_host_id.remove()],
-        condition=Space.state == space.state)
+         Space.scheduled_host_id.remove(), Space.stage_empty_since.remove()],
+        condition=(Space.state == space.state) & condition if condition is not None
+        else Space.state == space.state)
     if space.state == LIVE:
         tx.update("host_lock", User(space.host_id), [User.live_space_id.remove()],
                   condition=User.live_space_id == space_id)
@@ -142,8 +152,13 @@ def end(caller_id: str, space_id: str) -> Space:
             return space
         raise Conflict("The Space changed meanwhile; try again", code="space_state_changed") \
             from None
-    commands.send(space, [commands.command("end", space_id)])
     return load(space_id)
+
+
+def end_as_abandoned(space: Space, still: Condition) -> Space:
+    """Ends a Space that nobody on stage is connected to, as its host would, if `still`
+    holds (someone who came back meanwhile keeps it live: 409)."""
+    return _end(space, still)
 
 
 def _people(user_ids: list[str]) -> dict[str, User]:

@@ -19,10 +19,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
-from pynamodb.exceptions import DoesNotExist
+from pynamodb.exceptions import DoesNotExist, UpdateError
+from pynamodb.expressions.condition import size
 
 from . import alerts
 from .alerts import ALERT, CLEAR, FOLLOWERS, REMINDERS, FanoutPage, Trigger
+from .config import settings
 from .models import AlertLog, User
 
 log = logging.getLogger(__name__)
@@ -78,13 +80,44 @@ def ended(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[FanoutPage]:
     return pages
 
 
+def _may_alert_start(host_id: str, space_id: str, now: float) -> bool:
+    """Whether this start of a Space may alert the host's followers: a host's first
+    ALERTING_STARTS_PER_HOUR starts in an hour do, later ones start quietly (a Space
+    started, ended and started again in a loop would otherwise page every follower
+    each time). A retried record asks again for the same Space and gets the same answer."""
+    limit = settings().alerting_starts_per_hour
+    hour = int(now // 3600)
+    try:
+        AlertLog(f"starts#{host_id}", str(hour)).update(
+            actions=[AlertLog.spaces.add({space_id}),
+                     AlertLog.expires_at.set(int(now + LOG_TTL_SECONDS))],
+            condition=AlertLog.spaces.does_not_exist() | (size(AlertLog.spaces) < limit)
+            | AlertLog.spaces.contains(space_id))
+    except UpdateError:
+        return False
+    return True
+
+
+def _within_quota(pages: list[FanoutPage], now: float) -> list[FanoutPage]:
+    kept = []
+    for page in pages:
+        trigger = page.trigger
+        if trigger.hosting and page.source == FOLLOWERS and \
+                not _may_alert_start(trigger.host_id, trigger.space_id, now):
+            log.warning("host %s started too many Spaces this hour: %s alerts nobody",
+                        trigger.host_id, trigger.space_id)
+            continue
+        kept.append(page)
+    return kept
+
+
 def record_from_stream(record: DynamoDBRecord) -> None:
     """One record of the Spaces table's stream (a Powertools DynamoDBRecord)."""
     change = record.dynamodb
     if change is None:
         return
     old, new = change.old_image or {}, change.new_image or {}
-    starts = changes(old, new)
+    starts = _within_quota(changes(old, new), time.time())
     # Written before the fan-out starts, so the Space's end never misses a run.
     expires = int(time.time() + LOG_TTL_SECONDS)
     for page in starts:

@@ -8,9 +8,19 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from .errors import BadRequest, InvalidField
+from .errors import BadRequest, InvalidField, UnsupportedMediaType
 
 MAX_BODY_BYTES = 16 * 1024
+
+
+def require_json_content(content_type: str | None) -> None:
+    """A request that has a body says it is JSON (or says nothing, which means JSON)."""
+    if content_type is None:
+        return
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    if media_type != "application/json":
+        raise UnsupportedMediaType(
+            f"The body must be JSON (Content-Type: application/json), not {media_type!r}")
 
 
 def json_object(raw: bytes | None, allowed: set[str]) -> dict[str, Any]:

@@ -14,8 +14,10 @@ from chalice.test import Client
 from moto import mock_aws
 
 from chalicelib.config import settings
-from chalicelib.models import MediaNode, User
+from chalicelib.models import MediaNode, Member, Space, User
+from chalicelib.queues import STREAM_MAX_RETRIES
 from local.aws import create_tables
+from local.pumps import StreamPump
 from tests import openapi
 from tests.conftest import ISSUER
 
@@ -69,6 +71,25 @@ class World:
 
     def __init__(self, client: Client) -> None:
         self.client = client
+        self._dispatchers: list[StreamPump] = []
+
+    def dispatch(self) -> None:
+        """Feeds every change committed so far on the Members and Spaces tables' streams
+        to the command dispatchers, as Lambda's event source mappings do."""
+        if not self._dispatchers:
+            for name, table, handler in (
+                    ("member-commands", Member.Meta.table_name, "dispatch_member_commands"),
+                    ("space-commands", Space.Meta.table_name, "dispatch_space_commands")):
+                self._dispatchers.append(StreamPump(
+                    name, table, self._invoker(handler), max_retries=STREAM_MAX_RETRIES))
+        for pump in self._dispatchers:
+            while pump.pump_once():
+                pass
+
+    def _invoker(self, handler: str) -> Any:
+        def invoke(event: dict[str, Any], context: Any) -> Any:
+            return self.client.lambda_.invoke(handler, event).payload
+        return invoke
 
     def caller(self, user_id: str | None, token: str | None = None) -> Caller:
         return Caller(self.client, user_id, token)
@@ -104,6 +125,8 @@ class World:
         return queue_url
 
     def commands(self, queue_url: str) -> list[dict[str, Any]]:
+        """The commands the node of `queue_url` got from the changes committed so far."""
+        self.dispatch()
         sqs = boto3.client("sqs")
         found: list[dict[str, Any]] = []
         while True:

@@ -41,8 +41,10 @@ def test_request_approve_and_the_node_hears_of_it(room: tuple[World, Caller, str
         ("alice", "host"), ("bob", "speaker")]
     assert (space["speaker_count"], space["listener_count"]) == (1, 0)
     sent = world.commands(queue)
-    assert [(c["type"], c["user_id"], c["role"]) for c in sent] == [("role", "u-bob", "speaker")]
-    assert all(c["v"] == 1 and c["space_id"] == space_id for c in sent)
+    assert [(c["type"], c["user_id"], c["role"], c["muted"]) for c in sent] == [
+        ("member", "u-bob", "speaker", False)]
+    assert all(c["v"] == 2 and c["space_id"] == space_id for c in sent)
+    assert sent[0]["version"] > 0
     # A fresh join reflects the new role.
     assert bob.post(f"/spaces/{space_id}/join").json["role"] == "speaker"
 
@@ -86,7 +88,7 @@ def test_demote_and_step_down(room: tuple[World, Caller, str, str]) -> None:
     assert alice.post(f"/spaces/{space_id}/members/u-bob/demote").json["role"] == "listener"
     assert carol.post(f"/spaces/{space_id}/members/u-carol/demote").json["role"] == "listener"
     assert [(c["type"], c["user_id"], c["role"]) for c in world.commands(queue)] == [
-        ("role", "u-bob", "listener"), ("role", "u-carol", "listener")]
+        ("member", "u-bob", "listener"), ("member", "u-carol", "listener")]
     space = alice.get(f"/spaces/{space_id}").json
     assert (space["speaker_count"], space["listener_count"]) == (0, 2)
     host = alice.post(f"/spaces/{space_id}/members/u-alice/demote")
@@ -114,7 +116,7 @@ def test_co_hosts_only_by_the_host_and_at_most_two(
     assert bob.post(f"/spaces/{space_id}/end").status == 403
     assert bob.post(f"/spaces/{space_id}/members/u-carol/demote").status == 403
     types = [(c["type"], c.get("role")) for c in world.commands(queue)]
-    assert types == [("role", "co_host"), ("role", "co_host"), ("role", "speaker")]
+    assert types == [("member", "co_host"), ("member", "co_host"), ("member", "speaker")]
 
 
 def test_mutes(room: tuple[World, Caller, str, str]) -> None:
@@ -139,10 +141,10 @@ def test_mutes(room: tuple[World, Caller, str, str]) -> None:
     listener = _listener(world, space_id, "erin")
     not_on_stage = listener.put(f"/spaces/{space_id}/me/mute", {"muted": True})
     assert (not_on_stage.status, not_on_stage.json["error"]) == (409, "not_on_stage")
-    sent = [(c["type"], c["user_id"]) for c in world.commands(queue)]
-    assert sent[:2] == [("mute", "u-bob"), ("unmute", "u-alice")]
-    assert sent[2] == ("unmute", "u-bob")
-    assert sorted(sent[3:]) == [("mute", "u-bob"), ("mute", "u-carol")]
+    sent = [(c["user_id"], c["role"], c["muted"]) for c in world.commands(queue)]
+    assert sent[:2] == [("u-bob", "speaker", True), ("u-alice", "host", False)]
+    assert sent[2] == ("u-bob", "speaker", False)
+    assert sorted(sent[3:]) == [("u-bob", "speaker", True), ("u-carol", "speaker", True)]
 
 
 def test_removed_people_cannot_rejoin(room: tuple[World, Caller, str, str]) -> None:
@@ -156,7 +158,7 @@ def test_removed_people_cannot_rejoin(room: tuple[World, Caller, str, str]) -> N
     rejoin = bob.post(f"/spaces/{space_id}/join")
     assert (rejoin.status, rejoin.json["error"]) == (403, "removed")
     assert bob.post(f"/spaces/{space_id}/requests").status == 403
-    assert [(c["type"], c["user_id"]) for c in world.commands(queue)] == [("remove", "u-bob")]
+    assert [(c["user_id"], c["role"]) for c in world.commands(queue)] == [("u-bob", "removed")]
     space = alice.get(f"/spaces/{space_id}").json
     assert (space["speaker_count"], space["listener_count"]) == (0, 0)
     # Someone can be kept out before they ever join.
@@ -176,7 +178,7 @@ def test_leaving(room: tuple[World, Caller, str, str]) -> None:
     space = alice.get(f"/spaces/{space_id}").json
     assert space["speaker_count"] == 0
     assert space["me"]["role"] == "host"
-    assert [(c["type"], c["role"]) for c in world.commands(queue)] == [("role", "listener")]
+    assert [(c["type"], c["role"]) for c in world.commands(queue)] == [("member", "listener")]
     # Leaving is not a ban: bob comes back as a listener.
     assert bob.post(f"/spaces/{space_id}/join").json["role"] == "listener"
     # The host leaving ends the Space, and the node is told.

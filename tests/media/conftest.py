@@ -171,10 +171,19 @@ class NodeProcess:
     def command(self, **command: Any) -> None:
         item = self.registry_item()
         assert item is not None, "the node is not in the registry"
-        body = {"v": 1, "command_id": uuid.uuid4().hex, "issued_at": time.time(), **command}
+        body = {"v": 2, "command_id": uuid.uuid4().hex, "issued_at": time.time(), **command}
         self.aws.sqs().send_message(
             QueueUrl=item["command_queue_url"], MessageBody=json.dumps(body)
         )
+
+    def member(self, space: str, user: str, role: str, *, muted: bool = False,
+               version: int | None = None) -> int:
+        """A member command, as the control plane's dispatcher sends it: the user's
+        whole authority at a version (now, unless given). Returns the version."""
+        version = version if version is not None else time.time_ns() // 1000
+        self.command(type="member", space_id=space, user_id=user, role=role, muted=muted,
+                     version=version)
+        return version
 
     def health(self) -> dict[str, Any]:
         with urllib.request.urlopen(f"{self.url}/health", timeout=2) as response:

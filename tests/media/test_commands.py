@@ -32,14 +32,14 @@ def test_mute_and_unmute_take_effect_within_a_second(node: NodeProcess, space: s
             await listener.hear(440, present=True)
 
             sent = time.monotonic()
-            await asyncio.to_thread(node.command, type="mute", space_id=space, user_id="u_muted")
+            await asyncio.to_thread(node.member, space, "u_muted", "speaker", muted=True)
             await listener.hear(440, present=False, timeout=3)
             assert time.monotonic() - sent < WITHIN_SECONDS
             await listener.hear(660, present=True, timeout=0.1)
             await asyncio.gather(*(p.wait_told("muted", user_id="u_muted") for p in peers))
 
             sent = time.monotonic()
-            await asyncio.to_thread(node.command, type="unmute", space_id=space, user_id="u_muted")
+            await asyncio.to_thread(node.member, space, "u_muted", "speaker")
             await listener.hear(440, present=True, timeout=3)
             assert time.monotonic() - sent < WITHIN_SECONDS
             await listener.wait_told("unmuted", user_id="u_muted")
@@ -60,9 +60,7 @@ def test_a_token_can_admit_a_speaker_muted(node: NodeProcess, space: str) -> Non
             await asyncio.sleep(0.5)
             await listener.hear(440, present=False, timeout=0.1)
             assert speaker.told("welcome", user_id="u_speaker", muted=True)
-            await asyncio.to_thread(
-                node.command, type="unmute", space_id=space, user_id="u_speaker"
-            )
+            await asyncio.to_thread(node.member, space, "u_speaker", "speaker")
             await listener.hear(440, present=True, timeout=3)
         finally:
             await asyncio.gather(speaker.close(), listener.close())
@@ -82,17 +80,13 @@ def test_role_changes_let_a_listener_speak_and_stop(node: NodeProcess, space: st
             await asyncio.sleep(0.3)
             await listener.hear(550, present=False, timeout=0.1)
 
-            await asyncio.to_thread(
-                node.command, type="role", space_id=space, user_id="u_promoted", role="speaker"
-            )
+            await asyncio.to_thread(node.member, space, "u_promoted", "speaker")
             took = await listener.hear(550, present=True, timeout=WITHIN_SECONDS + 0.5)
             assert took <= WITHIN_SECONDS + 0.5
             await listener.wait_told("role_changed", user_id="u_promoted", role="speaker")
             assert listener.told("role_changed", user_id="u_promoted", role="speaker")
 
-            await asyncio.to_thread(
-                node.command, type="role", space_id=space, user_id="u_promoted", role="listener"
-            )
+            await asyncio.to_thread(node.member, space, "u_promoted", "listener")
             took = await listener.hear(550, present=False, timeout=WITHIN_SECONDS + 0.5)
             assert took <= WITHIN_SECONDS + 0.5
             await promoted.wait_told("role_changed", user_id="u_promoted", role="listener")
@@ -125,9 +119,7 @@ def test_remove_disconnects_only_that_peer_and_events_follow(
             )
             await staying.wait_told_speaking("u_speaker")
 
-            await asyncio.to_thread(
-                node.command, type="remove", space_id=space, user_id="u_removed"
-            )
+            await asyncio.to_thread(node.member, space, "u_removed", "removed")
             await removed.wait_closed(timeout=3)
             assert removed.told("removed", user_id="u_removed")
             left = await media_events.wait_for(

@@ -292,9 +292,7 @@ def test_rtp_stays_continuous_across_a_renegotiation(node: NodeProcess, space: s
             received = record_rtp(promoted)
             await promoted.connected()
             await asyncio.sleep(0.5)
-            await asyncio.to_thread(
-                node.command, type="role", space_id=space, user_id="u_promoted", role="speaker"
-            )
+            await asyncio.to_thread(node.member, space, "u_promoted", "speaker")
             await promoted.wait_told("role_changed", user_id="u_promoted", role="speaker")
             before = len(received)
 

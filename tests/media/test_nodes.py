@@ -120,15 +120,13 @@ def test_a_space_is_relayed_by_another_node(
             assert connected["node_id"] == relay.node_id
 
             # Moderation on the owner reaches the other node's listeners.
-            await asyncio.to_thread(owner.command, type="mute", space_id=space, user_id="u_host")
+            await asyncio.to_thread(owner.member, space, "u_host", "host", muted=True)
             await relayed.hear(440, present=False, timeout=3)
             await relayed.wait_told("muted", user_id="u_host")
             relayed.channel.send(json.dumps({"type": "reaction", "emoji": "🎉"}))
             await host.wait_told("reaction", user_id="u_relayed", emoji="🎉")
             await another.wait_told("reaction", user_id="u_relayed", emoji="🎉")
-            await asyncio.to_thread(
-                owner.command, type="remove", space_id=space, user_id="u_another"
-            )
+            await asyncio.to_thread(owner.member, space, "u_another", "removed")
             await another.wait_closed(timeout=5)
             assert another.told("removed", user_id="u_another")
             assert relayed.pc.connectionState == "connected"
@@ -179,7 +177,7 @@ def test_only_a_token_that_places_a_relay_of_this_node_gets_its_feed(
                 ) as ws:
                     hello = await ws.receive_json(timeout=5)
                     assert hello["type"] == "feed"
-                    assert {"udp_port", "secret", "speaking", "refusals"} <= hello.keys()
+                    assert {"udp_port", "secret", "speaking", "authority"} <= hello.keys()
         finally:
             await host.close()
 

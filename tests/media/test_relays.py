@@ -257,18 +257,14 @@ def test_mute_and_remove_reach_relayed_listeners_within_a_second(
             await watcher.hear(660, present=True, timeout=10)
 
             sent = time.monotonic()
-            await asyncio.to_thread(
-                relaying.command, type="mute", space_id=space, user_id="u_speaker"
-            )
+            await asyncio.to_thread(relaying.member, space, "u_speaker", "speaker", muted=True)
             await watcher.hear(660, present=False, timeout=3)
             assert time.monotonic() - sent < WITHIN_SECONDS
             await watcher.hear(440, present=True, timeout=0.5)
             await watcher.wait_told("muted", user_id="u_speaker", timeout=1)
 
             sent = time.monotonic()
-            await asyncio.to_thread(
-                relaying.command, type="remove", space_id=space, user_id="u_listener_3"
-            )
+            await asyncio.to_thread(relaying.member, space, "u_listener_3", "removed")
             await removed.wait_told("removed", user_id="u_listener_3", timeout=3)
             assert time.monotonic() - sent < WITHIN_SECONDS
             await removed.wait_closed(timeout=3)
@@ -367,10 +363,7 @@ def test_a_relayed_listener_made_speaker_rejoins_where_the_mix_is_and_is_heard(
         promoted_peer: Peer | None = None
         try:
             promoted, other = remote
-            await asyncio.to_thread(
-                relaying.command, type="role", space_id=space, user_id="u_listener_2",
-                role="speaker",
-            )
+            await asyncio.to_thread(relaying.member, space, "u_listener_2", "speaker")
             await promoted.wait_told("rejoin", reason="promoted", role="speaker")
             await other.wait_told("role_changed", user_id="u_listener_2", role="speaker")
             assert not other.told("rejoin")

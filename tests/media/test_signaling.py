@@ -139,9 +139,7 @@ def test_patch_renegotiates_a_promoted_listener(node: NodeProcess, space: str) -
             await promoted.join(node.token("u_promoted", space))
             await listener.join(node.token("u_listener", space))
             await asyncio.gather(promoted.connected(), listener.connected())
-            await asyncio.to_thread(
-                node.command, type="role", space_id=space, user_id="u_promoted", role="speaker"
-            )
+            await asyncio.to_thread(node.member, space, "u_promoted", "speaker")
             await promoted.wait_told("role_changed", user_id="u_promoted", role="speaker")
 
             assert await promoted.publish(550) == 200

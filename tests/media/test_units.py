@@ -31,10 +31,16 @@ def test_voice_activity_has_hysteresis() -> None:
     [
         "nope",
         "[]",
-        '{"v": 2, "type": "end", "space_id": "s"}',
-        '{"v": 1, "type": "explode", "space_id": "s"}',
-        '{"v": 1, "type": "mute", "space_id": "s"}',
-        '{"v": 1, "type": "role", "space_id": "s", "user_id": "u", "role": "admin"}',
+        '{"v": 1, "type": "end", "space_id": "s"}',
+        '{"v": 2, "type": "explode", "space_id": "s"}',
+        '{"v": 2, "type": "mute", "space_id": "s", "user_id": "u"}',
+        '{"v": 2, "type": "member", "space_id": "s", "user_id": "u", "role": "speaker"}',
+        '{"v": 2, "type": "member", "space_id": "s", "user_id": "u", "role": "admin",'
+        ' "muted": false, "version": 1}',
+        '{"v": 2, "type": "member", "space_id": "s", "user_id": "u", "role": "speaker",'
+        ' "muted": false, "version": "1"}',
+        '{"v": 2, "type": "member", "space_id": "s", "role": "speaker", "muted": false,'
+        ' "version": 1}',
     ],
 )
 def test_malformed_commands_are_refused(body: str) -> None:
