@@ -100,7 +100,7 @@ def body(*fields: str) -> dict[str, Any]:
 
 
 def query() -> dict[str, str]:
-    return dict(request().query_params or {})
+    return v.single_values(request().query_params)
 
 
 def space_id_of(value: str) -> str:

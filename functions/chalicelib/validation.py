@@ -7,6 +7,7 @@ import math
 import re
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import unquote
 
 from .errors import BadRequest, InvalidField, UnsupportedMediaType
 
@@ -121,8 +122,23 @@ SPACE_ID = re.compile(r"sp_[a-z0-9]{20}")
 DEVICE_ID = re.compile(r"dev_[a-f0-9]{24}")
 
 
+def single_values(params: Any) -> dict[str, str]:
+    """The query string's parameters, each given once (a repeated one is ambiguous)."""
+    if not params:
+        return {}
+    values = {}
+    for name in params:
+        given = params.getlist(name)
+        if len(given) > 1:
+            raise InvalidField(name, f"'{name}' is given more than once")
+        values[name] = given[0]
+    return values
+
+
 def path_id(value: str, name: str, pattern: re.Pattern[str]) -> str:
-    """Path parameters are checked too, so a malformed id is a 400, never a 500."""
+    """Path parameters are checked too, so a malformed id is a 400, never a 500. A path
+    may carry an id percent-encoded (`u%40x` for `u@x`); no id has a `%` of its own."""
+    value = unquote(value)
     if not pattern.fullmatch(value):
         raise InvalidField(name, f"'{name}' is not a valid id")
     return value
