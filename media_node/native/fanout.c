@@ -29,10 +29,8 @@
  * MESSAGE-INTEGRITY and FINGERPRINT), and `upkeep` sends our own consent checks on the
  * RFC's randomised 4-6 s schedule and tells which streams lost consent (no valid
  * response for 30 s). Everything else on the socket (other STUN, DTLS, a publisher's
- * RTCP) goes on to aioice and aiortc. SHA-1, HMAC-SHA1 (FIPS 180-4, RFC 2104) and
- * CRC-32 (ISO-HDLC, as STUN's FINGERPRINT uses it) are written out below, from the
- * standards: the runtime image has no library for them that this module could link
- * without bringing one in.
+ * RTCP) goes on to aioice and aiortc. MESSAGE-INTEGRITY's HMAC-SHA1 is OpenSSL's,
+ * FINGERPRINT's CRC-32 zlib's.
  *
  * Everything runs with the GIL held, on the event loop's thread: a call is short
  * (a few microseconds per listener), and no other thread ever touches a stream.
@@ -53,7 +51,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "aes_gcm.h"
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/params.h>
+#include <zlib.h>
 
 #define RTP_HEADER_SIZE 12
 /* RFC 8285 one-byte extensions: 4 bytes of profile and length, then the elements. */
@@ -84,31 +86,14 @@ static ProtectFunction srtp_protect;
 static ProtectFunction srtp_protect_rtcp;
 static ProtectFunction srtp_unprotect_rtcp;
 
-/* SRTP with AES-GCM (RFC 7714), protected here rather than by libsrtp: with the CPU's
- * AES instructions (aes_gcm.h) where it has them, else OpenSSL's EVP AEAD interface,
- * resolved by rtp_fanout.py in the libcrypto that pylibsrtp's wheel carries and exports
- * (`use_openssl`), so nothing more is linked or installed. Only the few functions and
- * constants used are declared, from OpenSSL 3's evp.h. */
-typedef struct evp_cipher_ctx_st EVP_CIPHER_CTX;
-typedef struct evp_cipher_st EVP_CIPHER;
-#define EVP_CTRL_GCM_GET_TAG 0x10
+/* SRTP with AES-GCM (RFC 7714), protected here rather than by libsrtp: one OpenSSL
+ * cipher context per stream, keyed once, so that a packet only sets the IV, adds the
+ * header as associated data, encrypts and reads the tag. The ciphers are fetched once:
+ * keying a context with a fetched cipher skips the lookup by name. */
 #define GCM_TAG_SIZE 16
 #define GCM_SALT_SIZE 12
-static struct {
-    EVP_CIPHER_CTX *(*ctx_new)(void);
-    void (*ctx_free)(EVP_CIPHER_CTX *);
-    int (*encrypt_init)(EVP_CIPHER_CTX *, const EVP_CIPHER *, void *engine,
-                        const unsigned char *key, const unsigned char *iv);
-    int (*encrypt_update)(EVP_CIPHER_CTX *, unsigned char *out, int *out_size,
-                          const unsigned char *in, int in_size);
-    int (*encrypt_final)(EVP_CIPHER_CTX *, unsigned char *out, int *out_size);
-    int (*ctrl)(EVP_CIPHER_CTX *, int type, int arg, void *pointer);
-    const EVP_CIPHER *(*aes_128_gcm)(void);
-    const EVP_CIPHER *(*aes_256_gcm)(void);
-} evp;
-/* Which of the two keys streams from now on: aes_gcm.h's (1, where the CPU allows) or
- * OpenSSL's (0). A stream keeps the one it was keyed with. */
-static int gcm_native;
+static EVP_CIPHER *aes_128_gcm;
+static EVP_CIPHER *aes_256_gcm;
 
 /* Sender reports: RFC 3550's minimum interval, each stream at a phase of its own. */
 #define REPORT_SECONDS 5.0
@@ -133,7 +118,7 @@ static int gcm_native;
 #define STUN_ICE_CONTROLLED 0x8029
 #define STUN_ICE_CONTROLLING 0x802A
 #define STUN_FINGERPRINT_XOR 0x5354554Eu
-#define SHA1_SIZE 20
+#define HMAC_SHA1_SIZE 20
 /* ice-char{4,256} for a ufrag (RFC 8839 5.4). */
 #define MAX_UFRAG 256
 #define MAX_USERNAME (2 * MAX_UFRAG + 1)
@@ -148,26 +133,22 @@ static int gcm_native;
 static double consent_interval = 5.0;
 static double consent_timeout = 30.0;
 
-/* ---- SHA-1 (FIPS 180-4), HMAC-SHA1 (RFC 2104), CRC-32 ------------------------------ */
+/* ---- HMAC-SHA1 (OpenSSL), CRC-32 (zlib) ------------------------------------------ */
 
-typedef struct {
-    uint32_t state[5];
-    uint64_t length; /* bytes absorbed */
-    uint8_t block[64];
-    size_t used;
-} Sha1;
-
-/* HMAC with its key already absorbed: the inner and outer hashes after their first
- * block (key XOR ipad, key XOR opad), made once per password, so that each message
- * costs its own blocks and two final ones. */
-typedef struct {
-    Sha1 inner;
-    Sha1 outer;
-} HmacKey;
+static uint16_t get16(const uint8_t *at)
+{
+    return (uint16_t)((at[0] << 8) | at[1]);
+}
 
 static uint32_t get32(const uint8_t *at)
 {
     return ((uint32_t)at[0] << 24) | ((uint32_t)at[1] << 16) | ((uint32_t)at[2] << 8) | at[3];
+}
+
+static void put16(uint8_t *at, uint16_t value)
+{
+    at[0] = value >> 8;
+    at[1] = (uint8_t)value;
 }
 
 static void put32(uint8_t *at, uint32_t value)
@@ -178,160 +159,41 @@ static void put32(uint8_t *at, uint32_t value)
     at[3] = value;
 }
 
-static uint16_t get16(const uint8_t *at)
+/* Each stream keys one HMAC context per ICE password when ICE is set up, so a check
+ * costs the message's own hashing: OpenSSL re-initialises a keyed context from the
+ * state it kept after the key block. */
+static EVP_MAC *hmac;
+
+/* Key `*context` (made on first use) with `key` for HMAC-SHA1; 1 on success. */
+static int hmac_sha1_key(EVP_MAC_CTX **context, const uint8_t *key, size_t size)
 {
-    return (uint16_t)((at[0] << 8) | at[1]);
+    char digest[] = "SHA1";
+    OSSL_PARAM params[] = {
+        OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
+        OSSL_PARAM_construct_end(),
+    };
+    if (*context == NULL)
+        *context = EVP_MAC_CTX_new(hmac);
+    /* A key pointer even for an empty key: NULL would mean "the previous key". */
+    static const uint8_t empty[1];
+    return *context != NULL && EVP_MAC_init(*context, size ? key : empty, size, params);
 }
 
-static void put16(uint8_t *at, uint16_t value)
+/* HMAC-SHA1 of `first` then `second` (either may be empty); 1 on success. */
+static int hmac_sha1(EVP_MAC_CTX *context, const uint8_t *first, size_t first_size,
+                     const uint8_t *second, size_t second_size, uint8_t digest[HMAC_SHA1_SIZE])
 {
-    at[0] = value >> 8;
-    at[1] = (uint8_t)value;
+    size_t size;
+    /* No key: the context starts again from the one it was keyed with. */
+    return context != NULL && EVP_MAC_init(context, NULL, 0, NULL) &&
+           EVP_MAC_update(context, first, first_size) &&
+           EVP_MAC_update(context, second, second_size) &&
+           EVP_MAC_final(context, digest, &size, HMAC_SHA1_SIZE) && size == HMAC_SHA1_SIZE;
 }
 
-static uint32_t rotate_left(uint32_t value, int bits)
+static uint32_t crc_32(const uint8_t *data, size_t size)
 {
-    return (value << bits) | (value >> (32 - bits));
-}
-
-static void sha1_block(uint32_t state[5], const uint8_t *block)
-{
-    uint32_t w[80];
-    for (int t = 0; t < 16; t++)
-        w[t] = get32(block + 4 * t);
-    for (int t = 16; t < 80; t++)
-        w[t] = rotate_left(w[t - 3] ^ w[t - 8] ^ w[t - 14] ^ w[t - 16], 1);
-    uint32_t a = state[0], b = state[1], c = state[2], d = state[3], e = state[4];
-    for (int t = 0; t < 80; t++) {
-        uint32_t f, k;
-        if (t < 20) {
-            f = (b & c) | (~b & d);
-            k = 0x5A827999u;
-        } else if (t < 40) {
-            f = b ^ c ^ d;
-            k = 0x6ED9EBA1u;
-        } else if (t < 60) {
-            f = (b & c) | (b & d) | (c & d);
-            k = 0x8F1BBCDCu;
-        } else {
-            f = b ^ c ^ d;
-            k = 0xCA62C1D6u;
-        }
-        uint32_t temp = rotate_left(a, 5) + f + e + k + w[t];
-        e = d;
-        d = c;
-        c = rotate_left(b, 30);
-        b = a;
-        a = temp;
-    }
-    state[0] += a;
-    state[1] += b;
-    state[2] += c;
-    state[3] += d;
-    state[4] += e;
-}
-
-static void sha1_init(Sha1 *sha)
-{
-    sha->state[0] = 0x67452301u;
-    sha->state[1] = 0xEFCDAB89u;
-    sha->state[2] = 0x98BADCFEu;
-    sha->state[3] = 0x10325476u;
-    sha->state[4] = 0xC3D2E1F0u;
-    sha->length = 0;
-    sha->used = 0;
-}
-
-static void sha1_update(Sha1 *sha, const uint8_t *data, size_t size)
-{
-    sha->length += size;
-    if (sha->used) {
-        size_t take = 64 - sha->used < size ? 64 - sha->used : size;
-        memcpy(sha->block + sha->used, data, take);
-        sha->used += take;
-        data += take;
-        size -= take;
-        if (sha->used < 64)
-            return;
-        sha1_block(sha->state, sha->block);
-        sha->used = 0;
-    }
-    for (; size >= 64; data += 64, size -= 64)
-        sha1_block(sha->state, data);
-    memcpy(sha->block, data, size);
-    sha->used = size;
-}
-
-static void sha1_final(Sha1 *sha, uint8_t digest[SHA1_SIZE])
-{
-    uint64_t bits = sha->length * 8;
-    /* A 1 bit, zeros up to 56 bytes into a block, then the length in bits. */
-    uint8_t padding[72] = {0x80};
-    size_t zeros = (sha->used < 56 ? 56 : 120) - sha->used;
-    for (int i = 0; i < 8; i++)
-        padding[zeros + i] = (uint8_t)(bits >> (56 - 8 * i));
-    sha1_update(sha, padding, zeros + 8);
-    for (int i = 0; i < 5; i++)
-        put32(digest + 4 * i, sha->state[i]);
-}
-
-static void hmac_key(HmacKey *hmac, const uint8_t *key, size_t size)
-{
-    uint8_t block[64] = {0};
-    if (size > 64) {
-        /* A key longer than a block is hashed first. */
-        Sha1 sha;
-        sha1_init(&sha);
-        sha1_update(&sha, key, size);
-        sha1_final(&sha, block);
-    } else {
-        memcpy(block, key, size);
-    }
-    uint8_t pad[64];
-    for (int i = 0; i < 64; i++)
-        pad[i] = block[i] ^ 0x36;
-    sha1_init(&hmac->inner);
-    sha1_update(&hmac->inner, pad, 64);
-    for (int i = 0; i < 64; i++)
-        pad[i] = block[i] ^ 0x5c;
-    sha1_init(&hmac->outer);
-    sha1_update(&hmac->outer, pad, 64);
-}
-
-/* HMAC-SHA1 of `first` then `second` (either may be empty). */
-static void hmac_sha1(const HmacKey *hmac, const uint8_t *first, size_t first_size,
-                      const uint8_t *second, size_t second_size, uint8_t digest[SHA1_SIZE])
-{
-    Sha1 sha = hmac->inner;
-    sha1_update(&sha, first, first_size);
-    sha1_update(&sha, second, second_size);
-    uint8_t inner[SHA1_SIZE];
-    sha1_final(&sha, inner);
-    sha = hmac->outer;
-    sha1_update(&sha, inner, SHA1_SIZE);
-    sha1_final(&sha, digest);
-}
-
-static uint32_t crc_table[256];
-
-static void crc32_init(void)
-{
-    /* The reflected polynomial 0x04C11DB7. */
-    for (uint32_t n = 0; n < 256; n++) {
-        uint32_t c = n;
-        for (int k = 0; k < 8; k++)
-            c = c & 1 ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-        crc_table[n] = c;
-    }
-}
-
-/* Feed `data` to a running CRC: start from 0, the result is the finished CRC-32. */
-static uint32_t crc32_update(uint32_t crc, const uint8_t *data, size_t size)
-{
-    crc = ~crc;
-    for (size_t i = 0; i < size; i++)
-        crc = crc_table[(crc ^ data[i]) & 0xff] ^ (crc >> 8);
-    return ~crc;
+    return (uint32_t)crc32_z(crc32_z(0, Z_NULL, 0), data, size);
 }
 
 /* ---- STUN ------------------------------------------------------------------------- */
@@ -377,7 +239,7 @@ static int stun_parse(StunMessage *message, const uint8_t *data, Py_ssize_t size
             /* Attributes between MESSAGE-INTEGRITY and FINGERPRINT are not
              * authenticated: ignored (RFC 8489 14.5). */
         } else if (type == STUN_MESSAGE_INTEGRITY) {
-            if (value_size != SHA1_SIZE)
+            if (value_size != HMAC_SHA1_SIZE)
                 return 0;
             message->integrity = at;
         } else if (type == STUN_USERNAME) {
@@ -401,64 +263,56 @@ static int stun_parse(StunMessage *message, const uint8_t *data, Py_ssize_t size
 
 /* The message up to `end` with the header's length as if it ended `extra` bytes after
  * `end`: what MESSAGE-INTEGRITY and FINGERPRINT cover (RFC 8489 14.5, 14.7). */
-static void stun_covered_header(uint8_t header[STUN_HEADER_SIZE], const uint8_t *data,
-                                Py_ssize_t end, int extra)
+static void covered_header(uint8_t header[STUN_HEADER_SIZE], const uint8_t *data,
+                           Py_ssize_t end, int extra)
 {
     memcpy(header, data, STUN_HEADER_SIZE);
     put16(header + 2, (uint16_t)(end - STUN_HEADER_SIZE + extra));
 }
 
-static void stun_integrity(const HmacKey *key, const uint8_t *data, Py_ssize_t end,
-                           uint8_t digest[SHA1_SIZE])
+static int integrity(EVP_MAC_CTX *key, const uint8_t *data, Py_ssize_t end,
+                     uint8_t digest[HMAC_SHA1_SIZE])
 {
     uint8_t header[STUN_HEADER_SIZE];
-    stun_covered_header(header, data, end, 4 + SHA1_SIZE);
-    hmac_sha1(key, header, STUN_HEADER_SIZE, data + STUN_HEADER_SIZE,
-              end - STUN_HEADER_SIZE, digest);
+    covered_header(header, data, end, 4 + HMAC_SHA1_SIZE);
+    return hmac_sha1(key, header, STUN_HEADER_SIZE, data + STUN_HEADER_SIZE,
+                     (size_t)(end - STUN_HEADER_SIZE), digest);
 }
 
-static uint32_t stun_fingerprint(const uint8_t *data, Py_ssize_t end)
+static uint32_t fingerprint(const uint8_t *data, Py_ssize_t end)
 {
     uint8_t header[STUN_HEADER_SIZE];
-    stun_covered_header(header, data, end, 8);
-    uint32_t crc = crc32_update(0, header, STUN_HEADER_SIZE);
-    return crc32_update(crc, data + STUN_HEADER_SIZE, end - STUN_HEADER_SIZE) ^
-           STUN_FINGERPRINT_XOR;
-}
-
-/* Constant time, as the HMAC's comparison should be. */
-static int same_digest(const uint8_t *a, const uint8_t *b)
-{
-    uint8_t difference = 0;
-    for (int i = 0; i < SHA1_SIZE; i++)
-        difference |= a[i] ^ b[i];
-    return difference == 0;
+    covered_header(header, data, end, 8);
+    uLong crc = crc32_z(crc32_z(0, Z_NULL, 0), header, STUN_HEADER_SIZE);
+    crc = crc32_z(crc, data + STUN_HEADER_SIZE, (size_t)(end - STUN_HEADER_SIZE));
+    return (uint32_t)crc ^ STUN_FINGERPRINT_XOR;
 }
 
 /* Both MESSAGE-INTEGRITY (with `key`) and FINGERPRINT present and right: ICE's STUN
  * carries both (RFC 8445 7.1.2, 7.2.5.2, 7.3). */
-static int stun_authentic(const StunMessage *message, const uint8_t *data, const HmacKey *key)
+static int stun_authentic(const StunMessage *message, const uint8_t *data, EVP_MAC_CTX *key)
 {
     if (message->integrity < 0 || message->fingerprint < 0)
         return 0;
-    if (get32(data + message->fingerprint + 4) != stun_fingerprint(data, message->fingerprint))
+    if (get32(data + message->fingerprint + 4) != fingerprint(data, message->fingerprint))
         return 0;
-    uint8_t digest[SHA1_SIZE];
-    stun_integrity(key, data, message->integrity, digest);
-    return same_digest(digest, data + message->integrity + 4);
+    uint8_t digest[HMAC_SHA1_SIZE];
+    return integrity(key, data, message->integrity, digest) &&
+           CRYPTO_memcmp(digest, data + message->integrity + 4, HMAC_SHA1_SIZE) == 0;
 }
 
-/* Append MESSAGE-INTEGRITY then FINGERPRINT to the message of `size` bytes in
- * `data`, and set its length; the new size. */
-static Py_ssize_t stun_seal(uint8_t *data, Py_ssize_t size, const HmacKey *key)
+/* Append MESSAGE-INTEGRITY then FINGERPRINT to the message of `size` bytes in `data`,
+ * and set its length; the new size, 0 if the HMAC failed. */
+static Py_ssize_t stun_seal(uint8_t *data, Py_ssize_t size, EVP_MAC_CTX *key)
 {
     put16(data + size, STUN_MESSAGE_INTEGRITY);
-    put16(data + size + 2, SHA1_SIZE);
-    stun_integrity(key, data, size, data + size + 4);
-    size += 4 + SHA1_SIZE;
+    put16(data + size + 2, HMAC_SHA1_SIZE);
+    if (!integrity(key, data, size, data + size + 4))
+        return 0;
+    size += 4 + HMAC_SHA1_SIZE;
     put16(data + size, STUN_FINGERPRINT);
     put16(data + size + 2, 4);
-    put32(data + size + 4, stun_fingerprint(data, size));
+    put32(data + size + 4, fingerprint(data, size));
     size += 8;
     put16(data + 2, (uint16_t)(size - STUN_HEADER_SIZE));
     return size;
@@ -490,14 +344,12 @@ typedef struct {
     unsigned long long octets;
     unsigned long long dropped;
     void *session;
-    /* With AES-GCM, the stream's own key (aes_gcm.h: `aes.rounds` is non-zero) or
-     * OpenSSL cipher context, keyed once, and the session salt; with neither,
-     * libsrtp's `session` protects its RTP. */
+    /* With AES-GCM, OpenSSL's cipher context keyed once with the session key, and the
+     * session salt; without, libsrtp's `session` protects the stream's RTP. */
     EVP_CIPHER_CTX *gcm;
     uint8_t gcm_salt[GCM_SALT_SIZE];
     /* The RTP header as sent; only the sequence number and timestamp change. */
     uint8_t header[RTP_HEADER_SIZE + MAX_EXTENSION_SIZE];
-    AesGcmKey aes;
     struct sockaddr_storage address;
     /* The rest is touched at reports, RTCP and consent checks. */
     PyObject *owner; /* the pylibsrtp Session that keeps `session` alive */
@@ -524,8 +376,9 @@ typedef struct {
     Py_ssize_t username_size;
     uint8_t expected_username[MAX_USERNAME]; /* the peer's: "local:remote" */
     Py_ssize_t expected_username_size;
-    HmacKey local_key;  /* our ICE password: the peer's requests, our answers */
-    HmacKey remote_key; /* the peer's: our requests, its answers */
+    /* HMAC-SHA1 keyed once per password: */
+    EVP_MAC_CTX *local_key;  /* our ICE password: the peer's requests, our answers */
+    EVP_MAC_CTX *remote_key; /* the peer's: our requests, its answers */
     int consent_expired;
     uint8_t transactions[CONSENT_TRANSACTIONS][12];
     uint8_t transaction_open[CONSENT_TRANSACTIONS];
@@ -595,12 +448,11 @@ static void close_socket(Stream *self)
 static void Stream_dealloc(Stream *self)
 {
     close_socket(self);
-    if (self->gcm != NULL)
-        evp.ctx_free(self->gcm);
-    /* The session key goes with the stream. */
-    volatile uint8_t *secret = (volatile uint8_t *)&self->aes;
-    for (size_t i = 0; i < sizeof(self->aes); i++)
-        secret[i] = 0;
+    /* EVP_CIPHER_CTX_free and EVP_MAC_CTX_free clear the keys. */
+    EVP_CIPHER_CTX_free(self->gcm);
+    OPENSSL_cleanse(self->gcm_salt, sizeof(self->gcm_salt));
+    EVP_MAC_CTX_free(self->local_key);
+    EVP_MAC_CTX_free(self->remote_key);
     Py_CLEAR(self->owner);
     Py_CLEAR(self->inbound_owner);
     PyTypeObject *type = Py_TYPE((PyObject *)self);
@@ -703,26 +555,17 @@ static PyObject *Stream_use_gcm(Stream *self, PyObject *args, PyObject *kwargs)
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*y*", keywords, &key, &salt))
         return NULL;
     PyObject *result = NULL;
-    const EVP_CIPHER *cipher = NULL;
-    if (!gcm_native && evp.ctx_new == NULL)
-        PyErr_SetString(PyExc_RuntimeError, "use_openssl() has not been called");
-    else if (key.len != 16 && key.len != 32)
+    if (key.len != 16 && key.len != 32) {
         PyErr_SetString(PyExc_ValueError, "an AES-GCM session key is 16 or 32 bytes");
-    else if (salt.len != GCM_SALT_SIZE)
+    } else if (salt.len != GCM_SALT_SIZE) {
         PyErr_SetString(PyExc_ValueError, "an AES-GCM session salt is 12 bytes");
-    else if (self->gcm != NULL || self->aes.rounds != 0)
+    } else if (self->gcm != NULL) {
         PyErr_SetString(PyExc_RuntimeError, "the stream is keyed already");
-    else if (gcm_native) {
-        aes_gcm_key(&self->aes, key.buf, (size_t)key.len);
-        memcpy(self->gcm_salt, salt.buf, GCM_SALT_SIZE);
-        result = Py_NewRef(Py_None);
-    } else
-        cipher = key.len == 16 ? evp.aes_128_gcm() : evp.aes_256_gcm();
-    if (cipher != NULL) {
-        EVP_CIPHER_CTX *context = evp.ctx_new();
-        if (context == NULL || !evp.encrypt_init(context, cipher, NULL, key.buf, NULL)) {
-            if (context != NULL)
-                evp.ctx_free(context);
+    } else {
+        const EVP_CIPHER *cipher = key.len == 16 ? aes_128_gcm : aes_256_gcm;
+        EVP_CIPHER_CTX *context = EVP_CIPHER_CTX_new();
+        if (context == NULL || !EVP_EncryptInit_ex(context, cipher, NULL, key.buf, NULL)) {
+            EVP_CIPHER_CTX_free(context);
             PyErr_SetString(PyExc_RuntimeError, "OpenSSL could not key AES-GCM");
         } else {
             self->gcm = context;
@@ -744,31 +587,24 @@ static PyObject *Stream_close(Stream *self, PyObject *Py_UNUSED(ignored))
 
 /* RFC 7714 8.1-8.2: the 12-byte IV is 0x0000, SSRC, ROC and sequence number, XORed with
  * the session salt; the RTP header is the associated data, the payload is encrypted in
- * place and the 16-byte tag appended. 1 on success. */
+ * place and the 16-byte tag appended. */
 static int protect_gcm(Stream *self, uint8_t *datagram, int *length, uint16_t sequence,
                        uint32_t rollover)
 {
     uint8_t iv[GCM_SALT_SIZE] = {0};
     put32(iv + 2, self->ssrc);
     put32(iv + 6, rollover);
-    iv[10] = sequence >> 8;
-    iv[11] = sequence;
+    put16(iv + 10, sequence);
     for (int i = 0; i < GCM_SALT_SIZE; i++)
         iv[i] ^= self->gcm_salt[i];
     int header = (int)self->header_size, out;
     uint8_t *payload = datagram + header;
     int size = *length - header;
-    if (self->aes.rounds != 0) {
-        aes_gcm_seal(&self->aes, iv, datagram, (size_t)header, payload, (size_t)size,
-                     payload + size);
-        *length += GCM_TAG_SIZE;
-        return 1;
-    }
-    if (!evp.encrypt_init(self->gcm, NULL, NULL, NULL, iv) ||
-        !evp.encrypt_update(self->gcm, NULL, &out, datagram, header) ||
-        !evp.encrypt_update(self->gcm, payload, &out, payload, size) ||
-        !evp.encrypt_final(self->gcm, payload + size, &out) ||
-        !evp.ctrl(self->gcm, EVP_CTRL_GCM_GET_TAG, GCM_TAG_SIZE, payload + size))
+    if (!EVP_EncryptInit_ex(self->gcm, NULL, NULL, NULL, iv) ||
+        !EVP_EncryptUpdate(self->gcm, NULL, &out, datagram, header) ||
+        !EVP_EncryptUpdate(self->gcm, payload, &out, payload, size) ||
+        !EVP_EncryptFinal_ex(self->gcm, payload + size, &out) ||
+        !EVP_CIPHER_CTX_ctrl(self->gcm, EVP_CTRL_AEAD_GET_TAG, GCM_TAG_SIZE, payload + size))
         return 0;
     *length += GCM_TAG_SIZE;
     return 1;
@@ -800,7 +636,7 @@ static int build_one(Stream *self, const uint8_t *payload, Py_ssize_t size, uint
     datagram[7] = timestamp;
     memcpy(datagram + self->header_size, payload, size);
     int length = (int)(self->header_size + size);
-    int protected = self->aes.rounds != 0 || self->gcm != NULL
+    int protected = self->gcm != NULL
                         ? protect_gcm(self, datagram, &length, sequence, rollover)
                         : srtp_protect(self->session, datagram, &length) == 0;
     if (!protected) {
@@ -1197,6 +1033,13 @@ static PyObject *Stream_ice(Stream *self, PyObject *args, PyObject *kwargs)
         PyErr_SetString(PyExc_ValueError, "no ICE password");
         return NULL;
     }
+    if (!hmac_sha1_key(&self->local_key, (const uint8_t *)local_password,
+                       (size_t)local_password_size) ||
+        !hmac_sha1_key(&self->remote_key, (const uint8_t *)remote_password,
+                       (size_t)remote_password_size)) {
+        PyErr_SetString(PyExc_RuntimeError, "OpenSSL could not key HMAC-SHA1");
+        return NULL;
+    }
     /* Ours in our requests, "remote:local"; the peer's in its own, "local:remote". */
     uint8_t *name = self->username;
     memcpy(name, remote_username, remote_username_size);
@@ -1208,8 +1051,6 @@ static PyObject *Stream_ice(Stream *self, PyObject *args, PyObject *kwargs)
     name[local_username_size] = ':';
     memcpy(name + local_username_size + 1, remote_username, remote_username_size);
     self->expected_username_size = self->username_size;
-    hmac_key(&self->local_key, (const uint8_t *)local_password, local_password_size);
-    hmac_key(&self->remote_key, (const uint8_t *)remote_password, remote_password_size);
     self->controlling = controlling;
     self->tie_breaker = tie_breaker;
     self->priority = (uint32_t)priority;
@@ -1252,7 +1093,9 @@ static void send_consent_check(Stream *self)
     put32(request + at + 4, (uint32_t)(self->tie_breaker >> 32));
     put32(request + at + 8, (uint32_t)self->tie_breaker);
     at += 12;
-    Py_ssize_t size = stun_seal(request, at, &self->remote_key);
+    Py_ssize_t size = stun_seal(request, at, self->remote_key);
+    if (size == 0)
+        return;
     self->transaction_open[self->transaction_next] = 1;
     self->transaction_next = (self->transaction_next + 1) % CONSENT_TRANSACTIONS;
     self->consent_checks++;
@@ -1307,7 +1150,7 @@ static int answer_check(Stream *self, int socket, const StunMessage *message,
     if (message->username_size != self->expected_username_size ||
         memcmp(message->username, self->expected_username, message->username_size) != 0)
         return 0;
-    if (!stun_authentic(message, data, &self->local_key))
+    if (!stun_authentic(message, data, self->local_key))
         return 0;
     uint32_t words[(STUN_HEADER_SIZE + 24 + 24 + 8) / 4];
     uint8_t *response = (uint8_t *)words;
@@ -1337,7 +1180,9 @@ static int answer_check(Stream *self, int socket, const StunMessage *message,
             attribute[8 + i] = address[i] ^ response[4 + i];
         size += 24;
     }
-    size = stun_seal(response, size, &self->local_key);
+    size = stun_seal(response, size, self->local_key);
+    if (size == 0)
+        return 0;
     self->consent_answers++;
     send_datagram(self, response, size);
     return 1;
@@ -1360,7 +1205,7 @@ static int take_answer(Stream *self, int socket, const StunMessage *message,
     if (slot < 0)
         return 0;
     if (socket != self->route_socket || !is_destination(self, addr) ||
-        !stun_authentic(message, data, &self->remote_key))
+        !stun_authentic(message, data, self->remote_key))
         return 1;
     self->transaction_open[slot] = 0;
     if (message->type == STUN_BINDING_SUCCESS) {
@@ -1705,59 +1550,9 @@ static PyObject *fanout_use_srtp(PyObject *Py_UNUSED(module), PyObject *args)
     Py_RETURN_NONE;
 }
 
-/* The addresses of OpenSSL's EVP functions, in the order of `evp`'s members. */
-static PyObject *fanout_use_openssl(PyObject *Py_UNUSED(module), PyObject *args)
-{
-    unsigned long long a[8];
-    if (!PyArg_ParseTuple(args, "KKKKKKKK", &a[0], &a[1], &a[2], &a[3], &a[4], &a[5], &a[6],
-                          &a[7]))
-        return NULL;
-    for (int i = 0; i < 8; i++) {
-        if (a[i] == 0) {
-            PyErr_SetString(PyExc_ValueError, "the eight functions' addresses are needed");
-            return NULL;
-        }
-    }
-    evp.ctx_new = (EVP_CIPHER_CTX * (*)(void))(uintptr_t)a[0];
-    evp.ctx_free = (void (*)(EVP_CIPHER_CTX *))(uintptr_t)a[1];
-    evp.encrypt_init = (int (*)(EVP_CIPHER_CTX *, const EVP_CIPHER *, void *,
-                                const unsigned char *, const unsigned char *))(uintptr_t)a[2];
-    evp.encrypt_update = (int (*)(EVP_CIPHER_CTX *, unsigned char *, int *,
-                                  const unsigned char *, int))(uintptr_t)a[3];
-    evp.encrypt_final = (int (*)(EVP_CIPHER_CTX *, unsigned char *, int *))(uintptr_t)a[4];
-    evp.ctrl = (int (*)(EVP_CIPHER_CTX *, int, int, void *))(uintptr_t)a[5];
-    evp.aes_128_gcm = (const EVP_CIPHER *(*)(void))(uintptr_t)a[6];
-    evp.aes_256_gcm = (const EVP_CIPHER *(*)(void))(uintptr_t)a[7];
-    Py_RETURN_NONE;
-}
-
 static PyObject *fanout_send_calls(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(args))
 {
     return PyLong_FromUnsignedLongLong(send_calls);
-}
-
-/* The AES-GCM implementation that keys streams from now on, by name; the previous one. */
-static PyObject *fanout_gcm_engine(PyObject *Py_UNUSED(module), PyObject *args)
-{
-    const char *name = NULL;
-    if (!PyArg_ParseTuple(args, "|s", &name))
-        return NULL;
-    PyObject *previous = PyUnicode_FromString(gcm_native ? "aesni" : "openssl");
-    if (previous == NULL || name == NULL)
-        return previous;
-    if (strcmp(name, "aesni") == 0 && aes_gcm_usable()) {
-        gcm_native = 1;
-    } else if (strcmp(name, "openssl") == 0) {
-        gcm_native = 0;
-    } else {
-        Py_DECREF(previous);
-        PyErr_Format(PyExc_ValueError,
-                     "AES-GCM engine '%s': 'openssl', or 'aesni' on a CPU with AES-NI and "
-                     "PCLMULQDQ (this one has%s)", name,
-                     aes_gcm_usable() ? "" : " not");
-        return NULL;
-    }
-    return previous;
 }
 
 static PyObject *fanout_consent_timing(PyObject *Py_UNUSED(module), PyObject *args,
@@ -1784,13 +1579,18 @@ static PyObject *fanout_hmac_sha1(PyObject *Py_UNUSED(module), PyObject *args)
     Py_buffer key, data;
     if (!PyArg_ParseTuple(args, "y*y*", &key, &data))
         return NULL;
-    HmacKey hmac;
-    hmac_key(&hmac, key.buf, key.len);
-    uint8_t digest[SHA1_SIZE];
-    hmac_sha1(&hmac, data.buf, data.len, NULL, 0, digest);
+    EVP_MAC_CTX *context = NULL;
+    uint8_t digest[HMAC_SHA1_SIZE];
+    int done = hmac_sha1_key(&context, key.buf, (size_t)key.len) &&
+               hmac_sha1(context, data.buf, (size_t)data.len, NULL, 0, digest);
+    EVP_MAC_CTX_free(context);
     PyBuffer_Release(&key);
     PyBuffer_Release(&data);
-    return PyBytes_FromStringAndSize((const char *)digest, SHA1_SIZE);
+    if (!done) {
+        PyErr_SetString(PyExc_RuntimeError, "OpenSSL could not compute HMAC-SHA1");
+        return NULL;
+    }
+    return PyBytes_FromStringAndSize((const char *)digest, HMAC_SHA1_SIZE);
 }
 
 static PyObject *fanout_crc32(PyObject *Py_UNUSED(module), PyObject *args)
@@ -1798,7 +1598,7 @@ static PyObject *fanout_crc32(PyObject *Py_UNUSED(module), PyObject *args)
     Py_buffer data;
     if (!PyArg_ParseTuple(args, "y*", &data))
         return NULL;
-    uint32_t crc = crc32_update(0, data.buf, data.len);
+    uint32_t crc = crc_32(data.buf, (size_t)data.len);
     PyBuffer_Release(&data);
     return PyLong_FromUnsignedLong(crc);
 }
@@ -1809,12 +1609,17 @@ static PyObject *fanout_stun_authentic(PyObject *Py_UNUSED(module), PyObject *ar
     if (!PyArg_ParseTuple(args, "y*y*", &data, &key))
         return NULL;
     StunMessage message;
-    HmacKey hmac;
-    hmac_key(&hmac, key.buf, key.len);
-    int authentic = stun_parse(&message, data.buf, data.len) &&
-                    stun_authentic(&message, data.buf, &hmac);
+    EVP_MAC_CTX *context = NULL;
+    int keyed = hmac_sha1_key(&context, key.buf, (size_t)key.len);
+    int authentic = keyed && stun_parse(&message, data.buf, data.len) &&
+                    stun_authentic(&message, data.buf, context);
+    EVP_MAC_CTX_free(context);
     PyBuffer_Release(&data);
     PyBuffer_Release(&key);
+    if (!keyed) {
+        PyErr_SetString(PyExc_RuntimeError, "OpenSSL could not key HMAC-SHA1");
+        return NULL;
+    }
     return PyBool_FromLong(authentic);
 }
 
@@ -1824,18 +1629,9 @@ static PyMethodDef module_methods[] = {
     {"use_srtp", fanout_use_srtp, METH_VARARGS,
      "use_srtp(protect, protect_rtcp, unprotect_rtcp): the addresses of those srtp_ "
      "functions of the libsrtp whose sessions streams use"},
-    {"use_openssl", fanout_use_openssl, METH_VARARGS,
-     "use_openssl(ctx_new, ctx_free, encrypt_init, encrypt_update, encrypt_final, ctrl, "
-     "aes_128_gcm, aes_256_gcm): the addresses of OpenSSL's EVP_CIPHER_CTX_new, "
-     "EVP_CIPHER_CTX_free, EVP_EncryptInit_ex, EVP_EncryptUpdate, EVP_EncryptFinal_ex, "
-     "EVP_CIPHER_CTX_ctrl, EVP_aes_128_gcm and EVP_aes_256_gcm, for Stream.use_gcm"},
     {"send_calls", fanout_send_calls, METH_NOARGS,
      "send_calls(): the system calls `send` has made so far (a sendto per stream, or a "
      "sendmmsg per batch of streams on one socket)"},
-    {"gcm_engine", fanout_gcm_engine, METH_VARARGS,
-     "gcm_engine(name=None): which AES-GCM keys streams from now on ('aesni', the "
-     "default where the CPU has it, or 'openssl'); sets it when a name is given and "
-     "returns the previous one"},
     {"upkeep", (PyCFunction)(void (*)(void))fanout_upkeep, METH_FASTCALL,
      "upkeep(streams, pts): due consent checks and sender reports; the streams that "
      "lost consent now (they have stopped sending)"},
@@ -1843,8 +1639,10 @@ static PyMethodDef module_methods[] = {
      METH_VARARGS | METH_KEYWORDS,
      "consent_timing(interval=0, timeout=0): set Tc and the expiry (seconds, 0 keeps "
      "one); the previous pair. RFC 7675's 5 and 30 unless a test shortens them"},
-    {"hmac_sha1", fanout_hmac_sha1, METH_VARARGS, "hmac_sha1(key, data): the digest"},
-    {"crc32", fanout_crc32, METH_VARARGS, "crc32(data): CRC-32 (ISO-HDLC)"},
+    {"hmac_sha1", fanout_hmac_sha1, METH_VARARGS,
+     "hmac_sha1(key, data): the digest, as STUN's MESSAGE-INTEGRITY computes it"},
+    {"crc32", fanout_crc32, METH_VARARGS,
+     "crc32(data): CRC-32 (ISO-HDLC), as STUN's FINGERPRINT computes it"},
     {"stun_authentic", fanout_stun_authentic, METH_VARARGS,
      "stun_authentic(message, key): well-formed STUN with MESSAGE-INTEGRITY (key) and "
      "FINGERPRINT both right"},
@@ -1861,6 +1659,15 @@ static struct PyModuleDef module = {
 
 PyMODINIT_FUNC PyInit__fanout(void)
 {
+    aes_128_gcm = EVP_CIPHER_fetch(NULL, "AES-128-GCM", NULL);
+    aes_256_gcm = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL);
+    hmac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+    if (aes_128_gcm == NULL || aes_256_gcm == NULL || hmac == NULL) {
+        PyErr_SetString(PyExc_ImportError,
+                        "OpenSSL's libcrypto has no AES-GCM or HMAC (its default provider "
+                        "is not available)");
+        return NULL;
+    }
     PyObject *m = PyModule_Create(&module);
     if (m == NULL)
         return NULL;
@@ -1874,8 +1681,6 @@ PyMODINIT_FUNC PyInit__fanout(void)
         Py_DECREF(m);
         return NULL;
     }
-    crc32_init();
-    gcm_native = aes_gcm_usable();
     if (getrandom(&spread_state, sizeof(spread_state), 0) != sizeof(spread_state) ||
         spread_state == 0)
         spread_state = (uint64_t)time(NULL) * 0x9E3779B97F4A7C15ULL | 1;
