@@ -7,10 +7,12 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 REQUIREMENTS := requirements.txt functions/requirements.txt media_node/requirements.txt
 # The media node's send path is a C extension (media_node/native), built in place: it
-# needs a compiler and the interpreter's headers (python3-dev for Debian's own python3),
-# and runs on the libsrtp that pylibsrtp's wheel brings.
+# needs a compiler, the interpreter's headers (python3-dev for Debian's own python3) and
+# OpenSSL 3's and zlib's (AES-GCM, HMAC-SHA1, CRC-32), and runs on the libsrtp that
+# pylibsrtp's wheel brings.
 FANOUT := media_node/_fanout.abi3.so
-NATIVE_DEBIAN_PACKAGES := gcc libc6-dev python3-dev
+FANOUT_SOURCES := $(wildcard media_node/native/*.c media_node/native/*.h)
+NATIVE_DEBIAN_PACKAGES := gcc libc6-dev python3-dev libssl-dev zlib1g-dev
 NATIVE_DEBIAN_STAMP := $(VENV)/.native-debian-stamp
 # Debian packages the browser tests need: Chromium (driven by Playwright, which may not
 # download browsers here) and a colour emoji font for the reactions.
@@ -46,13 +48,15 @@ $(BENCH_DEBIAN_STAMP): | $(STAMP)
 up: $(STAMP)
 	$(BIN)/python -m local.up
 
-$(NATIVE_DEBIAN_STAMP): | $(STAMP)
+# Checked again when the Makefile changes: a machine that installed an earlier list gets
+# what was added to it.
+$(NATIVE_DEBIAN_STAMP): Makefile | $(STAMP)
 	dpkg -s $(NATIVE_DEBIAN_PACKAGES) >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(NATIVE_DEBIAN_PACKAGES); }
 	touch $(NATIVE_DEBIAN_STAMP)
 
-$(FANOUT): media_node/native/fanout.c media_node/native/build.sh | $(STAMP) $(NATIVE_DEBIAN_STAMP)
-	sh media_node/native/build.sh $(BIN)/python media_node/native/fanout.c $(FANOUT)
+$(FANOUT): $(FANOUT_SOURCES) media_node/native/build.sh | $(STAMP) $(NATIVE_DEBIAN_STAMP)
+	sh media_node/native/build.sh $(BIN)/python $(FANOUT)
 
 # Everything that starts a media node needs the extension.
 up pytest bench: $(FANOUT)
@@ -84,7 +88,7 @@ test: lint typecheck pytest synth
 # One Space start fanned out to 100,000 followers through the alert pipeline against
 # moto in server mode; results in bench/results/alerts.json (FOLLOWERS=... to change).
 # Then the media node (docs/performance.md): every path side by side, the SRTP step alone
-# (libsrtp against the stream's own AES-GCM, on AES-NI and on OpenSSL, one process),
+# (libsrtp against the stream's own AES-GCM on OpenSSL, one process),
 # sends batched or not, a relayed room against the same room on one worker, a perf
 # profile of a listener packet on both paths (root), and a saturation run of a
 # node held to 30% of its core, where the cgroup v1 CPU controller is writable (root):

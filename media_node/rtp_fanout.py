@@ -7,7 +7,7 @@ connection. For a room that sends the same payload to every listener, the only w
 that must differ per listener is the RTP header (sequence number, timestamp, SSRC),
 SRTP protection with the peer's own keys and one sendto on the peer's own UDP socket.
 Even a tight Python loop spent most of its time in the interpreter around those calls,
-so the loop is C (`media_node/native/fanout.c`, built as `media_node._fanout`).
+so the loop is C (`media_node/native/`, built as `media_node._fanout`).
 
 An `RtpStream` is set up from the peer connection once ICE and DTLS are up: the DTLS
 transport's outbound SRTP session (the libsrtp session aiortc keyed from the handshake,
@@ -57,8 +57,8 @@ try:
 except ImportError as exc:  # pragma: no cover - a checkout that skipped the build
     raise ImportError(
         "media_node._fanout is not built: run `make up` or `make test` (or "
-        "`sh media_node/native/build.sh .venv/bin/python media_node/native/fanout.c "
-        "media_node/_fanout.abi3.so`; needs gcc and the Python headers)"
+        "`sh media_node/native/build.sh .venv/bin/python media_node/_fanout.abi3.so`; "
+        "needs gcc and the headers of Python, OpenSSL 3 and zlib)"
     ) from exc
 
 # RFC 8285 one-byte header extensions.
@@ -77,16 +77,6 @@ for _name in SRTP_FUNCTIONS:
 _fanout.use_srtp(
     *(int(ffi.cast("uintptr_t", ffi.addressof(lib, name))) for name in SRTP_FUNCTIONS)
 )
-
-# AES-GCM RTP protected by the C stream itself: with the CPU's AES instructions where it
-# has them (the module's default then), else with OpenSSL's EVP when pylibsrtp's
-# libcrypto exports it; else libsrtp protects it.
-_openssl = srtp_gcm.openssl_addresses()
-if _openssl is not None:
-    _fanout.use_openssl(*_openssl)
-OPENSSL_GCM = _openssl is not None
-OWN_GCM = OPENSSL_GCM or _fanout.gcm_engine() == "aesni"
-gcm_engine = _fanout.gcm_engine
 
 Stream = _fanout.Stream
 send_to_all = _fanout.send
@@ -169,7 +159,8 @@ class RtpStream:
             inbound_owner=inbound,
             inbound_session=int(ffi.cast("uintptr_t", inbound._srtp[0])),
         )
-        keys = srtp_gcm.outbound_keys(self.transport) if OWN_GCM else None
+        # AES-GCM RTP is protected by the C stream itself (OpenSSL), the rest by libsrtp.
+        keys = srtp_gcm.outbound_keys(self.transport)
         if keys is not None:
             self.native.use_gcm(*keys)
         self._connection: Any = self.transport.transport._connection

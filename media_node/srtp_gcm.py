@@ -1,15 +1,14 @@
-"""SRTP with AES-GCM for the fast path: the outbound session key and salt, and the
-OpenSSL functions the C stream protects with on a CPU without AES-NI.
+"""SRTP with AES-GCM for the fast path: the outbound session key and salt the C stream
+protects RTP with.
 
 libsrtp spent about a quarter of the fast path's CPU at 1,000 listeners (perf, see
 docs/performance.md), most of it not in AES: finding the stream of a session by its
 SSRC, the replay window, re-initialising the cipher through libsrtp's layers, and cache
 misses over each listener's 19 KB session. For the AEAD profiles (RFC 7714; aiortc
-offers AES-256-GCM first) the C stream protects the RTP itself with a key of its own
-per listener, keyed once (with the CPU's AES instructions, media_node/native/aes_gcm.h,
-or else one OpenSSL cipher context): the IV from SSRC, rollover counter and
-sequence number, the header as associated data, the tag appended. libsrtp keeps the
-rest (RTCP both ways, the receiving side, AES-CM peers).
+offers AES-256-GCM first) the C stream protects the RTP itself with one OpenSSL cipher
+context per listener, keyed once (media_node/native/srtp.c): the IV from SSRC, rollover
+counter and sequence number, the header as associated data, the tag appended. libsrtp
+keeps the rest (RTCP both ways, the receiving side, AES-CM peers).
 
 The master key and salt are the ones aiortc's DTLS transport gave libsrtp, exported
 again from the same DTLS session the same way (RFC 5764 4.2); the session key and salt
@@ -19,44 +18,16 @@ derivation rate 0), as RFC 7714 11 prescribes for AES-GCM.
 
 from __future__ import annotations
 
-import ctypes
-import os
 from typing import Any
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-from pylibsrtp import Policy, _binding
+from pylibsrtp import Policy
 
 # RFC 3711 4.3.1 labels.
 LABEL_ENCRYPTION = 0x00
 LABEL_SALT = 0x02
 SESSION_SALT_SIZE = 12
 GCM_PROFILES = {Policy.SRTP_PROFILE_AEAD_AES_128_GCM, Policy.SRTP_PROFILE_AEAD_AES_256_GCM}
-# In the order `_fanout.use_openssl` takes them.
-OPENSSL_FUNCTIONS = (
-    "EVP_CIPHER_CTX_new",
-    "EVP_CIPHER_CTX_free",
-    "EVP_EncryptInit_ex",
-    "EVP_EncryptUpdate",
-    "EVP_EncryptFinal_ex",
-    "EVP_CIPHER_CTX_ctrl",
-    "EVP_aes_128_gcm",
-    "EVP_aes_256_gcm",
-)
-
-
-def openssl_addresses() -> list[int] | None:
-    """The addresses of OPENSSL_FUNCTIONS in the libcrypto pylibsrtp's wheel links in
-    and exports (already loaded: rtp_fanout imports pylibsrtp's binding); None if that
-    build does not export them, and libsrtp then protects every profile."""
-    try:
-        library = ctypes.CDLL(_binding.__file__, mode=os.RTLD_NOLOAD | os.RTLD_NOW)
-        addresses = [
-            ctypes.cast(getattr(library, name), ctypes.c_void_p).value or 0
-            for name in OPENSSL_FUNCTIONS
-        ]
-    except (OSError, AttributeError):
-        return None
-    return addresses if all(addresses) else None
 
 
 def derive(master_key: bytes, master_salt: bytes, label: int, size: int) -> bytes:

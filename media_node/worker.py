@@ -43,7 +43,6 @@ from .internal import (
 from .node import Node
 from .reconcile import ControlPlaneTables, Reconciler
 from .relay import FeedEndpoint, RelayRoom, serve_feed
-from .rtp_fanout import OWN_GCM, gcm_engine
 from .signaling import MAX_SDP_BYTES, Signaling, error_response, json_errors
 from .udp_mux import UdpMux
 
@@ -186,12 +185,7 @@ async def serve(
         hurry.set()
 
     _when_the_supervisor_is_gone(loop, supervisor_gone)
-    # Who protects the fast path's AES-GCM RTP: the C stream with the CPU's AES
-    # instructions ("aesni") or OpenSSL's EVP ("openssl"), or libsrtp when it can do
-    # neither.
-    log.info("worker serving", extra={"feed_port": endpoint.port,
-                                      "ice": mux.describe(),
-                                      "srtp_gcm": gcm_engine() if OWN_GCM else "libsrtp"})
+    log.info("worker serving", extra={"feed_port": endpoint.port, "ice": mux.describe()})
 
     await drain.wait()
     node.start_draining()

@@ -142,6 +142,26 @@ def test_the_peers_check_on_the_nominated_pair_is_answered_in_c(fake_peers: Any)
     assert "FINGERPRINT" in response.attributes
 
 
+def test_every_check_is_verified_and_answered_with_the_passwords_one_keyed_hmac(
+    fake_peers: Any,
+) -> None:
+    # The stream keys HMAC-SHA1 once per password and starts it again for each message:
+    # no message may inherit anything from the one before, good or bad.
+    peer = fake_peers(1)
+    stream = RtpStream(peer.sender, peer.parameters)
+    for index in range(4):
+        if index == 2:
+            forged = check(password="not-the-password-at-all")
+            peer.protocol.datagram_received(forged, peer.address)
+            assert peer.protocol.passed == [forged]
+        request = check()
+        peer.protocol.datagram_received(request, peer.address)
+        response = receive_stun(peer)
+        assert response.transaction_id == request[8:20]
+        assert response.check_message_integrity(LOCAL_PASSWORD.encode())
+    assert stream.native.consent_answers == 4
+
+
 def test_the_rfc_5769_sample_request_is_answered(fake_peers: Any) -> None:
     peer = fake_peers(1)
     peer.connection.local_username = "evtj"

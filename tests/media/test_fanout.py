@@ -7,7 +7,7 @@ import itertools
 import os
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -25,7 +25,7 @@ from aiortc.rtp import (
 from pylibsrtp._binding import ffi
 
 from media_node import _fanout, srtp_gcm
-from media_node.rtp_fanout import OWN_GCM, RtpStream, StreamGone, send_to_all
+from media_node.rtp_fanout import RtpStream, StreamGone, send_to_all
 
 from .conftest import NodeProcess
 from .fakes import PROFILES, FakePeer
@@ -101,28 +101,21 @@ def test_sequence_numbers_wrap_and_srtp_follows_the_rollover(
     assert stream.rollover == 1
 
 
-@pytest.fixture(params=["aesni", "openssl"])
-def gcm_engine(request: pytest.FixtureRequest) -> Iterator[str]:
-    """Streams keyed in the test use this AES-GCM implementation."""
-    try:
-        previous = _fanout.gcm_engine(request.param)
-    except ValueError:
-        pytest.skip(f"this CPU cannot run {request.param}")
-    yield request.param
-    _fanout.gcm_engine(previous)
-
-
 @pytest.mark.parametrize("profile", ["SRTP_AEAD_AES_128_GCM", "SRTP_AEAD_AES_256_GCM"])
 def test_aes_gcm_rtp_is_protected_by_the_stream_byte_for_byte_as_libsrtp_would(
-    fake_peers: Callable[..., FakePeer], profile: str, gcm_engine: str
+    fake_peers: Callable[..., FakePeer], profile: str
 ) -> None:
-    """With an AEAD profile the C stream protects RTP itself (its own key, from the DTLS
-    session), with the CPU's AES instructions or OpenSSL: every byte on the wire, tag
-    included, is what the transport's own libsrtp session makes of the same packet,
-    whatever the payload's length against AES's 16-byte blocks."""
-    assert OWN_GCM, "neither AES-NI nor pylibsrtp's libcrypto can protect AES-GCM"
+    """With an AEAD profile the C stream protects RTP itself (its own OpenSSL context,
+    keyed from the DTLS session): every byte on the wire, tag included, is what the
+    transport's own libsrtp session makes of the same packet, whatever the payload's
+    length against AES's 16-byte blocks."""
     peer = fake_peers(5151, profile)
     stream = RtpStream(peer.sender, peer.parameters)
+    keys = srtp_gcm.outbound_keys(peer.dtls)
+    assert keys is not None
+    # Keyed by RtpStream already: the packets below are the stream's, not libsrtp's.
+    with pytest.raises(RuntimeError, match="keyed already"):
+        stream.native.use_gcm(*keys)
     sizes = (0, 1, 15, 16, 17, 80, 127, 128, 129, 143, 300, 1275)
     payloads = [os.urandom(size) for size in sizes]
     for index, payload in enumerate(payloads):
@@ -133,14 +126,6 @@ def test_aes_gcm_rtp_is_protected_by_the_stream_byte_for_byte_as_libsrtp_would(
         plain = wire[:header_size] + payload
         assert wire == peer.dtls._tx_srtp.protect(plain)
     assert stream.native.sent == len(sizes)
-
-
-def test_the_aes_gcm_engine_is_chosen_by_name_only_among_those_there_are() -> None:
-    previous = _fanout.gcm_engine()
-    assert previous in ("aesni", "openssl")
-    with pytest.raises(ValueError, match="'gpu'"):
-        _fanout.gcm_engine("gpu")
-    assert _fanout.gcm_engine() == previous
 
 
 def test_receiver_reports_are_taken_off_the_socket_and_the_rest_passes(
