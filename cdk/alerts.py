@@ -1,7 +1,8 @@
 """The alert pipeline around the Chalice app's handlers (functions/chalicelib/alerts.py):
 the Spaces stream feeding HandleSpaceChanges, the fan-out and delivery queues with
 their dead-letter queues, the WebSocket API's id for the delivery's live updates, and
-the SNS platform applications when push credentials are given as context.
+the SNS platform applications when the operator names a secret that holds push
+credentials (`-c push_secret=...`).
 
 Chalice's decorators name placeholder sources and cannot ask for partial batch
 responses; both are set here on the synthesized event sources, as for the media
@@ -9,15 +10,18 @@ events (cdk/api.py)."""
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
 
-from aws_cdk import Acknowledgment, Stack, Validations
+from aws_cdk import Acknowledgment, CustomResource, Duration, Stack, Token, Validations
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import custom_resources as cr
-from chalice.cdk import Chalice
 from constructs import Construct
 
+from cdk.api import STAGE, Api
 from cdk.messaging import consumed_queue, dead_letter_queue
 from chalicelib.queues import (
     ALERT_DELIVERY,
@@ -26,42 +30,36 @@ from chalicelib.queues import (
     STREAM_MAX_RETRIES,
 )
 
+PROVIDER = Path(__file__).resolve().parent / "push_applications"
+
 
 class PlatformApplication(Construct):
-    """An SNS platform application. CloudFormation has no resource type for one, so
-    it is made through the SNS API; the credentials sit in the template's custom
-    resource properties: pass them as context only from where secrets may be."""
+    """An SNS platform application whose credentials never enter a template: the
+    operator keeps them in a Secrets Manager secret, and the provider function
+    (cdk/push_applications) reads them there while CloudFormation runs it."""
 
     def __init__(self, scope: Construct, construct_id: str, *, name: str, platform: str,
-                 attributes: dict[str, str]) -> None:
+                 secret: secretsmanager.ISecret, key: str, generation: str,
+                 provider: cr.Provider) -> None:
         super().__init__(scope, construct_id)
-        created = cr.PhysicalResourceId.from_response("PlatformApplicationArn")
-        resource = cr.AwsCustomResource(
-            self, "Resource",
-            on_create=cr.AwsSdkCall(
-                service="SNS", action="createPlatformApplication",
-                parameters={"Name": name, "Platform": platform, "Attributes": attributes},
-                physical_resource_id=created),
-            on_update=cr.AwsSdkCall(
-                service="SNS", action="setPlatformApplicationAttributes",
-                parameters={"PlatformApplicationArn": cr.PhysicalResourceIdReference(),
-                            "Attributes": attributes},
-                physical_resource_id=created),
-            on_delete=cr.AwsSdkCall(
-                service="SNS", action="deletePlatformApplication",
-                parameters={"PlatformApplicationArn": cr.PhysicalResourceIdReference()}),
-            policy=cr.AwsCustomResourcePolicy.from_sdk_calls(
-                resources=cr.AwsCustomResourcePolicy.ANY_RESOURCE),
-            install_latest_aws_sdk=False,
-        )
-        self.arn = resource.get_response_field("PlatformApplicationArn")
+        resource = CustomResource(
+            self, "Resource", service_token=provider.service_token,
+            resource_type="Custom::SnsPlatformApplication",
+            properties={"Name": name, "Platform": platform, "SecretArn": secret.secret_arn,
+                        "Key": key,
+                        # The secret's contents are not in the template: a new
+                        # generation makes CloudFormation read them again.
+                        "Generation": generation})
+        self.arn = resource.get_att_string("Arn")
 
 
 class Alerts(Construct):
-    def __init__(self, scope: Construct, construct_id: str, *, chalice: Chalice,
-                 spaces: dynamodb.Table, push_credentials: dict[str, Any]) -> None:
+    def __init__(self, scope: Construct, construct_id: str, *, api: Api,
+                 spaces: dynamodb.Table, push_secret: secretsmanager.ISecret | None,
+                 push_generation: str = "1") -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
+        chalice = api.chalice
         self.fanout, self.fanout_dlq = consumed_queue(self, ALERT_FANOUT)
         self.delivery, self.delivery_dlq = consumed_queue(self, ALERT_DELIVERY)
         # Stream batches that keep failing are described here (Lambda's on-failure
@@ -71,12 +69,15 @@ class Alerts(Construct):
             id="AwsSolutions::AwsSolutions-SQS3",
             reason="This queue is the stream handler's on-failure destination: a "
                    "dead-letter queue that no redrive policy names"))
-        role = chalice.get_role("DefaultRole")
-        for queue in (self.fanout, self.delivery):
-            queue.grant_send_messages(role)
-            queue.grant_consume_messages(role)
-        self.stream_dlq.grant_send_messages(role)
-        spaces.grant_stream_read(role)
+        # Triggers and fan-out pages enqueue fan-out continuations and delivery pages.
+        for function in ("HandleSpaceChanges", "FanOutAlerts", "DeliverAlerts"):
+            for queue in (self.fanout, self.delivery):
+                queue.grant_send_messages(api.roles[function])
+        self.fanout.grant_consume_messages(api.roles["FanOutAlerts"])
+        self.delivery.grant_consume_messages(api.roles["DeliverAlerts"])
+        changes_role = api.roles["HandleSpaceChanges"]
+        self.stream_dlq.grant_send_messages(changes_role)
+        spaces.grant_stream_read(changes_role)
 
         changes = chalice.get_resource("HandleSpaceChanges")
         source = "Events.HandleSpaceChangesDynamodbEventSource.Properties"
@@ -90,10 +91,10 @@ class Alerts(Construct):
         changes.add_property_override(f"{source}.DestinationConfig", {
             "OnFailure": {"Type": "SQS", "Destination": self.stream_dlq.queue_arn}})
         for spec, queue in ((ALERT_FANOUT, self.fanout), (ALERT_DELIVERY, self.delivery)):
-            function = spec.consumer
-            assert function is not None
-            handler = chalice.get_resource(function)
-            source = f"Events.{function}SqsEventSource.Properties"
+            consumer = spec.consumer
+            assert consumer is not None
+            handler = chalice.get_resource(consumer)
+            source = f"Events.{consumer}SqsEventSource.Properties"
             handler.add_property_override(f"{source}.Queue", queue.queue_arn)
             handler.add_property_override(f"{source}.FunctionResponseTypes",
                                           ["ReportBatchItemFailures"])
@@ -105,27 +106,68 @@ class Alerts(Construct):
         for function in ("HandleSpaceChanges", "FanOutAlerts", "DeliverAlerts"):
             for name, value in environment.items():
                 chalice.add_environment_variable(name, value, function)
-        # The role may post to connections already: Chalice's generated policy grants it.
-        chalice.add_environment_variable("WEBSOCKET_API_ID",
-                                         chalice.get_resource("WebsocketAPI").ref,
-                                         "DeliverAlerts")
+        websocket_api = chalice.get_resource("WebsocketAPI").ref
+        chalice.add_environment_variable("WEBSOCKET_API_ID", websocket_api, "DeliverAlerts")
+        api.roles["DeliverAlerts"].add_to_principal_policy(iam.PolicyStatement(
+            actions=["execute-api:ManageConnections"],
+            resources=[stack.format_arn(service="execute-api", resource=websocket_api,
+                                        resource_name=f"{STAGE}/*/@connections/*")]))
 
         self.applications: dict[str, str] = {}
-        platforms = (("apns", "APNS", "APNS_APPLICATION_ARN"),
-                     ("fcm", "GCM", "FCM_APPLICATION_ARN"))
-        for key, platform, variable in platforms:
-            attributes = push_credentials.get(key)
-            if not attributes:
-                continue
+        if push_secret is None:
+            return
+        provider = self._provider(push_secret)
+        for key, platform, variable in (("apns", "APNS", "APNS_APPLICATION_ARN"),
+                                        ("fcm", "GCM", "FCM_APPLICATION_ARN")):
+            name = f"{stack.stack_name}-{key}"
             app = PlatformApplication(self, f"{platform.capitalize()}Application",
-                                      name=f"{stack.stack_name}-{key}", platform=platform,
-                                      attributes=dict(attributes))
+                                      name=name, platform=platform, secret=push_secret,
+                                      key=key, generation=push_generation,
+                                      provider=provider)
             self.applications[key] = app.arn
             for function in ("APIHandler", "DeliverAlerts"):
                 chalice.add_environment_variable(variable, app.arn, function)
-            # Endpoints are made at run time, one per device, under their application.
-            role.add_to_principal_policy(iam.PolicyStatement(
-                actions=["sns:CreatePlatformEndpoint", "sns:DeleteEndpoint", "sns:Publish"],
-                resources=[app.arn, stack.format_arn(
-                    service="sns", resource=f"endpoint/{platform}/{stack.stack_name}-{key}",
-                    resource_name="*")]))
+            # Endpoints are made at run time, one per device, under their application:
+            # the API registers and removes devices, the delivery pushes to them and
+            # forgets the ones SNS reports disabled.
+            endpoints = stack.format_arn(service="sns", resource=f"endpoint/{platform}/{name}",
+                                         resource_name="*")
+            api.roles["APIHandler"].add_to_principal_policy(iam.PolicyStatement(
+                actions=["sns:CreatePlatformEndpoint", "sns:DeleteEndpoint"],
+                resources=[app.arn, endpoints]))
+            api.roles["DeliverAlerts"].add_to_principal_policy(iam.PolicyStatement(
+                actions=["sns:Publish", "sns:DeleteEndpoint"], resources=[endpoints]))
+            Validations.of(stack).acknowledge(Acknowledgment(
+                id=f"AwsSolutions::AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:sns:"
+                   f"{_nag_region(stack)}:<AWS::AccountId>:endpoint/{platform}/{name}/*]",
+                reason="SNS makes one endpoint per device at run time, under this "
+                       "application's name"))
+
+    def _provider(self, push_secret: secretsmanager.ISecret) -> cr.Provider:
+        """The function that makes the platform applications from the secret: it reads
+        that one secret and manages only applications named for this stack."""
+        stack = Stack.of(self)
+        function = lambda_.Function(
+            self, "PushApplications", runtime=lambda_.Runtime.PYTHON_3_14,
+            handler="index.on_event", code=lambda_.Code.from_asset(str(PROVIDER)),
+            timeout=Duration.seconds(30), description="Parlor's SNS platform applications",
+            log_group=logs.LogGroup(self, "PushApplicationsLogs",
+                                    retention=logs.RetentionDays.ONE_MONTH))
+        push_secret.grant_read(function)
+        assert function.role is not None
+        function.role.add_to_principal_policy(iam.PolicyStatement(
+            actions=["sns:CreatePlatformApplication", "sns:SetPlatformApplicationAttributes",
+                     "sns:DeletePlatformApplication"],
+            resources=[stack.format_arn(service="sns", resource=f"app/{platform}",
+                                        resource_name=f"{stack.stack_name}-{key}")
+                       for key, platform in (("apns", "APNS"), ("fcm", "GCM"))]))
+        function_id = stack.get_logical_id(function.node.default_child)  # type: ignore[arg-type]
+        Validations.of(self).acknowledge(Acknowledgment(
+            id=f"AwsSolutions::AwsSolutions-IAM5[Resource::<{function_id}.Arn>:*]",
+            reason="CDK's custom resource provider may invoke any version of its handler"))
+        return cr.Provider(self, "PushProvider", on_event_handler=function)
+
+
+def _nag_region(stack: Stack) -> str:
+    """The region as cdk-nag writes it in a finding's id."""
+    return "<AWS::Region>" if Token.is_unresolved(stack.region) else stack.region

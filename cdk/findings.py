@@ -7,14 +7,11 @@ from __future__ import annotations
 
 from aws_cdk import Acknowledgment, Stack, Token, Validations
 from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_s3 as s3
 
+from cdk.api import STAGE
 from cdk.media import COMMAND_QUEUE_PREFIX
-
-_WHY_CHALICE_POLICY = (
-    "Chalice generates the app role's policy from the boto3 calls it finds: CloudWatch "
-    "Logs for its own log groups, and calls whose resources (SNS endpoints, WebSocket "
-    "connections, node queues) are only known at run time")
 
 ACCEPTED: dict[str, str] = {
     "AwsSolutions::AwsSolutions-COG2":
@@ -25,16 +22,18 @@ ACCEPTED: dict[str, str] = {
     "AwsSolutions::AwsSolutions-APIG4":
         "The WebSocket connect handler verifies the caller's bearer token itself, with the "
         "same code as the REST API",
-    "AwsSolutions::AwsSolutions-IAM5[Resource::arn:*:logs:*:*:*]": _WHY_CHALICE_POLICY,
     "AwsSolutions::AwsSolutions-IAM5[Resource::*]":
-        _WHY_CHALICE_POLICY + "; ec2:DescribeNetworkInterfaces has no resource-level "
-        "permissions (the node reads its own public IP)",
-    "AwsSolutions::AwsSolutions-IAM5[Resource::arn:*:execute-api:*:*:*/@connections/*]":
-        "Posting to WebSocket connections needs the connections path; the API id is "
-        "Chalice's own",
+        "X-Ray's PutTraceSegments and PutTelemetryRecords, ec2:DescribeNetworkInterfaces "
+        "(the media node and the TURN server read their own public address) and "
+        "dynamodb:ListStreams have no resource-level permissions",
+    "AwsSolutions::AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/"
+    "service-role/AmazonAPIGatewayPushToCloudWatchLogs]":
+        "API Gateway's account-level logging role: AWS's own policy for exactly that role",
     "AwsSolutions::AwsSolutions-SMG4":
-        "The join-token keys rotate by deploying a new `join_token_key_generation`: a "
-        "scheduled rotation would cut every join token in flight at an arbitrary time",
+        "The join-token keys rotate by deploying a new `join_token_key_generation`, the "
+        "origin header's secret by `origin_secret_generation` (docs/deploy.md): a "
+        "scheduled rotation would cut join tokens in flight, or reach CloudFront and the "
+        "web ACL only at the next deploy; TURN's secret signs credentials valid minutes",
     "AwsSolutions::AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/"
     "service-role/AWSLambdaBasicExecutionRole]":
         "CDK's own deployment helpers (custom resource provider, bucket deployment, "
@@ -42,34 +41,27 @@ ACCEPTED: dict[str, str] = {
     "AwsSolutions::AwsSolutions-L1":
         "The runtime of CDK's own deployment helpers is chosen by CDK",
     "AwsSolutions::AwsSolutions-ECS2":
-        "The media node's environment holds names and URLs only; its key comes from "
-        "Secrets Manager",
+        "The media node's and TURN server's environments hold names, ports and URLs "
+        "only; their secrets come from Secrets Manager",
     "AwsSolutions::AwsSolutions-EC23":
-        "WebRTC media must reach nodes from any address on the UDP range their ICE agent "
-        "picks; the load balancer accepts any address on port 80 but forwards only "
-        "requests carrying CloudFront's per-stack secret header",
+        "WebRTC media must reach nodes from any address on their workers' UDP ports, "
+        "and TURN clients and peers the TURN server on 3478 and its relay ports",
     "CloudFormation-Validate::W2508":
-        "The open UDP range is the WebRTC media range; nothing else listens on the nodes",
+        "The open UDP ranges are WebRTC media and TURN relays; nothing else listens there",
     "AwsSolutions::AwsSolutions-ELB2":
-        "The load balancer carries signaling only, and CloudFront logs every request "
-        "that reaches it",
+        "The signaling load balancer is reached only through CloudFront, which logs every "
+        "request; the TURN load balancer passes UDP, which access logs do not record",
     "AwsSolutions::AwsSolutions-CFR1": "Spaces are for a worldwide audience",
-    "AwsSolutions::AwsSolutions-CFR2":
-        "AWS WAF is an operator's choice with its own cost; API Gateway throttles requests",
     "AwsSolutions::AwsSolutions-CFR4":
         "Without a custom domain CloudFront serves its default certificate, whose policy "
         "cannot be raised; with a domain, set TLSv1.2_2021",
-    "AwsSolutions::AwsSolutions-CFR5":
-        "CloudFront reaches the signaling load balancer over HTTP because it has no "
-        "certificate without a custom domain; it forwards only requests with the secret "
-        "header",
 }
 
 _WHY_DEPLOYMENT = "CDK's bucket deployment copies the client into the site bucket"
 
 
 def _own_wildcards(stack: Stack, tables: list[dynamodb.Table], site: s3.Bucket,
-                   provisioner: str) -> dict[str, str]:
+                   cluster: ecs.ICluster, provisioner: str) -> dict[str, str]:
     """Wildcards over the stack's own resources, named as cdk-nag names them."""
     iam5 = "AwsSolutions::AwsSolutions-IAM5"
     region = stack.region if not Token.is_unresolved(stack.region) else "<AWS::Region>"
@@ -91,13 +83,22 @@ def _own_wildcards(stack: Stack, tables: list[dynamodb.Table], site: s3.Bucket,
         "prefix is the narrowest name known before the node runs")
     found[f"{iam5}[Resource::<{provisioner}.Arn>:*]"] = (
         "CDK's custom resource provider may invoke any version of the key provisioner")
+    found[f"{iam5}[Resource::arn:<AWS::Partition>:execute-api:{region}:<AWS::AccountId>:"
+          f"<WebsocketAPI>/{STAGE}/*/@connections/*]"] = (
+        "The alert delivery posts to the WebSocket API's connections, which exist only "
+        "at run time, on this API's stage alone")
+    cluster_id = stack.get_logical_id(cluster.node.default_child)  # type: ignore[arg-type]
+    found[f"{iam5}[Resource::arn:<AWS::Partition>:ecs:{region}:<AWS::AccountId>:"
+          f"task/<{cluster_id}>/*]"] = (
+        "A node protects its own task from scale-in; task ids exist only at run time, "
+        "and the grant stays within the media cluster")
     return found
 
 
 def acknowledge(stack: Stack, *, tables: list[dynamodb.Table], site: s3.Bucket,
-                provisioner: str) -> None:
+                cluster: ecs.ICluster, provisioner: str) -> None:
     """Acknowledges every accepted finding on the stack, with its reason."""
     validations = Validations.of(stack)
-    accepted = {**ACCEPTED, **_own_wildcards(stack, tables, site, provisioner)}
+    accepted = {**ACCEPTED, **_own_wildcards(stack, tables, site, cluster, provisioner)}
     for finding, reason in accepted.items():
         validations.acknowledge(Acknowledgment(id=finding, reason=reason))

@@ -34,3 +34,6 @@ class JoinTokenKeys(Construct):
                 "PublicKeySecretArn": self.public_key.secret_arn,
                 "Generation": generation,
             })
+        # The provisioner's permissions are a policy beside its role, which nothing
+        # else waits for: the key pair must not be asked for before they exist.
+        self.resource.node.add_dependency(provisioner_role)

@@ -1,7 +1,9 @@
 """The product's one HTTPS origin: CloudFront in front of the browser client (a private
 S3 bucket, reached through origin access control), the API (`/api/*`, API Gateway's
-`api` stage) and media-node signaling (`/media/*`, the load balancer). One origin means
-no CORS and one certificate."""
+`api` stage, over HTTPS) and media-node signaling (`/media/*`, an internal load balancer
+reached through a CloudFront VPC origin, so join tokens and SDP never cross the
+internet: CloudFront reaches the load balancer's private address inside AWS's network).
+One origin means no CORS and one certificate. AWS WAF (cdk/edge.py) guards it."""
 
 from __future__ import annotations
 
@@ -16,13 +18,15 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_deployment as s3deploy
 from constructs import Construct
 
+from cdk.edge import OriginSecret
+
 WEB = Path(__file__).resolve().parent.parent / "web"
 
 
 class Web(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, rest_api_id: str,
-                 load_balancer: elbv2.IApplicationLoadBalancer, origin_header: str,
-                 origin_secret: str) -> None:
+                 load_balancer: elbv2.IApplicationLoadBalancer, origin: OriginSecret,
+                 web_acl_arn: str) -> None:
         super().__init__(scope, construct_id)
         region = Stack.of(self).region
         self.logs = s3.Bucket(
@@ -42,11 +46,17 @@ class Web(Construct):
             "allowed_methods": cloudfront.AllowedMethods.ALLOW_ALL,
             "viewer_protocol_policy": cloudfront.ViewerProtocolPolicy.HTTPS_ONLY,
         }
+        signed = {origin.header: origin.value}
         api = origins.HttpOrigin(f"{rest_api_id}.execute-api.{region}.amazonaws.com",
-                                 protocol_policy=cloudfront.OriginProtocolPolicy.HTTPS_ONLY)
-        signaling = origins.LoadBalancerV2Origin(
+                                 protocol_policy=cloudfront.OriginProtocolPolicy.HTTPS_ONLY,
+                                 origin_ssl_protocols=[cloudfront.OriginSslPolicy.TLS_V1_2],
+                                 custom_headers=signed)
+        # HTTP to the load balancer's private address: a VPC origin has no public name
+        # that a certificate could cover, and its traffic stays on AWS's network.
+        signaling = origins.VpcOrigin.with_application_load_balancer(
             load_balancer, protocol_policy=cloudfront.OriginProtocolPolicy.HTTP_ONLY,
-            custom_headers={origin_header: origin_secret})
+            http_port=80, custom_headers=signed,
+            vpc_origin_name=f"{Stack.of(self).stack_name}-signaling")
         self.distribution = cloudfront.Distribution(
             self, "Site",
             default_root_object="index.html",
@@ -64,6 +74,7 @@ class Web(Construct):
                     origin_request_policy=cloudfront.OriginRequestPolicy.ALL_VIEWER),
             },
             enable_logging=True, log_bucket=self.logs, log_file_prefix="cloudfront/",
+            web_acl_id=web_acl_arn,
         )
         self.url = f"https://{self.distribution.distribution_domain_name}"
 

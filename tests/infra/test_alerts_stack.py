@@ -5,8 +5,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import aws_cdk as cdk
 import pytest
-from aws_cdk.assertions import Match, Template
+from aws_cdk.assertions import Template
+
+from cdk.stack import ParlorStack
+from tests.infra.conftest import PUSH_SECRET
+from tests.infra.templates import actions, role_of, statements_of
 
 pytestmark = pytest.mark.slow
 
@@ -62,33 +67,55 @@ def test_each_queue_reaches_its_handler_with_partial_failures_and_a_dlq(
 def test_the_delivery_posts_to_the_websocket_api(template: Template) -> None:
     variables = _function(template, "DeliverAlerts")["Properties"]["Environment"]["Variables"]
     assert variables["WEBSOCKET_API_ID"] == {"Ref": "WebsocketAPI"}
-    assert "execute-api:ManageConnections" in json.dumps(
-        template.find_resources("AWS::IAM::Role")["DefaultRole"])
+    (statement,) = [s for s in statements_of(template, role_of(template, "DeliverAlerts"))
+                    if "execute-api:ManageConnections" in actions(s)]
+    assert '{"Ref": "WebsocketAPI"}, "/api/*/@connections/*"' in json.dumps(statement)
 
 
-def test_no_push_credentials_no_platform_applications(template: Template) -> None:
+def test_no_push_secret_no_platform_applications(template: Template) -> None:
+    assert template.find_resources("Custom::SnsPlatformApplication") == {}
     assert template.find_resources("Custom::AWS") == {}
     variables = _function(template, "APIHandler")["Properties"]["Environment"]["Variables"]
     assert "APNS_APPLICATION_ARN" not in variables
     assert "FCM_APPLICATION_ARN" not in variables
 
 
-def test_push_credentials_make_platform_applications(template_with_push: Template) -> None:
-    apps = template_with_push.find_resources("Custom::AWS")
-    assert len(apps) == 2
-    platforms = sorted(str(a["Properties"]["Create"]) for a in apps.values())
-    assert any('"Platform":"APNS"' in p for p in platforms)
-    assert any('"Platform":"GCM"' in p for p in platforms)
+def test_push_credentials_stay_in_their_secret(full_template: Template) -> None:
+    """The template names the operator's secret; the provider reads it at deploy time."""
+    apps = full_template.find_resources("Custom::SnsPlatformApplication")
+    assert sorted(a["Properties"]["Platform"] for a in apps.values()) == ["APNS", "GCM"]
+    for app in apps.values():
+        assert app["Properties"]["SecretArn"] == PUSH_SECRET
+        assert set(app["Properties"]) == {"ServiceToken", "Name", "Platform", "SecretArn",
+                                          "Key", "Generation"}
+    assert "PlatformCredential" not in json.dumps(full_template.to_json())
     for function in ("APIHandler", "DeliverAlerts"):
-        variables = _function(template_with_push, function)["Properties"]["Environment"][
+        variables = _function(full_template, function)["Properties"]["Environment"][
             "Variables"]
         assert "Fn::GetAtt" in variables["APNS_APPLICATION_ARN"]
         assert "Fn::GetAtt" in variables["FCM_APPLICATION_ARN"]
-    for platform in ("APNS", "GCM"):
-        template_with_push.has_resource_properties("AWS::IAM::Policy", {"PolicyDocument": {
-            "Statement": Match.array_with([Match.object_like({
-                "Action": ["sns:CreatePlatformEndpoint", "sns:DeleteEndpoint", "sns:Publish"],
-                "Resource": Match.array_with([Match.object_like({"Fn::Join": Match.array_with([
-                    Match.array_with([Match.string_like_regexp(
-                        f"endpoint/{platform}/Parlor-")])])})]),
-            })])}})
+    # The provider reads that secret, and manages only this stack's applications.
+    provider = [f for f in full_template.find_resources("AWS::Lambda::Function").values()
+                if f["Properties"].get("Handler") == "index.on_event"]
+    (function,) = provider
+    role = function["Properties"]["Role"]["Fn::GetAtt"][0]
+    statements = statements_of(full_template, role)
+    (reads,) = [s for s in statements if "secretsmanager:GetSecretValue" in actions(s)]
+    assert reads["Resource"] == PUSH_SECRET
+    (manages,) = [s for s in statements if "sns:CreatePlatformApplication" in actions(s)]
+    assert "*" not in manages["Resource"]
+    text = json.dumps(manages["Resource"])
+    assert ":app/APNS/Parlor-apns" in text
+    assert ":app/GCM/Parlor-fcm" in text
+    delivers = statements_of(full_template, role_of(full_template, "DeliverAlerts"))
+    pushes = [s for s in delivers if "sns:Publish" in actions(s)]
+    for statement in pushes:
+        assert actions(statement) == ["sns:Publish", "sns:DeleteEndpoint"]
+    for platform, key in (("APNS", "apns"), ("GCM", "fcm")):
+        assert f"endpoint/{platform}/Parlor-{key}" in json.dumps(pushes)
+
+
+def test_push_credentials_as_context_are_refused() -> None:
+    app = cdk.App(context={"push": {"fcm": {"PlatformCredential": "x"}}})
+    with pytest.raises(ValueError, match="push_secret"):
+        ParlorStack(app, "Parlor", env=cdk.Environment(region="us-east-1"))

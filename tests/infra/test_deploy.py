@@ -14,6 +14,7 @@ from aws_cdk.assertions import Match, Template
 from cdk_nag import AwsSolutionsChecks
 
 from cdk.stack import ParlorStack
+from tests.infra.conftest import FULL_CONTEXT
 
 pytestmark = pytest.mark.slow
 
@@ -31,6 +32,20 @@ def _policies_of(template: Template, role_ref: str) -> list[dict[str, Any]]:
         if {"Ref": role_ref} in roles:
             statements += policy["Properties"]["PolicyDocument"]["Statement"]
     return statements
+
+
+def _media_task(template: Template) -> dict[str, Any]:
+    tasks = template.find_resources("AWS::ECS::TaskDefinition")
+    (task,) = [t for t in tasks.values()
+               if t["Properties"]["ContainerDefinitions"][0]["Name"] == "MediaNode"]
+    return task  # type: ignore[no-any-return]
+
+
+def _media_service(template: Template) -> dict[str, Any]:
+    services = template.find_resources("AWS::ECS::Service")
+    (service,) = [s for s in services.values()
+                  if "MediaNode" in json.dumps(s["Properties"].get("LoadBalancers", []))]
+    return service  # type: ignore[no-any-return]
 
 
 def _logical_id(template: Template, kind: str, props: dict[str, Any]) -> str:
@@ -51,11 +66,9 @@ def test_join_token_keys_are_made_by_a_custom_resource_not_the_template(
     key_pair = _one(template, "AWS::CloudFormation::CustomResource")
     assert key_pair["Properties"]["PrivateKeySecretArn"] == {"Ref": private}
     assert key_pair["Properties"]["PublicKeySecretArn"] == {"Ref": public}
-    # The API reads the private key; the media task's execution role only the public one.
-    for function in template.find_resources("AWS::Serverless::Function").values():
-        assert function["Properties"]["Environment"]["Variables"]["JOIN_TOKEN_SECRET_ARN"] \
-            == {"Ref": private}
-    task_def = _one(template, "AWS::ECS::TaskDefinition")
+    # The API reads the private key (tests/infra/test_iam.py); the media task's
+    # execution role only the public one.
+    task_def = _media_task(template)
     (container,) = task_def["Properties"]["ContainerDefinitions"]
     assert container["Secrets"] == [{"Name": "JOIN_TOKEN_PUBLIC_KEY",
                                      "ValueFrom": {"Ref": public}}]
@@ -69,12 +82,13 @@ def test_media_nodes_run_on_fargate_with_public_ips_behind_a_signaling_alb(
     template: Template,
 ) -> None:
     template.resource_count_is("AWS::EC2::NatGateway", 0)
-    for subnet in template.find_resources("AWS::EC2::Subnet").values():
-        assert subnet["Properties"]["MapPublicIpOnLaunch"] is True
-    service = _one(template, "AWS::ECS::Service")
+    subnets = template.find_resources("AWS::EC2::Subnet")
+    service = _media_service(template)
     network = service["Properties"]["NetworkConfiguration"]["AwsvpcConfiguration"]
     assert network["AssignPublicIp"] == "ENABLED"
-    task_def = _one(template, "AWS::ECS::TaskDefinition")
+    for subnet in network["Subnets"]:
+        assert subnets[subnet["Ref"]]["Properties"]["MapPublicIpOnLaunch"] is True
+    task_def = _media_task(template)
     (container,) = task_def["Properties"]["ContainerDefinitions"]
     assert container["StopTimeout"] == 120
     assert container["Image"]["Fn::Sub"].startswith("${AWS::AccountId}.dkr.ecr.")
@@ -87,11 +101,13 @@ def test_media_nodes_run_on_fargate_with_public_ips_behind_a_signaling_alb(
             "CidrIp": "0.0.0.0/0"})]),
     })
     assert env["UDP_PORT"] == "7900"
-    # Nothing else is open to the world but the signaling ALB's side.
-    for group in template.find_resources("AWS::EC2::SecurityGroup").values():
-        for rule in group["Properties"].get("SecurityGroupIngress", []):
-            if rule.get("CidrIp") == "0.0.0.0/0" and rule["IpProtocol"] == "udp":
-                assert (rule["FromPort"], rule["ToPort"]) == (7900, 7900)
+    # The nodes open nothing else to the world (the edge: tests/infra/test_edge.py).
+    (group,) = network["SecurityGroups"]
+    nodes = template.find_resources("AWS::EC2::SecurityGroup")[group["Fn::GetAtt"][0]]
+    world = [(r["IpProtocol"], r["FromPort"], r["ToPort"])
+             for r in nodes["Properties"]["SecurityGroupIngress"]
+             if r.get("CidrIp") == "0.0.0.0/0"]
+    assert world == [("udp", 7900, 7900)]
     template.has_resource_properties("AWS::ElasticLoadBalancingV2::TargetGroup", {
         "HealthCheckPath": "/health", "Port": 8700})
     template.has_resource_properties("AWS::ElasticLoadBalancingV2::ListenerRule", {
@@ -106,14 +122,14 @@ def test_media_nodes_run_on_fargate_with_public_ips_behind_a_signaling_alb(
 def test_a_node_runs_one_worker_per_vcpu_and_nodes_reach_each_other(
     template: Template, tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
-    task_def = _one(template, "AWS::ECS::TaskDefinition")
+    task_def = _media_task(template)
     (container,) = task_def["Properties"]["ContainerDefinitions"]
     env = {e["Name"]: e["Value"] for e in container["Environment"]}
     assert (task_def["Properties"]["Cpu"], env["WORKERS"], env["CAPACITY"]) == ("1024", "1", "500")
     assert env["PRIVATE_URL"] == "ecs"
     # Forwarded signaling and relay feeds' WebSockets: the signaling port, from the
     # nodes' own security group; the feeds' UDP too, from that group only.
-    service = _one(template, "AWS::ECS::Service")
+    service = _media_service(template)
     (group,) = service["Properties"]["NetworkConfiguration"]["AwsvpcConfiguration"][
         "SecurityGroups"]
     template.has_resource_properties("AWS::EC2::SecurityGroupIngress", {
@@ -129,7 +145,7 @@ def test_a_node_runs_one_worker_per_vcpu_and_nodes_reach_each_other(
     from tests.infra.conftest import _synth
 
     bigger = _synth(str(tmp_path_factory.mktemp("cdk.out")), {"media_node_vcpus": 2})
-    task_def = _one(bigger, "AWS::ECS::TaskDefinition")
+    task_def = _media_task(bigger)
     (container,) = task_def["Properties"]["ContainerDefinitions"]
     env = {e["Name"]: e["Value"] for e in container["Environment"]}
     assert (task_def["Properties"]["Cpu"], task_def["Properties"]["Memory"]) == ("2048", "4096")
@@ -139,7 +155,7 @@ def test_a_node_runs_one_worker_per_vcpu_and_nodes_reach_each_other(
             "IpProtocol": "udp", "FromPort": 7900, "ToPort": 7901, "CidrIp": "0.0.0.0/0"})]),
     })
     participants = next(
-        c for c in (p["Properties"]["TargetTrackingScalingPolicyConfiguration"]
+        c for c in (p["Properties"].get("TargetTrackingScalingPolicyConfiguration", {})
                     for p in bigger.find_resources(
                         "AWS::ApplicationAutoScaling::ScalingPolicy").values())
         if "CustomizedMetricSpecification" in c)
@@ -149,7 +165,8 @@ def test_a_node_runs_one_worker_per_vcpu_and_nodes_reach_each_other(
 def test_media_nodes_scale_on_cpu_and_participants(template: Template) -> None:
     policies = template.find_resources("AWS::ApplicationAutoScaling::ScalingPolicy")
     configs = [p["Properties"]["TargetTrackingScalingPolicyConfiguration"]
-               for p in policies.values()]
+               for p in policies.values()
+               if p["Properties"]["PolicyType"] == "TargetTrackingScaling"]
     predefined = [c["PredefinedMetricSpecification"]["PredefinedMetricType"]
                   for c in configs if "PredefinedMetricSpecification" in c]
     custom = [c["CustomizedMetricSpecification"] for c in configs
@@ -162,7 +179,7 @@ def test_media_nodes_scale_on_cpu_and_participants(template: Template) -> None:
 def test_a_node_may_touch_only_its_queues_the_registry_and_the_events_queue(
     template: Template,
 ) -> None:
-    task_def = _one(template, "AWS::ECS::TaskDefinition")
+    task_def = _media_task(template)
     task_role = task_def["Properties"]["TaskRoleArn"]["Fn::GetAtt"][0]
     statements = _policies_of(template, task_role)
     actions = {a for s in statements for a in
@@ -253,8 +270,10 @@ def test_operators_get_alarms_and_a_dashboard(template: Template) -> None:
 
 @pytest.fixture(scope="session")
 def nag_report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """cdk-nag over the stack with every optional part on (push, SES, TURN over TLS,
+    alarm e-mail, a rotated origin secret)."""
     outdir = tmp_path_factory.mktemp("nag.out")
-    app = cdk.App(outdir=str(outdir))
+    app = cdk.App(outdir=str(outdir), context=FULL_CONTEXT)
     ParlorStack(app, "Parlor", env=cdk.Environment(region="us-east-1"))
     cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
     with contextlib.suppress(RuntimeError):  # the report below says what failed
@@ -285,12 +304,21 @@ CFN_LINT_ACCEPTED = {
 }
 
 
-def test_cfn_lint_passes_on_the_synthesized_template(nag_report: dict[str, Any]) -> None:
+@pytest.mark.parametrize("which", ["full", "default", "elsewhere", "companion"])
+def test_cfn_lint_passes_on_the_synthesized_templates(
+    which: str, nag_report: dict[str, Any], template: Template,
+    elsewhere: dict[str, Template],
+) -> None:
     from cfnlint.api import ManualArgs, lint
 
     assert nag_report["template"] is not None
-    matches = lint(json.dumps(nag_report["template"]),
-                   config=ManualArgs(regions=["us-east-1"]))
+    body, region = {
+        "full": (nag_report["template"], "us-east-1"),
+        "default": (template.to_json(), "us-east-1"),
+        "elsewhere": (elsewhere["main"].to_json(), "eu-west-1"),
+        "companion": (elsewhere["edge"].to_json(), "us-east-1"),
+    }[which]
+    matches = lint(json.dumps(body), config=ManualArgs(regions=[region]))
     # Errors and warnings only: informational matches are suggestions.
     unexpected = [f"{m.rule.id} {m.message}" for m in matches
                   if m.rule.id[0] in "EW" and m.rule.id not in CFN_LINT_ACCEPTED]
