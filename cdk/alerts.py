@@ -108,10 +108,13 @@ class Alerts(Construct):
                 chalice.add_environment_variable(name, value, function)
         websocket_api = chalice.get_resource("WebsocketAPI").ref
         chalice.add_environment_variable("WEBSOCKET_API_ID", websocket_api, "DeliverAlerts")
-        api.roles["DeliverAlerts"].add_to_principal_policy(iam.PolicyStatement(
-            actions=["execute-api:ManageConnections"],
-            resources=[stack.format_arn(service="execute-api", resource=websocket_api,
-                                        resource_name=f"{STAGE}/*/@connections/*")]))
+        # The delivery posts to connections; the connect handler closes a user's oldest
+        # past their limit (chalicelib/connections.py).
+        for function in ("DeliverAlerts", "WebsocketConnect"):
+            api.roles[function].add_to_principal_policy(iam.PolicyStatement(
+                actions=["execute-api:ManageConnections"],
+                resources=[stack.format_arn(service="execute-api", resource=websocket_api,
+                                            resource_name=f"{STAGE}/*/@connections/*")]))
 
         self.applications: dict[str, str] = {}
         if push_secret is None:

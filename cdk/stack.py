@@ -13,6 +13,7 @@ from constructs import Construct
 from cdk import findings
 from cdk.alerts import Alerts
 from cdk.api import API_FUNCTION, KEY_PROVISIONER, STAGE, Api
+from cdk.commands import Commands
 from cdk.data import Data
 from cdk.edge import ApiFirewall, CloudFrontFirewall, EdgeStack, OriginSecret
 from cdk.keys import JoinTokenKeys
@@ -98,7 +99,8 @@ class ParlorStack(Stack):
                       origin=origin, max_nodes=int(context("max_media_nodes") or 4),
                       vcpus=int(context("media_node_vcpus") or 1))
         media.service.node.add_dependency(keys.resource)
-        Media.grant_commands(api.role, self)
+        commands = Commands(self, "Commands", api=api, tables=data.tables)
+        Commands.let_nodes_read(media.container, data.tables)
 
         api_firewall = ApiFirewall(self, "ApiFirewall", origin=origin,
                                    stage_arn=api.rest_api_stage_arn(), prefix=prefix)
@@ -166,7 +168,8 @@ class ParlorStack(Stack):
         operations.watch_dead_letters("MediaEvents", messaging.media_events_dlq)
         for name, dlq in (("AlertFanout", alerts.fanout_dlq),
                           ("AlertDelivery", alerts.delivery_dlq),
-                          ("SpaceChanges", alerts.stream_dlq)):
+                          ("SpaceChanges", alerts.stream_dlq),
+                          ("Commands", commands.failures)):
             operations.watch_dead_letters(name, dlq)
         operations.watch_lag("AlertDelivery", alerts.delivery)
         operations.watch_rest_api(api.rest_api_name, STAGE)

@@ -52,6 +52,8 @@ class Config:
     spaces_table: str | None = None
     members_table: str | None = None
     reconcile_seconds: float = 5.0
+    # The deployment the node's metrics belong to (a dimension of each).
+    metrics_stack: str = "parlor"
 
     @property
     def command_queue_name(self) -> str:
@@ -129,6 +131,7 @@ class Config:
             spaces_table=env.get("SPACES_TABLE") or None,
             members_table=env.get("MEMBERS_TABLE") or None,
             reconcile_seconds=_reconcile_seconds(env),
+            metrics_stack=env.get("METRICS_STACK") or "parlor",
         )
 
 

@@ -89,9 +89,12 @@ class Observed(Protocol):
 
 
 class MetricsReporter:
-    def __init__(self, node: Observed, interval: float) -> None:
+    def __init__(self, node: Observed, interval: float, stack: str) -> None:
         self._node = node
         self._interval = interval
+        # Two deployments in one account must not steer each other's autoscaling: the
+        # stack is a dimension of every metric (the CDK stack's policies read it).
+        self._stack = stack
         self._cpu = CpuMeter(node.cpu_seconds)
         self._last = Counters()
         self._last_inbound: tuple[int, int] | None = None
@@ -147,7 +150,7 @@ class MetricsReporter:
                     "CloudWatchMetrics": [
                         {
                             "Namespace": NAMESPACE,
-                            "Dimensions": [["Service"], ["Service", "NodeId"]],
+                            "Dimensions": [["Service", "Stack"], ["Service", "Stack", "NodeId"]],
                             "Metrics": [
                                 {"Name": name, "Unit": unit} for name, (_, unit) in values.items()
                             ],
@@ -155,6 +158,7 @@ class MetricsReporter:
                     ],
                 },
                 "Service": SERVICE,
+                "Stack": self._stack,
                 "NodeId": node.node_id,
                 **{name: value for name, (value, _) in values.items()},
             }

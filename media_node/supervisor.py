@@ -280,7 +280,7 @@ async def serve(config: Config) -> None:
 
     registry = Registry(table, supervisor, queue.url)
     supervisor.on_full_change = registry.wake.set
-    reporter = MetricsReporter(supervisor, config.metrics_seconds)
+    reporter = MetricsReporter(supervisor, config.metrics_seconds, config.metrics_stack)
     background = [
         asyncio.create_task(registry.run(config.heartbeat_seconds), name="heartbeat"),
         asyncio.create_task(reporter.run(), name="metrics"),

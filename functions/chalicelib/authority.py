@@ -4,7 +4,7 @@ Every change of those writes `Member.authority` higher than before, with a condi
 the value read, so the versions of one member only grow. A version is the time of the
 change in microseconds, or one more than the last when clocks disagree: a member who
 leaves (the item goes) and joins again gets a version above any of their earlier ones,
-which a node may still remember. docs/decisions/004-current-authority.md has the why."""
+which a node may still remember. docs/decisions/003-current-authority.md has the why."""
 
 from __future__ import annotations
 

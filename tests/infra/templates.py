@@ -8,7 +8,8 @@ from aws_cdk.assertions import Template
 
 FUNCTIONS = {"APIHandler", "HandleMediaEvents", "HandleSpaceChanges", "FanOutAlerts",
              "DeliverAlerts", "WebsocketConnect", "WebsocketDisconnect",
-             "ProvisionJoinTokenKeys"}
+             "ProvisionJoinTokenKeys", "DispatchMemberCommands", "DispatchSpaceCommands",
+             "EndAbandonedSpaces"}
 
 
 def one(template: Template, kind: str, props: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -86,15 +86,19 @@ def test_queues_streams_and_connections_are_granted_to_their_handlers_only(
     def granted(name: str) -> str:
         return json.dumps(statements_of(template, role_of(template, name)))
 
-    assert "execute-api:ManageConnections" in granted("DeliverAlerts")
-    assert "WebsocketAPI" in granted("DeliverAlerts")
-    for name in FUNCTIONS - {"DeliverAlerts"}:
+    # The delivery posts to connections; the connect handler closes a user's oldest.
+    for name in ("DeliverAlerts", "WebsocketConnect"):
+        assert "execute-api:ManageConnections" in granted(name), name
+        assert "WebsocketAPI" in granted(name), name
+    for name in FUNCTIONS - {"DeliverAlerts", "WebsocketConnect"}:
         assert "execute-api:ManageConnections" not in granted(name), name
     assert "dynamodb:GetRecords" in granted("HandleSpaceChanges")
     assert "sqs:ReceiveMessage" in granted("HandleMediaEvents")
     for name in ("APIHandler", "WebsocketConnect", "WebsocketDisconnect"):
         assert "sqs:ReceiveMessage" not in granted(name), name
-    assert "parlor-media-node-" in granted("APIHandler"), "the API sends node commands"
+    # Commands come from committed state, through the dispatchers only.
+    assert "parlor-media-node-" not in granted("APIHandler"), "the API sends no commands"
+    assert "parlor-media-node-" in granted("DispatchMemberCommands")
 
 
 def test_api_gateway_stages_log_through_the_account_role(template: Template) -> None:

@@ -48,7 +48,9 @@ def test_every_function_gets_table_names_and_the_issuer(template: Template) -> N
     functions = _functions(template)
     assert set(functions) == {"APIHandler", "HandleMediaEvents", "HandleSpaceChanges",
                               "FanOutAlerts", "DeliverAlerts", "WebsocketConnect",
-                              "WebsocketDisconnect", "ProvisionJoinTokenKeys"}
+                              "WebsocketDisconnect", "ProvisionJoinTokenKeys",
+                              "DispatchMemberCommands", "DispatchSpaceCommands",
+                              "EndAbandonedSpaces"}
     for function in functions.values():
         variables = function["Properties"]["Environment"]["Variables"]
         for spec in table_specs():

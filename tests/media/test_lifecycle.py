@@ -122,6 +122,10 @@ def test_sigterm_drains_until_the_rooms_end_then_leaves(
     assert metrics, "no embedded-metric-format lines"
     names = {m["Name"] for m in metrics[-1]["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
     assert {"Participants", "PacketsIn", "PacketsOut", "InboundLossPercent", "CpuPercent"} <= names
+    # Every metric is the stack's, so two deployments in one account stay apart.
+    assert metrics[-1]["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [
+        ["Service", "Stack"], ["Service", "Stack", "NodeId"]]
+    assert metrics[-1]["Stack"] == "parlor"
     # Every packet sent is counted, those of the last moments before the worker
     # exited too (its last status, not the poll a second earlier).
     assert heard
