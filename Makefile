@@ -96,6 +96,7 @@ test: lint typecheck pytest synth
 bench: $(STAMP) $(BENCH_DEBIAN_STAMP)
 	$(BIN)/pip install --quiet -r bench/media/requirements.txt
 	$(BIN)/python -m bench.alerts
+	$(BIN)/python -m bench.recovery
 	$(BIN)/python -m bench.media
 	$(BIN)/python -m bench.media.protect
 	$(BIN)/python -m bench.media.sends

@@ -14,6 +14,8 @@ HOST = os.environ.get("PARLOR_HOST", "127.0.0.1")
 AWS_PORT = int(os.environ.get("PARLOR_AWS_PORT", "4566"))
 API_PORT = int(os.environ.get("PARLOR_API_PORT", "8000"))
 MEDIA_PORT = int(os.environ.get("PARLOR_MEDIA_PORT", "8700"))
+# How many media nodes `make up` runs, on MEDIA_PORT, MEDIA_PORT + 1, ...
+MEDIA_NODES = int(os.environ.get("PARLOR_MEDIA_NODES", "1"))
 WEB_PORT = int(os.environ.get("PARLOR_WEB_PORT", "8080"))
 # How often the abandoned-Space sweep runs (an EventBridge rule, every minute, in AWS).
 SWEEP_SECONDS = float(os.environ.get("PARLOR_SWEEP_SECONDS", "5"))

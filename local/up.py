@@ -4,7 +4,9 @@ Starts the embedded AWS (moto server), creates the tables from the models and th
 from their specs (chalicelib/queues.py, as the CDK stack does), loads demo data, serves
 the API and the web client, runs the pumps that stand in for Lambda's event sources
 (the media events, the Spaces stream, the alert fan-out and delivery queues), the
-WebSocket API, and one media node process; prints how to sign in; Ctrl-C stops it all."""
+WebSocket API, and the media nodes (one, or PARLOR_MEDIA_NODES of them, on ports from
+PARLOR_MEDIA_PORT up); prints how to sign in; Ctrl-C stops it all. A media node that
+dies is reported, and the rest keeps running, as in AWS while ECS replaces a task."""
 
 from __future__ import annotations
 
@@ -104,13 +106,20 @@ def _start_pumps(handlers: Any, urls: dict[str, str]) -> list[Any]:
     return [pump.start() for pump in pumps]
 
 
-def _start_media_node(public_pem: str, events_url: str) -> subprocess.Popen[bytes]:
+def _node_id(index: int) -> str:
+    return "node-local" if settings.MEDIA_NODES == 1 else f"node-local-{index + 1}"
+
+
+def _start_media_node(index: int, public_pem: str,
+                      events_url: str) -> subprocess.Popen[bytes]:
+    """Media node `index` (of PARLOR_MEDIA_NODES): its own port, id, registry entry and
+    command queue (named after its id)."""
     from chalicelib.models import Member, Space
 
     env = {
         **os.environ,
         "HOST": settings.HOST,
-        "PORT": str(settings.MEDIA_PORT),
+        "PORT": str(settings.MEDIA_PORT + index),
         # Clients reach the node's signaling through the web origin's /media/*, as
         # through CloudFront in AWS.
         "PUBLIC_URL": f"http://{settings.HOST}:{settings.WEB_PORT}",
@@ -119,7 +128,7 @@ def _start_media_node(public_pem: str, events_url: str) -> subprocess.Popen[byte
         # The node reads (only) these to reconcile its rooms, as its task role may in AWS.
         "SPACES_TABLE": Space.Meta.table_name,
         "MEMBERS_TABLE": Member.Meta.table_name,
-        "NODE_ID": "node-local",
+        "NODE_ID": _node_id(index),
         # Ctrl-C should not wait out a cloud-sized drain.
         "DRAIN_TIMEOUT_SECONDS": "3",
     }
@@ -138,21 +147,24 @@ def _post_to_local_websockets(websocket_api: Any) -> None:
         f"http://{settings.HOST}:{settings.WEB_PORT}")
 
 
-def _wait_for_node(node: subprocess.Popen[bytes], timeout: float = 60) -> None:
-    """Returns once the node answers and has registered, so the first join finds it."""
+def _wait_for_nodes(nodes: list[subprocess.Popen[bytes]], timeout: float = 60) -> None:
+    """Returns once every node answers and has registered, so the first join finds it."""
     from chalicelib.models import MediaNode
 
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and node.poll() is None:
-        try:
-            with urllib.request.urlopen(
-                    f"http://{settings.HOST}:{settings.MEDIA_PORT}/health", timeout=2):
-                if MediaNode.count() > 0:
-                    return
-        except OSError:
-            pass
+    waiting = set(range(len(nodes)))
+    while time.monotonic() < deadline and all(node.poll() is None for node in nodes):
+        for index in sorted(waiting):
+            try:
+                url = f"http://{settings.HOST}:{settings.MEDIA_PORT + index}/health"
+                with urllib.request.urlopen(url, timeout=2):
+                    waiting.discard(index)
+            except OSError:
+                pass
+        if not waiting and MediaNode.count() >= len(nodes):
+            return
         time.sleep(0.2)
-    raise SystemExit("The media node did not start; see its log above.")
+    raise SystemExit("A media node did not start; see its log above.")
 
 
 def _banner(users: list[Any], issuer: LocalIssuer) -> str:
@@ -162,7 +174,8 @@ def _banner(users: list[Any], issuer: LocalIssuer) -> str:
         "Parlor is running on this machine.",
         f"  open         http://{settings.HOST}:{settings.WEB_PORT}   (the browser client)",
         f"  API          {api}",
-        f"  media node   http://{settings.HOST}:{settings.MEDIA_PORT}",
+        *(f"  media node   http://{settings.HOST}:{settings.MEDIA_PORT + index}"
+          f"   ({_node_id(index)})" for index in range(settings.MEDIA_NODES)),
         f"  embedded AWS http://{settings.HOST}:{settings.AWS_PORT}",
         "",
         "Demo users (sign in as one in the browser; for curl: make token USER=<user id>):",
@@ -217,29 +230,35 @@ def main() -> None:
     demo = [{"user_id": u.user_id, "handle": u.handle, "note": u.note} for u in users]
     websockets = LocalWebsockets(handlers.ws_connect, handlers.ws_disconnect)
     _post_to_local_websockets(handlers.app.websocket_api)
+    media_urls = [f"http://{settings.HOST}:{settings.MEDIA_PORT + index}"
+                  for index in range(settings.MEDIA_NODES)]
     web_server = WebServer(application(
-        issuer, f"http://{settings.HOST}:{settings.API_PORT}",
-        f"http://{settings.HOST}:{settings.MEDIA_PORT}", demo, websockets),
+        issuer, f"http://{settings.HOST}:{settings.API_PORT}", media_urls, demo, websockets),
         settings.HOST, settings.WEB_PORT).start()
-    node = _start_media_node(public_pem, events_url)
-    _wait_for_node(node)
+    nodes = [_start_media_node(index, public_pem, events_url)
+             for index in range(settings.MEDIA_NODES)]
+    _wait_for_nodes(nodes)
     print(_banner(users, issuer), flush=True)
 
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    told = False
+    told: set[int] = set()
     while not stop.is_set():
-        if node.poll() is not None and not told:
-            # As in AWS while ECS replaces a task: the rest goes on, and the Spaces the
-            # node held move to another node at their next join, or end abandoned.
-            print(f"The media node exited with {node.returncode}; the API and the web "
-                  "client keep running. Ctrl-C stops everything.", flush=True)
-            told = True
+        for index, node in enumerate(nodes):
+            if node.poll() is not None and index not in told:
+                # As in AWS while ECS replaces a task: the rest goes on, and the Spaces
+                # the node held move to another node at their next join, or end.
+                print(f"The media node {_node_id(index)} exited with {node.returncode}; "
+                      "the API, the other nodes and the web client keep running. "
+                      "Ctrl-C stops everything.", flush=True)
+                told.add(index)
         stop.wait(0.5)
     print("Stopping...", flush=True)
-    if node.poll() is None:
-        node.send_signal(signal.SIGTERM)
+    for node in nodes:
+        if node.poll() is None:
+            node.send_signal(signal.SIGTERM)
+    for node in nodes:
         try:
             node.wait(timeout=15)
         except subprocess.TimeoutExpired:

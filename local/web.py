@@ -45,7 +45,28 @@ def _proxy(upstream: str, strip: str) -> Callable[[web.Request], Any]:
     return forward
 
 
-def application(issuer: LocalIssuer, api_url: str, media_url: str,
+def _spread(upstreams: list[str]) -> Callable[[web.Request], Any]:
+    """/media/* to the media nodes, as the load balancer in AWS does: to the next node
+    in turn, and past one that does not answer (a node that died) to another. Each
+    node's front forwards what belongs to another node itself."""
+    forwards = [_proxy(upstream, "") for upstream in upstreams]
+    turn = 0
+
+    async def forward(request: web.Request) -> web.StreamResponse:
+        nonlocal turn
+        start, turn = turn, (turn + 1) % len(forwards)
+        for offset in range(len(forwards)):
+            try:
+                return await forwards[(start + offset) % len(forwards)](request)
+            except aiohttp.ClientConnectorError:
+                continue
+        return web.json_response({"error": "unavailable",
+                                  "message": "no media node answers"}, status=503)
+
+    return forward
+
+
+def application(issuer: LocalIssuer, api_url: str, media_urls: list[str],
                 demo_users: list[dict[str, str]],
                 websockets: LocalWebsockets | None = None) -> web.Application:
     app = web.Application()
@@ -87,7 +108,7 @@ def application(issuer: LocalIssuer, api_url: str, media_url: str,
     app.router.add_get("/config.json", config)
     app.router.add_post("/local/token", token)
     app.router.add_route("*", "/api/{tail:.*}", _proxy(api_url, "/api"))
-    app.router.add_route("*", "/media/{tail:.*}", _proxy(media_url, ""))
+    app.router.add_route("*", "/media/{tail:.*}", _spread(media_urls))
     app.router.add_get("/", index)
     app.router.add_static("/", WEB_ROOT)
     return app

@@ -120,7 +120,9 @@ class Config:
             media_events_queue_url=env.get("MEDIA_EVENTS_QUEUE_URL") or None,
             command_queue_prefix=prefix,
             capacity=_int(env, "CAPACITY", 500, minimum=1),
-            heartbeat_seconds=_float(env, "HEARTBEAT_SECONDS", 5.0),
+            # Often enough that placement, which trusts a heartbeat for 6 s, stops sending
+            # joins to a dead node within 6 s (docs/decisions/004-failover-timing.md).
+            heartbeat_seconds=_float(env, "HEARTBEAT_SECONDS", 2.0),
             # Fargate kills a task 120 s (its longest stopTimeout) after SIGTERM.
             drain_timeout_seconds=_float(env, "DRAIN_TIMEOUT_SECONDS", 110.0),
             metrics_seconds=_float(env, "METRICS_SECONDS", 60.0),

@@ -225,11 +225,18 @@ class Node:
         return room.participants.get(session_id) if room is not None else None
 
     def start_draining(self) -> None:
+        """Open no new room, and tell every participant to join again through the API,
+        which now places their Space on another node (the registry says this one is
+        draining): a deploy moves the Spaces before the task stops, at the cost of a
+        reconnect. With no other node the API sends them back here, where their room
+        is still open, until the drain times out."""
         # The front tells the control plane (node_draining): it is the node's news.
         if self.draining:
             return
         self.draining = True
         log.info("draining", extra={"rooms": self.room_count()})
+        for room in self.rooms.values():
+            room.broadcast({"type": "rejoin", "reason": "draining"})
 
     def status(self) -> dict[str, Any]:
         """What the front places by and aggregates (see front.py and supervisor.py)."""
@@ -241,6 +248,10 @@ class Node:
                 "listeners": sum(1 for p in participants if not p.may_publish),
                 "relay": isinstance(room, RelayRoom),
                 "origin": room.origin if isinstance(room, RelayRoom) else None,
+                # Those the control plane was told connected: if this worker dies, the
+                # supervisor tells it they left (reason worker_lost).
+                "connected": [[p.session_id, p.user_id, p.role]
+                              for p in participants if p.connected],
             }
         return {
             "rooms": rooms,

@@ -19,7 +19,7 @@ from .metrics import CpuMeter
 log = logging.getLogger("media_node.registry")
 
 # The table's TTL removes the entries of nodes that died without deleting theirs; it
-# must lie well past the control plane's 15 s health window to never remove a live one.
+# must lie well past the control plane's health window (6 s) to never remove a live one.
 EXPIRY_SECONDS = 120
 
 

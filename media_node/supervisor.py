@@ -29,6 +29,7 @@ from aiohttp import web
 from . import commands
 from .commands import CommandQueue
 from .config import Config
+from .ecs_task import TaskProtection, watch_for_stop
 from .events import SQS_CLIENT_CONFIG, MediaEvents
 from .front import Front, Peers, listener_target
 from .internal import COMMANDS_PATH, INBOUND_PATH
@@ -173,8 +174,9 @@ class Supervisor:
             assert worker.process is not None
             started = time.monotonic()
             code = await worker.process.wait()
-            worker.died()
+            lost = worker.died()
             self._placed()
+            self._report_lost(worker, lost)
             if self.draining:
                 log.info("worker exited", extra={"worker": worker.index, "code": code})
                 return
@@ -191,6 +193,17 @@ class Supervisor:
                 await worker.start(env, self.http)
             except (RuntimeError, OSError):
                 log.exception("worker did not restart", extra={"worker": worker.index})
+
+    def _report_lost(self, worker: WorkerProcess, lost: list[tuple[str, str, str, str]]) -> None:
+        """The sessions a dead worker held left with it: the control plane hears so
+        (`participant_left`, reason `worker_lost`), so that presence is right; their
+        clients join again, which any worker of the node (or another node) takes."""
+        for space_id, session_id, user_id, role in lost:
+            self.events.publish("participant_left", space_id=space_id, user_id=user_id,
+                                role=role, session_id=session_id, reason="worker_lost")
+        if lost:
+            log.warning("a dead worker's sessions reported lost",
+                        extra={"worker": worker.index, "sessions": len(lost)})
 
     async def poll(self) -> None:
         while True:
@@ -286,6 +299,17 @@ async def serve(config: Config) -> None:
         asyncio.create_task(reporter.run(), name="metrics"),
         asyncio.create_task(supervisor.poll(), name="status"),
     ]
+    # On ECS: no scale-in takes a node that holds rooms, and a stop drains it before
+    # SIGTERM (ecs_task.py). Fargate sets both variables.
+    agent_uri = os.environ.get("ECS_AGENT_URI")
+    if agent_uri:
+        protection = TaskProtection(agent_uri)
+        background.append(asyncio.create_task(
+            protection.run(lambda: supervisor.room_count() > 0), name="task-protection"))
+    metadata_uri = os.environ.get("ECS_CONTAINER_METADATA_URI_V4")
+    if metadata_uri:
+        background.append(asyncio.create_task(
+            watch_for_stop(metadata_uri, drain.set), name="task-stop"))
     queue.start(supervisor.apply, loop)
     log.info(
         "media node serving",
@@ -300,10 +324,12 @@ async def serve(config: Config) -> None:
     )
 
     await drain.wait()
-    supervisor.start_draining()
-    # Tell the control plane now rather than at the next heartbeat: place no Space here.
+    # The registry says so before the workers tell their clients to join again, so that
+    # the API places them elsewhere rather than here.
+    supervisor.front.draining = True
     with contextlib.suppress(Exception):
         await registry.beat()
+    supervisor.start_draining()
     await supervisor.drained(hurry)
 
     for task in background:

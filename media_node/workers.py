@@ -39,6 +39,8 @@ class RoomView:
     participants: int
     relay: bool
     origin: str | None
+    # (session id, user id, role) of each connected participant.
+    connected: tuple[tuple[str, str, str], ...] = ()
 
 
 @dataclass
@@ -147,6 +149,8 @@ class WorkerProcess:
                 participants=int(room["participants"]),
                 relay=bool(room["relay"]),
                 origin=room.get("origin"),
+                connected=tuple((str(s), str(u), str(r))
+                                for s, u, r in room.get("connected", ())),
             )
             for space_id, room in status["rooms"].items()
         }
@@ -158,15 +162,19 @@ class WorkerProcess:
         self.counters = Counters.parse(status["counters"])
         self.cpu = float(status["cpu_seconds"])
 
-    def died(self) -> None:
+    def died(self) -> list[tuple[str, str, str, str]]:
         """Its rooms died with it: forget them, keep what it counted (to its very end
-        when it stopped in good order and left its last status)."""
+        when it stopped in good order and left its last status). Returns the sessions
+        that were connected as last seen, (space id, session id, user id, role): those
+        a worker that stopped in good order reported leaving are not among them."""
         last = self._read_last_status()
         if last is not None:
             try:
                 self.absorb(last, time.monotonic())
             except (KeyError, TypeError, ValueError):
                 log.warning("a worker's last status did not read", extra={"worker": self.index})
+        lost = [(space_id, *session) for space_id, view in self.rooms.items()
+                for session in view.connected]
         self.ready = False
         self.rooms = {}
         self.reservations = []
@@ -174,6 +182,7 @@ class WorkerProcess:
         self.retired_cpu += self.cpu
         self.counters = Counters()
         self.cpu = 0.0
+        return lost
 
     def _read_last_status(self) -> dict[str, Any] | None:
         """Called once the process has exited, so the read meets the end of file."""

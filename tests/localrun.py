@@ -31,6 +31,25 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def free_ports(count: int) -> int:
+    """The first of `count` consecutive free ports (the media nodes' ports)."""
+    for _ in range(50):
+        first = free_port()
+        sockets = []
+        try:
+            for port in range(first, first + count):
+                sock = socket.socket()
+                sockets.append(sock)
+                sock.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        finally:
+            for sock in sockets:
+                sock.close()
+        return first
+    raise RuntimeError(f"no {count} consecutive free ports")
+
+
 @dataclass
 class LocalRun:
     env: dict[str, str]
@@ -39,11 +58,13 @@ class LocalRun:
     banner: str = ""
 
     @classmethod
-    def prepare(cls, state: Path) -> LocalRun:
+    def prepare(cls, state: Path, media_nodes: int = 1) -> LocalRun:
         env = {k: v for k, v in os.environ.items() if k not in _TEST_ONLY}
         env["PARLOR_STATE_DIR"] = str(state)
-        for name in ("AWS", "API", "MEDIA", "WEB"):
+        for name in ("AWS", "API", "WEB"):
             env[f"PARLOR_{name}_PORT"] = str(free_port())
+        env["PARLOR_MEDIA_PORT"] = str(free_ports(media_nodes))
+        env["PARLOR_MEDIA_NODES"] = str(media_nodes)
         return cls(env, state)
 
     def port(self, name: str) -> int:
@@ -60,6 +81,23 @@ class LocalRun:
     @property
     def issuer(self) -> LocalIssuer:
         return LocalIssuer.load_or_create(self.state / "issuer.pem")
+
+    def node_health(self, index: int = 0) -> dict[str, Any]:
+        """The /health of media node `index`."""
+        url = f"http://127.0.0.1:{self.port('MEDIA') + index}/health"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            health: dict[str, Any] = json.load(response)
+        return health
+
+    def node_index(self, node_id: str) -> int:
+        """Which of the run's media nodes has this id."""
+        for index in range(int(self.env["PARLOR_MEDIA_NODES"])):
+            try:
+                if self.node_health(index)["node_id"] == node_id:
+                    return index
+            except OSError:
+                continue
+        raise LookupError(node_id)
 
     @property
     def log_path(self) -> Path:

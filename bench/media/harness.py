@@ -439,14 +439,15 @@ def measure(
 
 
 def write_results(
-    out: Path, name: str, command: str, started: float, fields: dict[str, Any]
+    out: Path, name: str, command: str, started: float, fields: dict[str, Any],
+    pinned: bool = True,
 ) -> Path:
     """One benchmark's results file, `out/name`: what ran, when, on which machine, the
     figures, and how long it took."""
     result = {
         "command": command,
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
-        "machine": machine(),
+        "machine": machine(pinned),
         **fields,
         "duration_seconds": round(time.time() - started),
     }
@@ -457,7 +458,9 @@ def write_results(
     return path
 
 
-def machine() -> dict[str, Any]:
+def machine(pinned: bool = True) -> dict[str, Any]:
+    """The machine a run was on; `pinned`: the node and load generator were pinned to
+    CPUs (the media benchmarks), and which."""
     model = next(
         (
             line.split(":", 1)[1].strip()
@@ -472,6 +475,6 @@ def machine() -> dict[str, Any]:
         "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
         "kernel": platform.release(),
         "python": platform.python_version(),
-        "node_pinned_to_cpu": NODE_CPU,
-        "load_generator_pinned_to_cpus": sorted(load_cpus()),
+        **({"node_pinned_to_cpu": NODE_CPU, "load_generator_pinned_to_cpus": sorted(load_cpus())}
+           if pinned else {}),
     }

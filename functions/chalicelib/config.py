@@ -80,7 +80,8 @@ def settings() -> Settings:
         join_token_private_key_pem=os.environ.get("JOIN_TOKEN_PRIVATE_KEY") or None,
         join_token_secret_arn=os.environ.get("JOIN_TOKEN_SECRET_ARN") or None,
         join_token_ttl_seconds=_int("JOIN_TOKEN_TTL_SECONDS", 60),
-        node_heartbeat_max_age_seconds=_int("NODE_HEARTBEAT_MAX_AGE_SECONDS", 15),
+        # Three of a node's 2 s heartbeats (docs/decisions/004-failover-timing.md).
+        node_heartbeat_max_age_seconds=_int("NODE_HEARTBEAT_MAX_AGE_SECONDS", 6),
         ice_servers=ice_servers,
         abandoned_space_seconds=_int("ABANDONED_SPACE_SECONDS", 60),
         alerting_starts_per_hour=_int("ALERTING_STARTS_PER_HOUR", 3),

@@ -2,7 +2,8 @@
 
 A Space is placed on the least loaded healthy node the first time someone joins and
 keeps that node (its owner, which mixes it) while it stays healthy; if it stops
-heartbeating, the next join moves the Space (clients rejoin through this same call).
+heartbeating, or drains (a deploy), the next join moves the Space (clients rejoin
+through this same call). A draining node keeps its Spaces while no other node is there.
 
 When the owner takes no more listeners of the Space (its registry entry lists the Space
 in `full_spaces`, or the node is at capacity), a listener is placed on another healthy
@@ -54,11 +55,15 @@ def _relay_for(space_id: str, owner: MediaNode, nodes: dict[str, MediaNode],
 def _node_of(space: Space, nodes: dict[str, MediaNode], now: float) -> MediaNode:
     """The Space's node, placing (or re-placing) it when needed."""
     current = nodes.get(space.node_id) if space.node_id else None
-    if current is not None and now - float(current.heartbeat_at) <= \
-            settings().node_heartbeat_max_age_seconds:
+    alive = current is not None and \
+        now - float(current.heartbeat_at) <= settings().node_heartbeat_max_age_seconds
+    if alive and current is not None and not current.draining:
         return current
     candidates = [n for n in nodes.values() if healthy(n, now)]
     if not candidates:
+        if alive and current is not None:
+            # Draining, and no other node to go to: its room is still open there.
+            return current
         raise Unavailable("No media node is available; try again shortly",
                           code="no_media_node")
     chosen = min(candidates, key=lambda n: (_load_ratio(n), n.node_id))

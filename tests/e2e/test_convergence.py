@@ -158,6 +158,6 @@ def test_the_spaces_of_a_killed_node_end_and_leave_the_bar(local: LocalRun) -> N
             await host.close()
 
     asyncio.run(scenario())
-    assert "The media node exited" in local.log_path.read_text()
+    assert "The media node node-local exited with -9" in local.log_path.read_text()
     status, _ = local.call("GET", "/me/eligibility", "u-alice")
     assert status == 200

@@ -193,3 +193,16 @@ def test_an_owner_without_a_private_url_is_not_relayed(world: World) -> None:
     claims = _claims(world.user("bob").post(f"/spaces/{space_id}/join").json["token"])
     assert claims["node"] == "node-old"
     assert "origin" not in claims
+
+
+def test_a_draining_node_hands_its_spaces_to_a_healthy_one(world: World) -> None:
+    """A deploy drains a node: the next join of its Space goes elsewhere, unless no
+    other node is there, when the Space stays where its room is still open."""
+    world.node("node-a")
+    alice = world.host()
+    space_id = world.live_space(alice)
+    assert alice.post(f"/spaces/{space_id}/join").json["node_id"] == "node-a"
+    world.node("node-a", draining=True)
+    assert alice.post(f"/spaces/{space_id}/join").json["node_id"] == "node-a"
+    world.node("node-b")
+    assert alice.post(f"/spaces/{space_id}/join").json["node_id"] == "node-b"
