@@ -25,7 +25,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export AWS_DEFAULT_REGION ?= us-east-1
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 
-.PHONY: up test lint typecheck pytest synth token clean bench
+.PHONY: up test lint typecheck pytest synth token admin rotate-keys clean bench
 
 $(STAMP): $(REQUIREMENTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -57,9 +57,15 @@ $(FANOUT): media_node/native/fanout.c media_node/native/build.sh | $(STAMP) $(NA
 # Everything that starts a media node needs the extension.
 up pytest bench: $(FANOUT)
 
-# Mint a bearer token for a local user: make token USER=u-alice
+# Mint a bearer token for a local user: make token USER=u-alice (ADMIN=1: in the
+# admin group, as `make admin` makes someone in AWS).
 token: $(STAMP)
-	@$(BIN)/python -m local.mint $(USER)
+	@$(BIN)/python -m local.mint $(USER) $(if $(ADMIN),--admin)
+
+# Make a user of the deployed stack an administrator (the Cognito group `admin`):
+# make admin USER=<email or username> [STACK=Parlor]
+admin: $(STAMP)
+	$(BIN)/python -m ops.admin '$(USER)' --stack '$(or $(STACK),Parlor)'
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

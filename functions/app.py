@@ -179,6 +179,16 @@ def suspend(user_id: str) -> dict[str, Any]:
     return social.profile_view(user)
 
 
+@route("/users/{user_id}/hosting", methods=["PUT"])
+def allow_hosting(user_id: str) -> dict[str, Any]:
+    flag = v.boolean(body("allowed"), "allowed")
+    if flag is None:
+        raise v.InvalidField("allowed", "'allowed' is required")
+    user = social.set_hosting_allowed(_caller.get().is_admin, user_id_of(user_id), flag)
+    return {"user_id": user.user_id, "allowed": bool(user.hosting_allowed),
+            "eligibility": eligibility.evaluate(user).view()}
+
+
 # What the caller hears about: the bar, devices, push, blocks and mutes
 
 
