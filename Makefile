@@ -13,9 +13,12 @@ FANOUT := media_node/_fanout.abi3.so
 NATIVE_DEBIAN_PACKAGES := gcc libc6-dev python3-dev
 NATIVE_DEBIAN_STAMP := $(VENV)/.native-debian-stamp
 # Debian packages the browser tests need: Chromium (driven by Playwright, which may not
-# download browsers here) and a colour emoji font for the reactions.
-DEBIAN_PACKAGES := chromium fonts-noto-color-emoji
-DEBIAN_STAMP := $(VENV)/.debian-stamp
+# download browsers here) and a colour emoji font for the reactions; and coturn, the TURN
+# server `make up` runs (the tests hear a Space through it, relay-only).
+DEBIAN_PACKAGES := chromium fonts-noto-color-emoji coturn
+# Named for the list, so that a package added to it is installed on machines that had
+# the earlier list.
+DEBIAN_STAMP := $(VENV)/.debian-stamp-$(shell echo $(DEBIAN_PACKAGES) | tr ' ' '-')
 # Debian packages the media benchmark needs: Janus, whose AudioBridge it also measures,
 # and perf, for the profile of a listener packet.
 BENCH_DEBIAN_PACKAGES := janus linux-perf
@@ -66,6 +69,11 @@ token: $(STAMP)
 # make admin USER=<email or username> [STACK=Parlor]
 admin: $(STAMP)
 	$(BIN)/python -m ops.admin '$(USER)' --stack '$(or $(STACK),Parlor)'
+
+# A new join-token key, the current one kept as the previous: in .local/ and, while
+# `make up` runs, in its embedded Secrets Manager, where the API and the node read it.
+rotate-keys: $(STAMP)
+	$(BIN)/python -m local.rotate
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
