@@ -99,8 +99,11 @@ def _edge() -> tuple[str, subprocess.Popen[bytes] | None]:
         print("coturn (turnserver) is not installed: running without TURN "
               "(apt-get install coturn)", flush=True)
         return public_arn, None
+    urls = turn_urls(settings.HOST, settings.TURN_PORT)
+    print(f"TURN server (coturn): {', '.join(urls)}; its log: "
+          f"{settings.STATE / 'turnserver.log'}", flush=True)
     os.environ.update({
-        "TURN_URLS": json.dumps(turn_urls(settings.HOST, settings.TURN_PORT)),
+        "TURN_URLS": json.dumps(urls),
         "TURN_SECRET_ARN": secretsmanager.create_secret(
             Name="parlor-turn-secret", SecretString=secret)["ARN"],
     })

@@ -12,11 +12,14 @@ from collections.abc import Callable
 from typing import Any
 
 from aws_lambda_powertools import Logger
+from aws_lambda_powertools.logging.lambda_context import build_lambda_context_model
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 
 SERVICE = "parlor"
 
 logger = Logger(service=SERVICE)
+# The first invocation of this process (a Lambda execution environment) is its cold one.
+_cold_start = True
 
 
 def structure(prefix: str = "chalicelib") -> None:
@@ -27,16 +30,21 @@ def structure(prefix: str = "chalicelib") -> None:
 
 def with_lambda_context(event: Any, get_response: Callable[[Any], Any]) -> Any:
     """Chalice middleware: the invocation's Lambda context in every line logged while
-    it runs (Powertools' inject_lambda_context, for Chalice's handlers, which are not
-    called with the context)."""
+    it runs (what Powertools' inject_lambda_context adds, for Chalice's handlers, which
+    are not called with the context). Kept per thread: one invocation at a time in
+    Lambda, but the local runtime runs the API and its event sources side by side."""
+    global _cold_start
     # A request has it as `lambda_context` (its `context` is API Gateway's); the other
     # events as `context`.
     context = next((c for c in (getattr(event, "lambda_context", None),
                                 getattr(event, "context", None))
                     if hasattr(c, "aws_request_id")), None)
     if context is None:
-        logger.clear_state()
         return get_response(event)
-    handler = logger.inject_lambda_context(lambda _event, _context: get_response(event),
-                                           clear_state=True)
-    return handler(event, context)
+    keys = build_lambda_context_model(context).__dict__
+    logger.thread_safe_append_keys(cold_start=_cold_start, **keys)
+    _cold_start = False
+    try:
+        return get_response(event)
+    finally:
+        logger.thread_safe_clear_keys()
