@@ -15,9 +15,12 @@ FANOUT_SOURCES := $(wildcard media_node/native/*.c media_node/native/*.h)
 NATIVE_DEBIAN_PACKAGES := gcc libc6-dev python3-dev libssl-dev zlib1g-dev
 NATIVE_DEBIAN_STAMP := $(VENV)/.native-debian-stamp
 # Debian packages the browser tests need: Chromium (driven by Playwright, which may not
-# download browsers here) and a colour emoji font for the reactions.
-DEBIAN_PACKAGES := chromium fonts-noto-color-emoji
-DEBIAN_STAMP := $(VENV)/.debian-stamp
+# download browsers here) and a colour emoji font for the reactions; and coturn, the TURN
+# server `make up` runs (the tests hear a Space through it, relay-only).
+DEBIAN_PACKAGES := chromium fonts-noto-color-emoji coturn
+# Named for the list, so that a package added to it is installed on machines that had
+# the earlier list.
+DEBIAN_STAMP := $(VENV)/.debian-stamp-$(shell echo $(DEBIAN_PACKAGES) | tr ' ' '-')
 # Debian packages the media benchmark needs: Janus, whose AudioBridge it also measures,
 # and perf, for the profile of a listener packet.
 BENCH_DEBIAN_PACKAGES := janus linux-perf
@@ -27,7 +30,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export AWS_DEFAULT_REGION ?= us-east-1
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 
-.PHONY: up test lint typecheck pytest synth token clean bench
+.PHONY: up test lint typecheck pytest synth token admin rotate-keys clean bench
 
 $(STAMP): $(REQUIREMENTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -61,9 +64,20 @@ $(FANOUT): $(FANOUT_SOURCES) media_node/native/build.sh | $(STAMP) $(NATIVE_DEBI
 # Everything that starts a media node needs the extension.
 up pytest bench: $(FANOUT)
 
-# Mint a bearer token for a local user: make token USER=u-alice
+# Mint a bearer token for a local user: make token USER=u-alice (ADMIN=1: in the
+# admin group, as `make admin` makes someone in AWS).
 token: $(STAMP)
-	@$(BIN)/python -m local.mint $(USER)
+	@$(BIN)/python -m local.mint $(USER) $(if $(ADMIN),--admin)
+
+# Make a user of the deployed stack an administrator (the Cognito group `admin`):
+# make admin USER=<email or username> [STACK=Parlor]
+admin: $(STAMP)
+	$(BIN)/python -m ops.admin '$(USER)' --stack '$(or $(STACK),Parlor)'
+
+# A new join-token key, the current one kept as the previous: in .local/ and, while
+# `make up` runs, in its embedded Secrets Manager, where the API and the node read it.
+rotate-keys: $(STAMP)
+	$(BIN)/python -m local.rotate
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -4,7 +4,6 @@ calls one domain function in chalicelib, and returns its result."""
 from __future__ import annotations
 
 import functools
-import logging
 from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any
@@ -26,6 +25,8 @@ from chalicelib import (
     eligibility,
     fanout,
     jointoken,
+    logs,
+    origin,
     placement,
     preferences,
     presence,
@@ -42,8 +43,10 @@ from chalicelib.auth import Principal, verify_bearer
 from chalicelib.config import ConfigError
 from chalicelib.errors import ApiError, NotFound
 
-app = Chalice(app_name="parlor")
-app.log.setLevel(logging.INFO)
+# Logs are Powertools' JSON (chalicelib/logs.py), not Chalice's plain text.
+app = Chalice(app_name=logs.SERVICE, configure_logs=False)
+logs.structure()
+app.register_middleware(logs.with_lambda_context, "all")
 # Every route takes any Content-Type, so that a request without a body is never judged
 # by one (aiohttp sends application/octet-stream on a body-less POST); `body` refuses a
 # body that is not JSON with 415 itself.
@@ -63,14 +66,16 @@ _CHALICE_ERRORS = {
 
 @app.middleware("http")
 def authenticate_and_shape_errors(event: Request, get_response: Callable[..., Response]) -> Any:
-    """Every route needs a verified caller; every error leaves in one JSON shape."""
+    """Every request comes through the site's origin (when the deployment says which) and
+    has a verified caller; every error leaves in one JSON shape."""
     try:
+        origin.require_signed(event.headers)
         _caller.set(verify_bearer(event.headers.get("authorization")))
         response = get_response(event)
     except ApiError as exc:
         return Response(body=exc.body(), status_code=exc.status)
     except ConfigError:
-        app.log.exception("configuration error")
+        logs.logger.exception("configuration error")
         return Response(body={"error": "misconfigured", "message": "The service is misconfigured"},
                         status_code=500)
     body = response.body
@@ -177,6 +182,16 @@ def suspend(user_id: str) -> dict[str, Any]:
         raise v.InvalidField("suspended", "'suspended' is required")
     user = social.set_suspended(_caller.get().is_admin, user_id_of(user_id), flag)
     return social.profile_view(user)
+
+
+@route("/users/{user_id}/hosting", methods=["PUT"])
+def allow_hosting(user_id: str) -> dict[str, Any]:
+    flag = v.boolean(body("allowed"), "allowed")
+    if flag is None:
+        raise v.InvalidField("allowed", "'allowed' is required")
+    user = social.set_hosting_allowed(_caller.get().is_admin, user_id_of(user_id), flag)
+    return {"user_id": user.user_id, "allowed": bool(user.hosting_allowed),
+            "eligibility": eligibility.evaluate(user).view()}
 
 
 # What the caller hears about: the bar, devices, push, blocks and mutes

@@ -68,7 +68,7 @@ def main() -> None:
     parser.add_argument("--space", required=True, help="the Space id")
     parser.add_argument("--tone", type=float, default=440.0, help="Hz to hum when on stage")
     parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--api", default=f"http://{settings.HOST}:{settings.API_PORT}")
+    parser.add_argument("--api", default=f"http://{settings.HOST}:{settings.WEB_PORT}/api")
     args = parser.parse_args()
     issuer = LocalIssuer.load_or_create(settings.ISSUER_KEY)
     raise SystemExit(asyncio.run(

@@ -9,6 +9,13 @@ ROOT = Path(__file__).resolve().parent.parent
 STATE = Path(os.environ.get("PARLOR_STATE_DIR", ROOT / ".local"))
 ISSUER_KEY = STATE / "issuer.pem"
 JOIN_TOKEN_KEY = STATE / "join-token.pem"
+# The join-token key set (current and previous), which `make rotate-keys` rotates.
+JOIN_TOKEN_KEYS = STATE / "join-token-keys.json"
+# The value the web origin adds to what it forwards to the API, as CloudFront does.
+ORIGIN_SECRET = STATE / "origin-secret"
+ORIGIN_HEADER = "x-parlor-origin"
+# coturn's shared secret (TURN REST API credentials).
+TURN_SECRET = STATE / "turn-secret"
 
 HOST = os.environ.get("PARLOR_HOST", "127.0.0.1")
 AWS_PORT = int(os.environ.get("PARLOR_AWS_PORT", "4566"))
@@ -17,5 +24,8 @@ MEDIA_PORT = int(os.environ.get("PARLOR_MEDIA_PORT", "8700"))
 # How many media nodes `make up` runs, on MEDIA_PORT, MEDIA_PORT + 1, ...
 MEDIA_NODES = int(os.environ.get("PARLOR_MEDIA_NODES", "1"))
 WEB_PORT = int(os.environ.get("PARLOR_WEB_PORT", "8080"))
+# coturn's listening port (UDP and TCP), and the range of its relayed ports.
+TURN_PORT = int(os.environ.get("PARLOR_TURN_PORT", "3478"))
+TURN_RELAY_PORTS = os.environ.get("PARLOR_TURN_RELAY_PORTS", "49160-49200")
 # How often the abandoned-Space sweep runs (an EventBridge rule, every minute, in AWS).
 SWEEP_SECONDS = float(os.environ.get("PARLOR_SWEEP_SECONDS", "5"))

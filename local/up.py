@@ -25,8 +25,10 @@ import boto3
 
 from local import settings
 from local.issuer import LocalIssuer
-from local.keys import join_token_keys
+from local.keys import load_key_set, publish
 from local.pumps import Schedule, SqsPump, StreamPump, queue_with_dlq
+from local.secretfiles import kept_secret
+from local.turn import start_coturn, turn_urls
 from local.web import WebServer, application
 from local.websockets import LocalWebsockets
 
@@ -36,7 +38,7 @@ from local.websockets import LocalWebsockets
 LOCAL_VISIBILITY_SECONDS = 5
 
 
-def _environment(aws_url: str, issuer: LocalIssuer, private_pem: str) -> dict[str, str]:
+def _environment(aws_url: str, issuer: LocalIssuer) -> dict[str, str]:
     """What the CDK stack passes the app as stage environment variables, locally."""
     return {
         "AWS_ENDPOINT_URL": aws_url,
@@ -45,7 +47,8 @@ def _environment(aws_url: str, issuer: LocalIssuer, private_pem: str) -> dict[st
         "AWS_SECRET_ACCESS_KEY": "local",
         "AUTH_ISSUER": issuer.issuer,
         "AUTH_JWKS": json.dumps(issuer.jwks()),
-        "JOIN_TOKEN_PRIVATE_KEY": private_pem,
+        # The join-token keys are read from the embedded Secrets Manager (_edge).
+        "JOIN_TOKEN_PRIVATE_KEY": "",
         "HOSTING_FOLLOWER_THRESHOLD": os.environ.get("HOSTING_FOLLOWER_THRESHOLD", "600"),
         # Any id: local/websockets.py stands in for API Gateway's WebSocket API.
         "WEBSOCKET_API_ID": "local",
@@ -79,6 +82,36 @@ def _make_push_applications() -> None:
             Attributes={"PlatformCredential": "local"})["PlatformApplicationArn"]
 
 
+def _edge() -> tuple[str, subprocess.Popen[bytes] | None]:
+    """What stands at the edge in AWS, locally: the join-token key set and TURN's shared
+    secret in (the embedded) Secrets Manager, the origin's secret that the web origin
+    signs API requests with, and coturn. Returns the public key set's ARN and coturn."""
+    secretsmanager = boto3.client("secretsmanager")
+    keys = load_key_set(settings.JOIN_TOKEN_KEYS, settings.JOIN_TOKEN_KEY)
+    private_arn, public_arn = publish(secretsmanager, keys)
+    os.environ.update({
+        "JOIN_TOKEN_SECRET_ARN": private_arn,
+        "ORIGIN_HEADER_NAME": settings.ORIGIN_HEADER,
+        "ORIGIN_SECRET": kept_secret(settings.ORIGIN_SECRET),
+    })
+    secret = kept_secret(settings.TURN_SECRET)
+    coturn = start_coturn(settings.STATE, settings.HOST, settings.TURN_PORT,
+                          settings.TURN_RELAY_PORTS, secret)
+    if coturn is None:
+        print("coturn (turnserver) is not installed: running without TURN "
+              "(apt-get install coturn)", flush=True)
+        return public_arn, None
+    urls = turn_urls(settings.HOST, settings.TURN_PORT)
+    print(f"TURN server (coturn): {', '.join(urls)}; its log: "
+          f"{settings.STATE / 'turnserver.log'}", flush=True)
+    os.environ.update({
+        "TURN_URLS": json.dumps(urls),
+        "TURN_SECRET_ARN": secretsmanager.create_secret(
+            Name="parlor-turn-secret", SecretString=secret)["ARN"],
+    })
+    return public_arn, coturn
+
+
 def _start_pumps(handlers: Any, urls: dict[str, str]) -> list[Any]:
     """Lambda's event sources, locally: each feeds the handler the stack wires to it, and
     the schedule calls the abandoned-Space sweep (every minute in AWS) more often."""
@@ -110,7 +143,7 @@ def _node_id(index: int) -> str:
     return "node-local" if settings.MEDIA_NODES == 1 else f"node-local-{index + 1}"
 
 
-def _start_media_node(index: int, public_pem: str,
+def _start_media_node(index: int, public_keys_arn: str,
                       events_url: str) -> subprocess.Popen[bytes]:
     """Media node `index` (of PARLOR_MEDIA_NODES): its own port, id, registry entry and
     command queue (named after its id)."""
@@ -123,7 +156,9 @@ def _start_media_node(index: int, public_pem: str,
         # Clients reach the node's signaling through the web origin's /media/*, as
         # through CloudFront in AWS.
         "PUBLIC_URL": f"http://{settings.HOST}:{settings.WEB_PORT}",
-        "JOIN_TOKEN_PUBLIC_KEY": public_pem,
+        # Read from the embedded Secrets Manager, and again when the keys rotate.
+        "JOIN_TOKEN_PUBLIC_KEY": "",
+        "JOIN_TOKEN_PUBLIC_KEY_SECRET_ARN": public_keys_arn,
         "MEDIA_EVENTS_QUEUE_URL": events_url,
         # The node reads (only) these to reconcile its rooms, as its task role may in AWS.
         "SPACES_TABLE": Space.Meta.table_name,
@@ -168,7 +203,9 @@ def _wait_for_nodes(nodes: list[subprocess.Popen[bytes]], timeout: float = 60) -
 
 
 def _banner(users: list[Any], issuer: LocalIssuer) -> str:
-    api = f"http://{settings.HOST}:{settings.API_PORT}"
+    # Through the web origin, which signs what it forwards as CloudFront does: the API's
+    # own port refuses requests that skip it.
+    api = f"http://{settings.HOST}:{settings.WEB_PORT}/api"
     lines = [
         "",
         "Parlor is running on this machine.",
@@ -205,12 +242,12 @@ def main() -> None:
     _log_to_the_terminal()
     settings.STATE.mkdir(exist_ok=True)
     issuer = LocalIssuer.load_or_create(settings.ISSUER_KEY)
-    private_pem, public_pem = join_token_keys(settings.JOIN_TOKEN_KEY)
 
     from local.aws import EmbeddedAws, create_tables
 
     aws = EmbeddedAws(settings.HOST, settings.AWS_PORT).start()
-    os.environ.update(_environment(aws.url, issuer, private_pem))
+    os.environ.update(_environment(aws.url, issuer))
+    public_keys_arn, coturn = _edge()
     create_tables()
     urls = _make_queues()
     _make_push_applications()
@@ -233,9 +270,10 @@ def main() -> None:
     media_urls = [f"http://{settings.HOST}:{settings.MEDIA_PORT + index}"
                   for index in range(settings.MEDIA_NODES)]
     web_server = WebServer(application(
-        issuer, f"http://{settings.HOST}:{settings.API_PORT}", media_urls, demo, websockets),
+        issuer, f"http://{settings.HOST}:{settings.API_PORT}", media_urls, demo, websockets,
+        api_signature=(settings.ORIGIN_HEADER, os.environ["ORIGIN_SECRET"])),
         settings.HOST, settings.WEB_PORT).start()
-    nodes = [_start_media_node(index, public_pem, events_url)
+    nodes = [_start_media_node(index, public_keys_arn, events_url)
              for index in range(settings.MEDIA_NODES)]
     _wait_for_nodes(nodes)
     print(_banner(users, issuer), flush=True)
@@ -263,6 +301,9 @@ def main() -> None:
             node.wait(timeout=15)
         except subprocess.TimeoutExpired:
             node.kill()
+    if coturn is not None:
+        coturn.terminate()
+        coturn.wait(timeout=10)
     for pump in pumps:
         pump.stop()
     web_server.stop()

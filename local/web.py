@@ -27,12 +27,18 @@ _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "upgrade", "host
                "content-length", "content-encoding"}
 
 
-def _proxy(upstream: str, strip: str) -> Callable[[web.Request], Any]:
+def _proxy(upstream: str, strip: str,
+           signature: tuple[str, str] | None = None) -> Callable[[web.Request], Any]:
+    """Forwards to `upstream`; `signature`: the (header, secret) that CloudFront adds to
+    what it sends its origin, put in place of any value the client sent."""
     async def forward(request: web.Request) -> web.StreamResponse:
         path = request.rel_url.path[len(strip):] or "/"
         url = upstream + path + (f"?{request.rel_url.query_string}"
                                  if request.rel_url.query_string else "")
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP}
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP
+                   and (signature is None or k.lower() != signature[0].lower())}
+        if signature is not None:
+            headers[signature[0]] = signature[1]
         session: aiohttp.ClientSession = request.app["client"]
         # No body means no data: aiohttp would otherwise label an empty body
         # application/octet-stream, which the API refuses.
@@ -68,7 +74,12 @@ def _spread(upstreams: list[str]) -> Callable[[web.Request], Any]:
 
 def application(issuer: LocalIssuer, api_url: str, media_urls: list[str],
                 demo_users: list[dict[str, str]],
-                websockets: LocalWebsockets | None = None) -> web.Application:
+                websockets: LocalWebsockets | None = None,
+                api_signature: tuple[str, str] | None = None) -> web.Application:
+    """`api_signature`: the origin header and secret added to what /api/* forwards (the
+    API refuses requests without it, as it does in AWS those that skip CloudFront).
+    /media/* goes unsigned: in AWS the load balancer checks CloudFront's header before
+    a node sees a request, and nodes also take each other's forwarded requests."""
     app = web.Application()
 
     async def client_session(app: web.Application) -> Any:
@@ -107,7 +118,7 @@ def application(issuer: LocalIssuer, api_url: str, media_urls: list[str],
         websockets.routes(app)
     app.router.add_get("/config.json", config)
     app.router.add_post("/local/token", token)
-    app.router.add_route("*", "/api/{tail:.*}", _proxy(api_url, "/api"))
+    app.router.add_route("*", "/api/{tail:.*}", _proxy(api_url, "/api", api_signature))
     app.router.add_route("*", "/media/{tail:.*}", _spread(media_urls))
     app.router.add_get("/", index)
     app.router.add_static("/", WEB_ROOT)

@@ -10,6 +10,7 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from .candidates import CandidatePolicy, Network, parse_networks
 from .ice import DISCOVER_ON_ECS
 from .rtp_fanout import Fanout
 
@@ -34,6 +35,7 @@ class Config:
     # How other nodes reach this one inside the VPC (signaling forwarded, relay feeds).
     private_url: str
     announced_address: str | None
+    # A PEM or a JSON key set (tokens.py); may be empty when read from the secret.
     join_token_public_key: str
     nodes_table: str
     media_events_queue_url: str | None
@@ -54,6 +56,16 @@ class Config:
     reconcile_seconds: float = 5.0
     # The deployment the node's metrics belong to (a dimension of each).
     metrics_stack: str = "parlor"
+    # Where the public key set is (read again on a token under an unknown key id).
+    join_token_public_key_secret_arn: str | None = None
+    # Clients' candidates the node never sends checks to (candidates.py): its own
+    # private networks, but for the deployment's own TURN relays in them.
+    private_networks: tuple[Network, ...] = ()
+    trusted_relay_networks: tuple[Network, ...] = ()
+
+    @property
+    def candidate_policy(self) -> CandidatePolicy:
+        return CandidatePolicy(self.private_networks, self.trusted_relay_networks)
 
     @property
     def command_queue_name(self) -> str:
@@ -72,10 +84,10 @@ class Config:
     def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
         env = os.environ if env is None else env
         key = env.get("JOIN_TOKEN_PUBLIC_KEY", "").strip()
-        if not key:
-            raise ConfigError("JOIN_TOKEN_PUBLIC_KEY (PEM) is required to admit anyone")
-        # Keys passed through env files often arrive with literal "\n" escapes.
-        key = key.replace("\\n", "\n")
+        key_secret_arn = env.get("JOIN_TOKEN_PUBLIC_KEY_SECRET_ARN") or None
+        if not key and key_secret_arn is None:
+            raise ConfigError("JOIN_TOKEN_PUBLIC_KEY (PEM or key set) or "
+                              "JOIN_TOKEN_PUBLIC_KEY_SECRET_ARN is required to admit anyone")
         node_id = env.get("NODE_ID") or f"node-{secrets.token_hex(4)}"
         if not re.fullmatch(r"[A-Za-z0-9_.:@=,-]{1,128}", node_id):
             raise ConfigError(f"NODE_ID may use letters, digits and _.:@=,- only: {node_id!r}")
@@ -108,6 +120,12 @@ class Config:
                 f"UDP_PORT must leave room for {workers} workers' ports in 1024-65535, "
                 f"got {udp_port}"
             )
+        try:
+            private_networks = parse_networks(env.get("PRIVATE_NETWORKS", ""), "PRIVATE_NETWORKS")
+            trusted_relays = parse_networks(env.get("TRUSTED_RELAY_NETWORKS", ""),
+                                            "TRUSTED_RELAY_NETWORKS")
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         return cls(
             node_id=node_id,
             host=host,
@@ -134,6 +152,9 @@ class Config:
             members_table=env.get("MEMBERS_TABLE") or None,
             reconcile_seconds=_reconcile_seconds(env),
             metrics_stack=env.get("METRICS_STACK") or "parlor",
+            join_token_public_key_secret_arn=key_secret_arn,
+            private_networks=private_networks,
+            trusted_relay_networks=trusted_relays,
         )
 
 

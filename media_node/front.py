@@ -124,7 +124,7 @@ class Front:
         self._participants = participants
         self._health = health
         self._placed = placed
-        self.verifier = TokenVerifier(config.join_token_public_key, config.node_id)
+        self.verifier = TokenVerifier.from_config(config)
         # What the commands the supervisor hands on said (authority.py): a worker
         # restarted since then learns it with its next join.
         self.book = AuthorityBook()

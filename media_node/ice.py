@@ -9,6 +9,7 @@ clients' connectivity checks back to the socket bound on the private address.
 from __future__ import annotations
 
 import ipaddress
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -47,9 +48,15 @@ def _announce_candidate(line: str, address: str) -> str:
     return " ".join(fields)
 
 
-async def ecs_private_address(metadata_uri: str) -> str:
-    """The private IPv4 address of this Fargate task's network interface, from the task
-    metadata endpoint v4: where other nodes of the VPC reach it."""
+@dataclass(frozen=True)
+class TaskInterface:
+    """The task's network interface, as the task metadata endpoint v4 describes it."""
+
+    private_address: str
+    mac_address: str | None
+
+
+async def ecs_task_interface(metadata_uri: str) -> TaskInterface:
     timeout = aiohttp.ClientTimeout(total=5)
     async with (
         aiohttp.ClientSession(timeout=timeout) as http,
@@ -57,29 +64,45 @@ async def ecs_private_address(metadata_uri: str) -> str:
     ):
         r.raise_for_status()
         task = await r.json(content_type=None)
-    private = [
-        address
-        for container in task.get("Containers", [])
-        for network in container.get("Networks", [])
-        for address in network.get("IPv4Addresses", [])
-    ]
-    if not private:
-        raise RuntimeError("the task metadata lists no IPv4 address")
-    return str(private[0])
+    for container in task.get("Containers", []):
+        for network in container.get("Networks", []):
+            addresses = network.get("IPv4Addresses", [])
+            if addresses:
+                mac = network.get("MACAddress")
+                return TaskInterface(str(addresses[0]), str(mac).lower() if mac else None)
+    raise RuntimeError("the task metadata lists no IPv4 address")
+
+
+async def ecs_private_address(metadata_uri: str) -> str:
+    """The private IPv4 address of this Fargate task's network interface, from the task
+    metadata endpoint v4: where other nodes of the VPC reach it."""
+    return (await ecs_task_interface(metadata_uri)).private_address
 
 
 async def discover_ecs_public_address(metadata_uri: str, ec2: Any) -> str:
     """The public IPv4 address of this Fargate task, known only once the task runs.
 
-    The task metadata endpoint gives the private address of the task's network
-    interface; EC2 tells which public address is associated with that interface.
-    """
-    private = await ecs_private_address(metadata_uri)
+    The task metadata endpoint gives the private address and MAC of the task's network
+    interface; EC2 tells which public address is associated with that interface. The
+    private address alone does not name it: many VPCs of an account share ranges such
+    as 10.0.0.0/16, so the region may hold several interfaces with this address, and
+    announcing another's public address would leave every client unable to connect.
+    The MAC does name it."""
+    task = await ecs_task_interface(metadata_uri)
     interfaces = ec2.describe_network_interfaces(
-        Filters=[{"Name": "addresses.private-ip-address", "Values": [private]}]
+        Filters=[{"Name": "addresses.private-ip-address", "Values": [task.private_address]}]
     )["NetworkInterfaces"]
+    if task.mac_address is not None:
+        interfaces = [i for i in interfaces
+                      if str(i.get("MacAddress", "")).lower() == task.mac_address]
+    elif len(interfaces) > 1:
+        raise RuntimeError(
+            f"{len(interfaces)} network interfaces have the address {task.private_address}, "
+            "and the task metadata gives no MAC address to tell which is this task's")
     for interface in interfaces:
         public = interface.get("Association", {}).get("PublicIp")
         if public:
             return str(public)
-    raise RuntimeError(f"no public IP is associated with {private}: is assignPublicIp on?")
+    raise RuntimeError(
+        f"no public IP is associated with this task's interface ({task.private_address}, "
+        f"{task.mac_address or 'no MAC'}): is assignPublicIp on?")

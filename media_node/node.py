@@ -30,7 +30,7 @@ class Node:
         self.config = config
         self.node_id = config.node_id
         self.worker = worker
-        self.verifier = TokenVerifier(config.join_token_public_key, config.node_id)
+        self.verifier = TokenVerifier.from_config(config)
         self.events = events
         # One set of totals for the worker, its events' included.
         self.counters = events.counters

@@ -28,6 +28,7 @@ from aiortc.exceptions import InvalidAccessError, InvalidStateError, OperationEr
 from aiortc.mediastreams import MediaStreamTrack
 
 from .authority import Authority
+from .candidates import MAX_REMOTE_CANDIDATES
 from .errors import SignalingError
 from .ice import announce_address
 from .internal import (
@@ -97,6 +98,12 @@ def check_offer(body: bytes) -> str:
     if kinds.count("audio") != 1 or any(k not in ("audio", "application") for k in kinds):
         raise SignalingError(
             400, "unsupported_offer", "the offer must have one audio section and no video"
+        )
+    candidates = sum(len(media.ice_candidates) for media in description.media)
+    if candidates > MAX_REMOTE_CANDIDATES:
+        raise SignalingError(
+            400, "too_many_candidates",
+            f"the offer has {candidates} ICE candidates; at most {MAX_REMOTE_CANDIDATES}",
         )
     audio = next(media for media in description.media if media.kind == "audio")
     if audio.ice is None or not audio.ice.usernameFragment or audio.dtls is None:
@@ -208,6 +215,9 @@ class Signaling:
         return participant
 
     async def _answer(self, pc: RTCPeerConnection, offer: str) -> str:
+        offer, dropped = self._node.config.candidate_policy.screen(offer)
+        if dropped:
+            log.info("offer candidates refused", extra={"count": dropped})
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
             if self._node.udp_mux is not None:

@@ -1,13 +1,32 @@
-"""Join tokens: short-lived EdDSA JWTs minted by the control plane, verified here."""
+"""Join tokens: short-lived EdDSA JWTs minted by the control plane, verified here.
+
+The control plane's keys rotate (docs/media-contract.md): a token names its key in the
+header's `kid`, and the node holds a key set, the current key and the previous one.
+A token under a key id the node does not hold makes it read the set again from where
+it came (Secrets Manager), at most once per REFRESH_SECONDS, so the first token of a
+new key admits its holder and made-up key ids cost one read per interval at most."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
+import logging
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import jwt
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+if TYPE_CHECKING:
+    from .config import Config
+
+log = logging.getLogger("media_node.tokens")
 
 AUDIENCE = "parlor-media"
 ISSUER = "parlor-control-plane"
@@ -15,6 +34,10 @@ ROLES = frozenset({"host", "co_host", "speaker", "listener"})
 PUBLISHING_ROLES = frozenset({"host", "co_host", "speaker"})
 # Clocks of Lambda and Fargate hosts agree closely; a few seconds absorbs the rest.
 LEEWAY_SECONDS = 5
+# The least time between two reads of the key set prompted by unknown key ids: short,
+# since a token of a new key arriving within it after such a read is refused (its
+# holder's client rejoins), long enough that made-up key ids cost little.
+REFRESH_SECONDS = 5.0
 
 
 class TokenError(Exception):
@@ -47,18 +70,119 @@ class JoinClaims:
         return self.role in PUBLISHING_ROLES
 
 
-class TokenVerifier:
-    def __init__(self, public_key_pem: str, node_id: str) -> None:
+def key_id(public: Ed25519PublicKey) -> str:
+    """The key's RFC 7638 JWK thumbprint, as the control plane names its keys."""
+    raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    x = base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+    canonical = json.dumps({"crv": "Ed25519", "kty": "OKP", "x": x}, separators=(",", ":"),
+                           sort_keys=True)
+    digest = hashlib.sha256(canonical.encode()).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def parse_key_set(text: str) -> dict[str, Ed25519PublicKey]:
+    """kid -> key, current first: a PEM public key, or the control plane's JSON set
+    `{"keys": [{"kid": ..., "public_key": PEM}, ...]}`."""
+    text = text.strip()
+    pems: list[tuple[str | None, str]]
+    if text.startswith("{"):
         try:
-            key = load_pem_public_key(public_key_pem.encode())
+            document = json.loads(text)
+            pems = [(entry.get("kid"), entry["public_key"]) for entry in document["keys"]]
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise ValueError(f"the join token key set is malformed: {exc!r}") from None
+    else:
+        # Keys passed through env files often arrive with literal "\\n" escapes.
+        pems = [(None, text.replace("\\n", "\n"))]
+    keys: dict[str, Ed25519PublicKey] = {}
+    for kid, pem in pems:
+        try:
+            key = load_pem_public_key(str(pem).encode())
         except ValueError as exc:
             raise ValueError(f"JOIN_TOKEN_PUBLIC_KEY is not a PEM public key: {exc}") from exc
         if not isinstance(key, Ed25519PublicKey):
             raise ValueError("JOIN_TOKEN_PUBLIC_KEY must be an Ed25519 public key")
-        self._key = key
+        keys[str(kid) if kid else key_id(key)] = key
+    if not keys:
+        raise ValueError("the join token key set is empty")
+    return keys
+
+
+def secrets_manager_reader(secret_arn: str) -> Callable[[], str]:
+    """Reads the public key set from Secrets Manager, briefly: it runs on a join's path."""
+    import boto3
+    from botocore.config import Config as BotoConfig
+
+    client = boto3.client("secretsmanager", config=BotoConfig(
+        connect_timeout=1, read_timeout=2, retries={"max_attempts": 1}))
+
+    def read() -> str:
+        return str(client.get_secret_value(SecretId=secret_arn)["SecretString"])
+
+    return read
+
+
+class TokenVerifier:
+    def __init__(self, public_key_pem: str, node_id: str,
+                 read_keys: Callable[[], str] | None = None) -> None:
+        """`public_key_pem`: a PEM or a JSON key set (empty: read it with `read_keys`).
+        `read_keys`: where the set is read again when a token names a key not held."""
+        self._read_keys = read_keys
+        self._lock = threading.Lock()
+        self._refreshed_at: float | None = None
+        self.refreshes = 0
+        if public_key_pem.strip():
+            self._keys = parse_key_set(public_key_pem)
+        elif read_keys is not None:
+            # Not a refresh: the first token of a key rotated in soon after start must
+            # find the way to the set open.
+            self._keys = parse_key_set(read_keys())
+        else:
+            raise ValueError("no join token public key, and nowhere to read one")
         self._node_id = node_id
         # A join token admits one connection: a copied token cannot open a second one.
         self._seen: dict[str, float] = {}
+
+    @classmethod
+    def from_config(cls, config: Config) -> TokenVerifier:
+        arn = config.join_token_public_key_secret_arn
+        return cls(config.join_token_public_key, config.node_id,
+                   secrets_manager_reader(arn) if arn else None)
+
+    @property
+    def key_ids(self) -> list[str]:
+        return list(self._keys)
+
+    def _key(self, kid: object) -> list[Ed25519PublicKey]:
+        """The keys a token with this header `kid` may be signed with."""
+        if kid is None:
+            # A token that names no key (minted before keys had ids): any key held.
+            return list(self._keys.values())
+        if not isinstance(kid, str):
+            raise TokenError(401, "invalid_token", "the join token's kid is not a string")
+        with self._lock:
+            if kid not in self._keys:
+                self._refresh()
+            key = self._keys.get(kid)
+        if key is None:
+            raise TokenError(401, "invalid_token", "the join token is signed by an unknown key")
+        return [key]
+
+    def _refresh(self) -> None:
+        now = time.monotonic()
+        if self._read_keys is None or (
+                self._refreshed_at is not None and now - self._refreshed_at < REFRESH_SECONDS):
+            return
+        self._refreshed_at = now
+        self.refreshes += 1
+        try:
+            keys = parse_key_set(self._read_keys())
+        except Exception as exc:
+            # The keys held stay: a failed read must not lock everyone out.
+            log.warning("reading the join token keys failed", extra={"why": repr(exc)})
+            return
+        self._keys = keys
+        log.info("join token keys read", extra={"key_ids": list(keys)})
 
     def verify(
         self, authorization: str | None, space_id: str, *, any_node: bool = False
@@ -70,19 +194,32 @@ class TokenVerifier:
         """
         token = _bearer(authorization)
         try:
-            claims = jwt.decode(
-                token,
-                self._key,
-                algorithms=["EdDSA"],
-                audience=AUDIENCE,
-                issuer=ISSUER,
-                leeway=LEEWAY_SECONDS,
-                options={"require": ["exp", "iat", "sub", "space", "role", "node", "jti"]},
-            )
-        except jwt.ExpiredSignatureError:
-            raise TokenError(401, "token_expired", "the join token has expired") from None
+            kid = jwt.get_unverified_header(token).get("kid")
         except jwt.PyJWTError as exc:
             raise TokenError(401, "invalid_token", f"the join token is invalid: {exc}") from None
+        claims = None
+        failure: jwt.PyJWTError | None = None
+        for key in self._key(kid):
+            try:
+                claims = jwt.decode(
+                    token,
+                    key,
+                    algorithms=["EdDSA"],
+                    audience=AUDIENCE,
+                    issuer=ISSUER,
+                    leeway=LEEWAY_SECONDS,
+                    options={"require": ["exp", "iat", "sub", "space", "role", "node", "jti"]},
+                )
+                break
+            except jwt.ExpiredSignatureError:
+                raise TokenError(401, "token_expired", "the join token has expired") from None
+            except jwt.InvalidSignatureError as exc:
+                failure = exc
+            except jwt.PyJWTError as exc:
+                raise TokenError(
+                    401, "invalid_token", f"the join token is invalid: {exc}") from None
+        if claims is None:
+            raise TokenError(401, "invalid_token", f"the join token is invalid: {failure}")
         role = claims["role"]
         if role not in ROLES:
             raise TokenError(401, "invalid_token", f"unknown role {role!r}")

@@ -14,9 +14,12 @@ Who a datagram is for:
   connection has sent to or heard a Binding request from. ICE connectivity checks come
   before any media, so a peer's address is known before its first DTLS record.
 
-An address already held by one live connection moves to another only on a Binding
-request whose MESSAGE-INTEGRITY that connection's password verifies: a forged request
-cannot take a peer's media away.
+A Binding request claims its source address for the connection it names only when
+that connection's password verifies its MESSAGE-INTEGRITY, the first claim included:
+a forged request can neither take a peer's media away nor route a stranger's datagrams
+to a connection. An address that a connection's nominated pair uses never moves to
+another connection, even on a verified request (whose sender may have spoofed the
+source address). And a connection holds at most MAX_ADDRESSES_PER_CONNECTION addresses.
 
 The connections' aioice protocols are kept, each with a transport that sends through
 the shared socket: aioice (and the fast path's taps, which read the socket from the
@@ -52,6 +55,9 @@ STUN_USERNAME = 0x0006
 # (and rmem_max) unless the process may force it.
 SEND_BUFFER_BYTES = 4 * 1024 * 1024
 RECEIVE_BUFFER_BYTES = 4 * 1024 * 1024
+# Addresses one connection may hold: those it sent checks to (at most the offer's
+# candidates, candidates.MAX_REMOTE_CANDIDATES) and those it heard checks from.
+MAX_ADDRESSES_PER_CONNECTION = 40
 
 Address = tuple[str, int]
 
@@ -130,6 +136,8 @@ class MuxPort(asyncio.DatagramProtocol):
         self._by_address: dict[Address, StunProtocol] = {}
         self._addresses: dict[StunProtocol, set[Address]] = {}
         self.unrouted = 0
+        # Claims refused: a nominated pair's address, or a connection's cap reached.
+        self.refused_claims = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -143,10 +151,9 @@ class MuxPort(asyncio.DatagramProtocol):
         if ufrag is not None:
             named = self._by_ufrag.get(ufrag)
             if named is not None and named is not protocol:
-                if protocol is not None and not _verifies(data, named):
+                if not _verifies(data, named) or not self.claim(address, named, take=True):
                     self.unrouted += 1
                     return
-                self.claim(address, named, take=True)
                 protocol = named
         if protocol is None:
             self.unrouted += 1
@@ -168,17 +175,28 @@ class MuxPort(asyncio.DatagramProtocol):
         self._addresses[protocol] = set()
         return protocol
 
-    def claim(self, address: Address, protocol: StunProtocol, take: bool = False) -> None:
-        """Route `address` to `protocol`: if no live connection holds it, or `take`."""
+    def claim(self, address: Address, protocol: StunProtocol, take: bool = False) -> bool:
+        """Route `address` to `protocol`: if no live connection holds it, or `take` and
+        the holder's nominated pair does not use it; within the connection's cap.
+        Whether `address` is now `protocol`'s."""
         holder = self._by_address.get(address)
-        if holder is protocol or protocol not in self._addresses:
-            return
+        if holder is protocol:
+            return True
+        held = self._addresses.get(protocol)
+        if held is None:
+            return False
+        if holder is not None and (not take or _nominated_at(holder, address)):
+            if take:
+                self.refused_claims += 1
+            return False
+        if len(held) >= MAX_ADDRESSES_PER_CONNECTION:
+            self.refused_claims += 1
+            return False
         if holder is not None:
-            if not take:
-                return
             self._addresses[holder].discard(address)
         self._by_address[address] = protocol
-        self._addresses[protocol].add(address)
+        held.add(address)
+        return True
 
     def release(self, protocol: StunProtocol) -> None:
         for address in self._addresses.pop(protocol, set()):
@@ -196,6 +214,13 @@ class MuxPort(asyncio.DatagramProtocol):
         if self.transport is not None:
             self.transport.close()
             self.transport = None
+
+
+def _nominated_at(protocol: StunProtocol, address: Address) -> bool:
+    """Whether the connection of `protocol` has nominated a pair to `address` on it."""
+    nominated = getattr(protocol.receiver, "_nominated", {})
+    return any(pair.protocol is protocol and tuple(pair.remote_addr) == address
+               for pair in nominated.values())
 
 
 def _verifies(data: bytes, protocol: StunProtocol) -> bool:

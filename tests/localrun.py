@@ -22,7 +22,8 @@ from local.issuer import LocalIssuer
 ROOT = Path(__file__).resolve().parents[1]
 # Variables the test session sets for moto that must not leak into the real runtime.
 _TEST_ONLY = ("AWS_ENDPOINT_URL", "AUTH_JWKS", "AUTH_ISSUER", "JOIN_TOKEN_PRIVATE_KEY",
-              "ICE_SERVERS")
+              "ICE_SERVERS", "ORIGIN_SECRET", "ORIGIN_SECRET_ARN", "TURN_URLS",
+              "TURN_SECRET_ARN", "JOIN_TOKEN_SECRET_ARN")
 
 
 def free_port() -> int:
@@ -61,7 +62,7 @@ class LocalRun:
     def prepare(cls, state: Path, media_nodes: int = 1) -> LocalRun:
         env = {k: v for k, v in os.environ.items() if k not in _TEST_ONLY}
         env["PARLOR_STATE_DIR"] = str(state)
-        for name in ("AWS", "API", "WEB"):
+        for name in ("AWS", "API", "WEB", "TURN"):
             env[f"PARLOR_{name}_PORT"] = str(free_port())
         env["PARLOR_MEDIA_PORT"] = str(free_ports(media_nodes))
         env["PARLOR_MEDIA_NODES"] = str(media_nodes)
@@ -72,6 +73,13 @@ class LocalRun:
 
     @property
     def api(self) -> str:
+        """The API as clients reach it: through the web origin, which signs requests as
+        CloudFront does (the API's own port refuses unsigned ones)."""
+        return f"{self.web}/api"
+
+    @property
+    def api_port_url(self) -> str:
+        """The API's own port, which only the web origin's signed requests pass."""
         return f"http://127.0.0.1:{self.port('API')}"
 
     @property

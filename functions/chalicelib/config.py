@@ -57,6 +57,30 @@ class Settings:
     fcm_application_arn: str | None = None
     websocket_api_id: str | None = None
     websocket_stage: str = "api"
+    # The header the site's origin (CloudFront, or the local web origin) signs requests
+    # with, and its secret (Secrets Manager in AWS, inline locally): origin.py.
+    # TURN (turn.py): the server's URLs, its shared secret, how long credentials last.
+    turn_urls: list[str] = field(default_factory=list)
+    turn_secret_arn: str | None = None
+    turn_credential_ttl_seconds: int = 3600
+    # How long the API keeps the join-token key it read from its secret (rotation).
+    join_token_key_cache_seconds: int = 60
+    origin_header_name: str = "x-parlor-origin"
+    origin_secret_arn: str | None = None
+    origin_secret: str | None = None
+
+
+def _turn_urls(raw: str) -> list[str]:
+    if not raw:
+        return []
+    try:
+        urls = json.loads(raw)
+    except ValueError as exc:
+        raise ConfigError("TURN_URLS must be a JSON list of turn: or turns: URLs") from exc
+    if not isinstance(urls, list) or not all(
+            isinstance(u, str) and u.startswith(("turn:", "turns:")) for u in urls):
+        raise ConfigError("TURN_URLS must be a JSON list of turn: or turns: URLs")
+    return urls
 
 
 @cache
@@ -68,6 +92,7 @@ def settings() -> Settings:
         jwks = json.loads(jwks_inline) if jwks_inline else None
     except ValueError as exc:
         raise ConfigError("ICE_SERVERS and AUTH_JWKS must be JSON") from exc
+    turn_urls = _turn_urls(os.environ.get("TURN_URLS", ""))
     issuer = os.environ.get("AUTH_ISSUER", "")
     if not issuer:
         raise ConfigError("AUTH_ISSUER is not set")
@@ -92,4 +117,11 @@ def settings() -> Settings:
         fcm_application_arn=os.environ.get("FCM_APPLICATION_ARN") or None,
         websocket_api_id=os.environ.get("WEBSOCKET_API_ID") or None,
         websocket_stage=os.environ.get("WEBSOCKET_STAGE") or "api",
+        turn_urls=turn_urls,
+        turn_secret_arn=os.environ.get("TURN_SECRET_ARN") or None,
+        turn_credential_ttl_seconds=_int("TURN_CREDENTIAL_TTL_SECONDS", 3600),
+        join_token_key_cache_seconds=_int("JOIN_TOKEN_KEY_CACHE_SECONDS", 60),
+        origin_header_name=(os.environ.get("ORIGIN_HEADER_NAME") or "x-parlor-origin").lower(),
+        origin_secret_arn=os.environ.get("ORIGIN_SECRET_ARN") or None,
+        origin_secret=os.environ.get("ORIGIN_SECRET") or None,
     )

@@ -1,4 +1,5 @@
-"""Who may host: a policy of follower threshold and account standing."""
+"""Who may host: a policy of follower threshold, an allowlist that administrators keep
+(a new deployment's users have no followers yet), and account standing."""
 
 from __future__ import annotations
 
@@ -36,6 +37,9 @@ def evaluate(user: User | None) -> Eligibility:
     count = int(user.follower_count)
     if user.suspended:
         return Eligibility(False, "suspended", "Suspended accounts cannot host Spaces",
+                           threshold, count)
+    if user.hosting_allowed:
+        return Eligibility(True, "allowlisted", "An administrator allowed you to host Spaces",
                            threshold, count)
     if count < threshold:
         return Eligibility(

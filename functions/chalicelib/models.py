@@ -43,6 +43,8 @@ class User(Model):
     follower_count = NumberAttribute(default=0)
     following_count = NumberAttribute(default=0)
     suspended = BooleanAttribute(default=False)
+    # On the administrators' host allowlist: may host whatever their follower count.
+    hosting_allowed = BooleanAttribute(null=True)
     live_space_id = UnicodeAttribute(null=True)
     created_at = NumberAttribute()
 

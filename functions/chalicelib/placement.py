@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from . import authority, jointoken, preferences, spaces
+from . import authority, jointoken, preferences, spaces, turn
 from .config import settings
 from .db import Tx, TxFailed
 from .errors import Conflict, Forbidden, Unavailable
@@ -140,6 +140,6 @@ def join(space_id: str, user_id: str) -> dict[str, Any]:
         "node_id": node.node_id,
         "media": {
             "url": f"{node.url.rstrip('/')}/media/spaces/{space_id}/sessions",
-            "ice_servers": settings().ice_servers,
+            "ice_servers": turn.ice_servers(user_id),
         },
     }

@@ -104,6 +104,20 @@ def set_suspended(admin_is_caller: bool, user_id: str, suspended: bool) -> User:
     return get_user(user_id)
 
 
+def set_hosting_allowed(admin_is_caller: bool, user_id: str, allowed: bool) -> User:
+    """Puts a user on the host allowlist or takes them off it."""
+    if not admin_is_caller:
+        raise Forbidden("Only administrators decide who may host", code="not_admin")
+    try:
+        User(user_id).update(actions=[User.hosting_allowed.set(allowed)],
+                             condition=User.user_id.exists())
+    except Exception as exc:
+        if find_user(user_id) is None:
+            raise NotFound(f"No user with id '{user_id}'", code="user_not_found") from exc
+        raise
+    return get_user(user_id)
+
+
 def follow(follower_id: str, followee_id: str, blocked: bool = False) -> None:
     """Idempotent: following someone you already follow changes nothing. `blocked`: the
     followee blocked the follower, who then may not follow them."""

@@ -59,13 +59,18 @@ class FakeEcs:
         self._started.set()
         self._loop.run_forever()
 
+    def stop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+
     def states(self) -> list[bool]:
         return [bool(p["ProtectionEnabled"]) for p in self.protection]
 
 
 @pytest.fixture
 def ecs() -> Iterator[FakeEcs]:
-    yield FakeEcs()
+    fake = FakeEcs()
+    yield fake
+    fake.stop()
 
 
 def _until(condition: Callable[[], bool], timeout: float, what: str) -> None:

@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 import boto3
+import pytest
 from aiohttp import web
 
 from media_node.ice import announce_address, discover_ecs_public_address
@@ -33,20 +34,21 @@ def test_announced_address_replaces_private_ipv4_host_candidates_only() -> None:
     assert "o=- 1 1 IN IP4 0.0.0.0" in lines
 
 
-def test_a_fargate_task_finds_its_public_address(aws: Aws) -> None:
-    ec2: Any = boto3.client("ec2", endpoint_url=aws.endpoint, region_name="us-east-1")
-    vpc = ec2.create_vpc(CidrBlock="10.9.0.0/16")["Vpc"]["VpcId"]
-    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.9.0.0/24")["Subnet"]["SubnetId"]
-    interface = ec2.create_network_interface(SubnetId=subnet, PrivateIpAddress="10.9.0.17")
+def _interface_with_public_ip(ec2: Any, cidr: str, private: str) -> tuple[str, str]:
+    """A VPC with an interface at `private` that has an Elastic IP: (MAC, public IP)."""
+    vpc = ec2.create_vpc(CidrBlock=cidr)["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock=cidr.replace("/16", "/24"))["Subnet"]
+    interface = ec2.create_network_interface(SubnetId=subnet["SubnetId"],
+                                             PrivateIpAddress=private)["NetworkInterface"]
     allocation = ec2.allocate_address(Domain="vpc")
-    ec2.associate_address(
-        AllocationId=allocation["AllocationId"],
-        NetworkInterfaceId=interface["NetworkInterface"]["NetworkInterfaceId"],
-    )
+    ec2.associate_address(AllocationId=allocation["AllocationId"],
+                          NetworkInterfaceId=interface["NetworkInterfaceId"])
+    return interface["MacAddress"], allocation["PublicIp"]
 
+
+def _discover(ec2: Any, network: dict[str, Any]) -> str:
     async def task_metadata(request: web.Request) -> web.Response:
         # The shape of Fargate's task metadata endpoint v4, trimmed to what is read.
-        network = {"NetworkMode": "awsvpc", "IPv4Addresses": ["10.9.0.17"]}
         return web.json_response({"Containers": [{"Name": "media", "Networks": [network]}]})
 
     async def scenario() -> str:
@@ -62,4 +64,27 @@ def test_a_fargate_task_finds_its_public_address(aws: Aws) -> None:
         finally:
             await runner.cleanup()
 
-    assert asyncio.run(scenario()) == allocation["PublicIp"]
+    return asyncio.run(scenario())
+
+
+def test_a_fargate_task_finds_its_public_address(aws: Aws) -> None:
+    ec2: Any = boto3.client("ec2", endpoint_url=aws.endpoint, region_name="us-east-1")
+    mac, public = _interface_with_public_ip(ec2, "10.9.0.0/16", "10.9.0.17")
+    network = {"NetworkMode": "awsvpc", "IPv4Addresses": ["10.9.0.17"], "MACAddress": mac}
+    assert _discover(ec2, network) == public
+
+
+def test_a_task_tells_its_interface_from_another_vpcs_with_the_same_address(
+    aws: Aws,
+) -> None:
+    ec2: Any = boto3.client("ec2", endpoint_url=aws.endpoint, region_name="us-east-1")
+    # Two VPCs of the account on the same range, an interface at the same address in
+    # each: the task is the second one's.
+    _, elsewhere = _interface_with_public_ip(ec2, "10.7.0.0/16", "10.7.0.40")
+    mac, ours = _interface_with_public_ip(ec2, "10.7.0.0/16", "10.7.0.40")
+    network = {"NetworkMode": "awsvpc", "IPv4Addresses": ["10.7.0.40"],
+               "MACAddress": mac.upper()}
+    assert _discover(ec2, network) == ours != elsewhere
+    # Without a MAC to tell them apart, the node refuses to guess.
+    with pytest.raises(RuntimeError, match="2 network interfaces have the address"):
+        _discover(ec2, {"NetworkMode": "awsvpc", "IPv4Addresses": ["10.7.0.40"]})

@@ -12,7 +12,7 @@ import pytest
 from aioice import Candidate, Connection, stun
 from aioice.ice import get_host_addresses
 
-from media_node.udp_mux import UdpMux, binding_request_ufrag
+from media_node.udp_mux import MAX_ADDRESSES_PER_CONNECTION, UdpMux, binding_request_ufrag
 
 from .conftest import NodeProcess
 from .peers import Peer, peak_hz
@@ -242,6 +242,118 @@ def test_a_ufrag_in_use_falls_back_to_aioices_own_socket() -> None:
         finally:
             await first.close()
             await second.close()
+            mux.close()
+
+    asyncio.run(scenario())
+
+
+async def _connected_pairs(mux: UdpMux, count: int) -> tuple[list[Connection], list[Connection]]:
+    """`count` server connections on the mux, each connected to a client of its own."""
+    servers = [Connection(ice_controlling=False) for _ in range(count)]
+    clients = [Connection(ice_controlling=True) for _ in range(count)]
+    for server in servers:
+        server.get_component_candidates = mux._gatherer(server)  # type: ignore[method-assign]
+    for conn in servers + clients:
+        await conn.gather_candidates()
+    for server, client in zip(servers, clients, strict=True):
+        server.remote_username, server.remote_password = (
+            client.local_username, client.local_password)
+        client.remote_username, client.remote_password = (
+            server.local_username, server.local_password)
+        for a, b in ((server, client), (client, server)):
+            for candidate in b.local_candidates:
+                await a.add_remote_candidate(candidate)
+            await a.add_remote_candidate(None)
+    await asyncio.wait_for(asyncio.gather(*(c.connect() for c in servers + clients)), 10)
+    return servers, clients
+
+
+def test_a_check_claims_no_address_without_the_connections_password() -> None:
+    addresses = get_host_addresses(use_ipv4=True, use_ipv6=False)
+    if not addresses:
+        pytest.skip("no IPv4 interface address")
+
+    async def scenario() -> None:
+        mux = await UdpMux.open(addresses[:1], 0)
+        (port,) = mux.ports.values()
+        server = Connection(ice_controlling=False)
+        server.get_component_candidates = mux._gatherer(server)  # type: ignore[method-assign]
+        stranger = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        stranger.bind((addresses[0], 0))
+        source = stranger.getsockname()
+        try:
+            await server.gather_candidates()
+            ufrag, password = server.local_username, server.local_password.encode()
+            # The first check from an address, naming the connection, wrong password.
+            stranger.sendto(_forged_check(ufrag, "x", b"not the password"), port.address)
+            await asyncio.sleep(0.2)
+            assert port._by_address.get(source) is None
+            assert port.unrouted == 1
+            # DTLS or RTP from that address now goes nowhere.
+            stranger.sendto(b"\x16\xfe\xfd" + bytes(20), port.address)
+            await asyncio.sleep(0.1)
+            assert port.unrouted == 2
+            # With the password, the check claims the address for the connection.
+            stranger.sendto(_forged_check(ufrag, "x", password), port.address)
+            await asyncio.sleep(0.2)
+            assert port._by_address.get(source) is port._by_ufrag[ufrag]
+        finally:
+            stranger.close()
+            await server.close()
+            mux.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_nominated_address_stays_even_on_a_verified_check() -> None:
+    addresses = get_host_addresses(use_ipv4=True, use_ipv6=False)
+    if not addresses:
+        pytest.skip("no IPv4 interface address")
+
+    async def scenario() -> None:
+        mux = await UdpMux.open(addresses, 0)
+        servers: list[Connection] = []
+        clients: list[Connection] = []
+        try:
+            servers, clients = await _connected_pairs(mux, 2)
+            (port,) = mux.ports.values()
+            pair = clients[0]._nominated[1]
+            # The second peer knows its own connection's password and sends a check for
+            # it from the first peer's address (as a spoofed source would).
+            check = _forged_check(servers[1].local_username, "x",
+                                  servers[1].local_password.encode())
+            pair.protocol.transport.sendto(check, (pair.remote_candidate.host,
+                                                   port.address[1]))
+            await asyncio.sleep(0.2)
+            assert port.refused_claims >= 1
+            await clients[0].send(b"still the first's")
+            assert await asyncio.wait_for(servers[0].recv(), 5) == b"still the first's"
+        finally:
+            for conn in servers + clients:
+                await conn.close()
+            mux.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_connection_holds_a_bounded_number_of_addresses() -> None:
+    addresses = get_host_addresses(use_ipv4=True, use_ipv6=False)
+    if not addresses:
+        pytest.skip("no IPv4 interface address")
+
+    async def scenario() -> None:
+        mux = await UdpMux.open(addresses[:1], 0)
+        (port,) = mux.ports.values()
+        server = Connection(ice_controlling=False)
+        server.get_component_candidates = mux._gatherer(server)  # type: ignore[method-assign]
+        try:
+            await server.gather_candidates()
+            protocol = port._by_ufrag[server.local_username]
+            claimed = [port.claim((f"198.51.100.{i}", 40000), protocol) for i in range(100)]
+            assert sum(claimed) == MAX_ADDRESSES_PER_CONNECTION
+            assert port.refused_claims == 100 - MAX_ADDRESSES_PER_CONNECTION
+        finally:
+            await server.close()
             mux.close()
 
     asyncio.run(scenario())
