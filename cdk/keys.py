@@ -26,6 +26,8 @@ class JoinTokenKeys(Construct):
             removal_policy=RemovalPolicy.DESTROY)
         for secret in (self.private_key, self.public_key):
             secret.grant_write(provisioner_role)
+        # A rotation keeps the previous key beside the new one: it reads the current set.
+        self.private_key.grant_read(provisioner_role)
         provider = cr.Provider(self, "Provider", on_event_handler=provisioner)
         self.resource = CustomResource(
             self, "KeyPair", service_token=provider.service_token,

@@ -114,6 +114,11 @@ class Media(Construct):
                 "WORKERS": str(vcpus),
                 "UDP_PORT": str(ICE_PORT),
                 "METRICS_STACK": stack.stack_name,
+                # Read again when a token names a key the node does not know (a rotation):
+                # the injected JOIN_TOKEN_PUBLIC_KEY is only the set at the task's start.
+                "JOIN_TOKEN_PUBLIC_KEY_SECRET_ARN": public_key.secret_arn,
+                # Clients' candidates in the VPC's own range get no checks from the node.
+                "PRIVATE_NETWORKS": self.vpc.vpc_cidr_block,
             },
             secrets={"JOIN_TOKEN_PUBLIC_KEY": ecs.Secret.from_secrets_manager(public_key)},
             logging=ecs.LogDrivers.aws_logs(stream_prefix="media", log_group=self.log_group),
@@ -127,6 +132,7 @@ class Media(Construct):
             stop_timeout=DRAIN,
         )
         self._grant_node_permissions(task.task_role, stack, nodes_table, media_events)
+        public_key.grant_read(task.task_role)
         # A node that holds rooms protects its task from scale-in through the ECS
         # agent's endpoint (ECS_AGENT_URI, which Fargate provides): in this cluster only.
         task.task_role.add_to_principal_policy(iam.PolicyStatement(

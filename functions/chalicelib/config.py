@@ -67,6 +67,8 @@ class Settings:
     join_token_key_cache_seconds: int = 60
     origin_header_name: str = "x-parlor-origin"
     origin_secret_arn: str | None = None
+    # The secret before the latest rotation, accepted while the edge takes up the new one.
+    origin_previous_secret_arn: str | None = None
     origin_secret: str | None = None
 
 
@@ -123,5 +125,6 @@ def settings() -> Settings:
         join_token_key_cache_seconds=_int("JOIN_TOKEN_KEY_CACHE_SECONDS", 60),
         origin_header_name=(os.environ.get("ORIGIN_HEADER_NAME") or "x-parlor-origin").lower(),
         origin_secret_arn=os.environ.get("ORIGIN_SECRET_ARN") or None,
+        origin_previous_secret_arn=os.environ.get("ORIGIN_PREVIOUS_SECRET_ARN") or None,
         origin_secret=os.environ.get("ORIGIN_SECRET") or None,
     )

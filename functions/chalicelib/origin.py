@@ -29,7 +29,8 @@ CACHE_SECONDS = 300.0
 MISMATCH_REREAD_SECONDS = 10.0
 
 _lock = threading.Lock()
-_cached: tuple[str, float] | None = None
+# Secret ARN -> (value, monotonic time read).
+_cached: dict[str, tuple[str, float]] = {}
 
 
 def _read_secret(arn: str) -> str:
@@ -49,24 +50,23 @@ def _read_secret(arn: str) -> str:
 
 
 def _secret(arn: str, *, after_mismatch: bool) -> str:
-    global _cached
     with _lock:
         now = time.monotonic()
-        if _cached is not None:
-            value, read_at = _cached
+        cached = _cached.get(arn)
+        if cached is not None:
+            value, read_at = cached
             age = now - read_at
             if age < CACHE_SECONDS and not (after_mismatch and age >= MISMATCH_REREAD_SECONDS):
                 return value
         value = _read_secret(arn)
-        _cached = (value, now)
+        _cached[arn] = (value, now)
         return value
 
 
 def forget() -> None:
-    """Drop the cached secret (tests, and a process that knows it rotated)."""
-    global _cached
+    """Drop the cached secrets (tests, and a process that knows they rotated)."""
     with _lock:
-        _cached = None
+        _cached.clear()
 
 
 def require_signed(headers: Mapping[str, str]) -> None:
@@ -81,9 +81,12 @@ def require_signed(headers: Mapping[str, str]) -> None:
                 return
         else:
             assert conf.origin_secret_arn is not None
+            # While CloudFront takes up a rotated secret it may still send the previous.
+            arns = [conf.origin_secret_arn, *filter(None, [conf.origin_previous_secret_arn])]
             for after_mismatch in (False, True):
-                expected = _secret(conf.origin_secret_arn, after_mismatch=after_mismatch)
-                if hmac.compare_digest(presented.encode(), expected.encode()):
-                    return
+                for arn in arns:
+                    expected = _secret(arn, after_mismatch=after_mismatch)
+                    if hmac.compare_digest(presented.encode(), expected.encode()):
+                        return
     raise Forbidden("Requests reach this API through the site's address only",
                     code="origin_required")

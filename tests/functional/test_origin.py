@@ -80,3 +80,19 @@ def test_an_unreadable_secret_refuses_with_503(
     _configure(configured, ORIGIN_SECRET_ARN=missing)
     reply = alice.call("GET", "/spaces/live", headers={HEADER: "anything"})
     assert (reply.status, reply.json["error"]) == (503, "origin_check_unavailable")
+
+
+def test_the_previous_secret_passes_while_the_edge_takes_up_a_new_one(
+    world: World, configured: pytest.MonkeyPatch,
+) -> None:
+    """The stack rotates the origin secret by making a new one (generation N) and
+    keeping the previous (N-1) for the minutes CloudFront takes to send the new one."""
+    alice = world.user("alice")
+    secrets = boto3.client("secretsmanager")
+    old = secrets.create_secret(Name="origin-1", SecretString="one")["ARN"]
+    new = secrets.create_secret(Name="origin-2", SecretString="two")["ARN"]
+    _configure(configured, ORIGIN_SECRET_ARN=new, ORIGIN_PREVIOUS_SECRET_ARN=old)
+    for value in ("one", "two"):
+        assert alice.call("GET", "/spaces/live", headers={HEADER: value}).status == 200
+    refused = alice.call("GET", "/spaces/live", headers={HEADER: "zero"})
+    assert (refused.status, refused.json["error"]) == (403, "origin_required")

@@ -81,3 +81,19 @@ def test_the_nodes_read_the_spaces_and_members_they_hold_and_write_neither(
         assert reach, f"the nodes cannot read {variable}"
         assert {a for s in reach for a in actions(s)} == {
             "dynamodb:GetItem", "dynamodb:BatchGetItem"}, task_id
+
+
+def test_the_nodes_reread_a_rotated_key_set_and_check_no_private_candidates(
+    template: Template,
+) -> None:
+    (task,) = [v for k, v in template.find_resources("AWS::ECS::TaskDefinition").items()
+               if k.startswith("MediaTask")]
+    (container,) = task["Properties"]["ContainerDefinitions"]
+    env = {e["Name"]: e["Value"] for e in container["Environment"]}
+    (public,) = [k for k, v in template.find_resources("AWS::SecretsManager::Secret").items()
+                 if "verification" in v["Properties"]["Description"]]
+    assert env["JOIN_TOKEN_PUBLIC_KEY_SECRET_ARN"] == {"Ref": public}
+    role = task["Properties"]["TaskRoleArn"]["Fn::GetAtt"][0]
+    assert any("secretsmanager:GetSecretValue" in actions(s) and s["Resource"] == {"Ref": public}
+               for s in statements_of(template, role))
+    assert "CidrBlock" in str(env["PRIVATE_NETWORKS"])
