@@ -6,12 +6,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 REQUIREMENTS := requirements.txt functions/requirements.txt media_node/requirements.txt
-# The media node's send path is a C extension (media_node/native), built in place: it
+# The media node's send path is a C extension (media_node/transport/native), built in place: it
 # needs a compiler, the interpreter's headers (python3-dev for Debian's own python3) and
 # OpenSSL 3's and zlib's (AES-GCM, HMAC-SHA1, CRC-32), and runs on the libsrtp that
 # pylibsrtp's wheel brings.
-FANOUT := media_node/_fanout.abi3.so
-FANOUT_SOURCES := $(wildcard media_node/native/*.c media_node/native/*.h)
+FANOUT := media_node/transport/_fanout.abi3.so
+FANOUT_SOURCES := $(wildcard media_node/transport/native/*.c media_node/transport/native/*.h)
 NATIVE_DEBIAN_PACKAGES := gcc libc6-dev python3-dev libssl-dev zlib1g-dev
 NATIVE_DEBIAN_STAMP := $(VENV)/.native-debian-stamp
 # Debian packages the browser tests need: Chromium (driven by Playwright, which may not
@@ -58,8 +58,8 @@ $(NATIVE_DEBIAN_STAMP): Makefile | $(STAMP)
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(NATIVE_DEBIAN_PACKAGES); }
 	touch $(NATIVE_DEBIAN_STAMP)
 
-$(FANOUT): $(FANOUT_SOURCES) media_node/native/build.sh | $(STAMP) $(NATIVE_DEBIAN_STAMP)
-	sh media_node/native/build.sh $(BIN)/python $(FANOUT)
+$(FANOUT): $(FANOUT_SOURCES) media_node/transport/native/build.sh | $(STAMP) $(NATIVE_DEBIAN_STAMP)
+	sh media_node/transport/native/build.sh $(BIN)/python $(FANOUT)
 
 # Everything that starts a media node needs the extension.
 up pytest bench: $(FANOUT)

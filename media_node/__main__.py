@@ -12,10 +12,11 @@ import sys
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from . import logs, supervisor
+from . import logs
 from .config import Config, ConfigError
 from .ice import DISCOVER_ON_ECS, discover_ecs_public_address, ecs_private_address
 from .identity import NODE_ID_FROM_AWS
+from .supervisor import main as supervisor
 
 log = logging.getLogger("media_node")
 

@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import SignalingError
+from .errors import NodeError
 from .tokens import ROLES, JoinClaims
 
 REMOVED = "removed"
@@ -86,10 +86,10 @@ class AuthorityBook:
         later version the node knows. Raises for an ended Space or a removed user."""
         self._forget_old()
         if claims.space_id in self._ended:
-            raise SignalingError(410, "space_ended", "this Space has ended")
+            raise NodeError(410, "space_ended", "this Space has ended")
         known = self.known(claims.space_id, claims.user_id)
         if known is not None and known.removed:
-            raise SignalingError(403, "removed", "you were removed from this Space")
+            raise NodeError(403, "removed", "you were removed from this Space")
         if known is None or known.version <= claims.version:
             return claims
         return dataclasses.replace(claims, role=known.role, muted=known.muted,

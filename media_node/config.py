@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 from .candidates import CandidatePolicy, Network, parse_networks
 from .ice import DISCOVER_ON_ECS
-from .rtp_fanout import Fanout
 
 SQS_NAME_MAX = 80
 # Listeners of one Space a worker sends to before more workers relay it: about 65% of
@@ -44,7 +43,8 @@ class Config:
     heartbeat_seconds: float
     drain_timeout_seconds: float
     metrics_seconds: float
-    fanout: Fanout = Fanout.FAST
+    # How rooms send: `fast`, or a benchmark's baseline as module:Class (audio/senders.py).
+    room_sender: str = "fast"
     workers: int = 1
     worker_listeners: int = DEFAULT_WORKER_LISTENERS
     # Worker i's peers all use UDP port udp_port + i (0: a free port per worker).
@@ -108,11 +108,9 @@ class Config:
                 raise ConfigError(
                     f"ANNOUNCED_ADDRESS must be an IP address or {DISCOVER_ON_ECS!r}: {announced!r}"
                 ) from None
-        try:
-            fanout = Fanout(env.get("RTP_FANOUT") or Fanout.FAST.value)
-        except ValueError:
-            choices = ", ".join(f.value for f in Fanout)
-            raise ConfigError(f"RTP_FANOUT must be one of {choices}") from None
+        room_sender = env.get("ROOM_SENDER") or "fast"
+        if room_sender != "fast" and not re.fullmatch(r"[\w.]+:\w+", room_sender):
+            raise ConfigError(f"ROOM_SENDER must be 'fast' or module:Class, got {room_sender!r}")
         udp_port = _int(env, "UDP_PORT", 0, minimum=0)
         workers = _int(env, "WORKERS", len(os.sched_getaffinity(0)), minimum=1)
         if udp_port and not 1024 <= udp_port <= 65536 - workers:
@@ -144,7 +142,7 @@ class Config:
             # Fargate kills a task 120 s (its longest stopTimeout) after SIGTERM.
             drain_timeout_seconds=_float(env, "DRAIN_TIMEOUT_SECONDS", 110.0),
             metrics_seconds=_float(env, "METRICS_SECONDS", 60.0),
-            fanout=fanout,
+            room_sender=room_sender,
             workers=workers,
             worker_listeners=_int(env, "WORKER_LISTENERS", DEFAULT_WORKER_LISTENERS, minimum=1),
             udp_port=udp_port,

@@ -1,6 +1,11 @@
 """What a node's front, its workers and other nodes say to each other over HTTP, beside
 the public signaling (docs/media-contract.md, section 7)."""
 
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
 # Every request to a worker carries the node's worker secret: workers listen on loopback
 # only, and this keeps other processes of the machine from posing as the front.
 WORKER_SECRET_HEADER = "X-Parlor-Worker-Secret"  # noqa: S105 (a header name)
@@ -27,3 +32,26 @@ FEED_PATH = "/internal/spaces/{space_id}/feed"
 REPLACED_PATH = "/internal/spaces/{space_id}/replaced"
 SESSIONS_PATH = "/media/spaces/{space_id}/sessions"
 SESSION_PATH = "/media/spaces/{space_id}/sessions/{session_id}"
+
+# The public signaling's limit on an offer's size.
+MAX_SDP_BYTES = 64 * 1024
+# Feeds between workers and nodes are WebSockets kept alive by pings this often.
+WS_HEARTBEAT_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class FeedSource:
+    """Where a relay room subscribes: given by the node's front with the request."""
+
+    url: str
+    headers: dict[str, str]
+    # The node that owns the Space, when it is another node.
+    origin: str | None = None
+
+    @classmethod
+    def parse(cls, header: str) -> FeedSource:
+        data = json.loads(header)
+        return cls(url=str(data["url"]), headers=dict(data["headers"]), origin=data.get("origin"))
+
+    def header(self) -> str:
+        return json.dumps({"url": self.url, "headers": self.headers, "origin": self.origin})

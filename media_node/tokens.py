@@ -23,6 +23,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
+from .errors import NodeError
+
 if TYPE_CHECKING:
     from .config import Config
 
@@ -40,14 +42,8 @@ LEEWAY_SECONDS = 5
 REFRESH_SECONDS = 5.0
 
 
-class TokenError(Exception):
+class TokenError(NodeError):
     """The token does not admit this request; `status` is the HTTP status to answer."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
 
 
 @dataclass(frozen=True)

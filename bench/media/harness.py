@@ -32,6 +32,13 @@ from .loadgen import latencies
 REPO = Path(__file__).resolve().parents[2]
 RESULTS = REPO / "bench" / "results"
 NODES_TABLE = "parlor-media-nodes-bench"
+# The paths the benchmark measures, by the name its results use: the node's own fast
+# path, and the baselines of bench/media/senders.py run in the same node.
+SENDERS = {
+    "fast": "fast",
+    "aiortc": "bench.media.senders:StockSender",
+    "aiortc-encode": "bench.media.senders:EncodingSender",
+}
 PACKETS_PER_SECOND = 50
 NODE_CPU = 0
 # The load generator is one Python process: past this share of one core (what it ran
@@ -240,7 +247,7 @@ class MediaNode:
             "JOIN_TOKEN_PUBLIC_KEY": public_pem,
             "CAPACITY": "100000",
             "DRAIN_TIMEOUT_SECONDS": "1",
-            "RTP_FANOUT": fanout,
+            "ROOM_SENDER": SENDERS[fanout],
             # By default one worker, which owns the room and every listener of it (with
             # the default of 800 a lone worker would refuse the 801st listener as
             # `full`: there is no other worker to relay the Space).

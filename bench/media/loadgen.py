@@ -47,13 +47,12 @@ import numpy as np
 import pylibsrtp
 from aioice.ice import StunProtocol
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
-from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtp import RtcpReceiverInfo, RtcpRrPacket, RtcpSdesPacket, RtcpSourceInfo
 
-from media_node.mixer import level_dbfs
-
-from .tones import CYCLE_FRAMES, FRAME, SAMPLE_RATE, TIME_BASE, burst_cycle
+from media_node.audio.mixer import level_dbfs
+from media_node.transport import aiortc_seams as seams
+from peer.tones import SAMPLE_RATE, BurstTrack
 
 # A decoded frame this loud holds the tone (0.3 of full scale is about -13 dBFS; the
 # first frame of a burst, partly tone, about -18); silence decodes below -40.
@@ -64,36 +63,6 @@ REPORT_SECONDS = 5.0
 SDES_CNAME = 1
 DRAIN_SECONDS = 0.005
 DATAGRAM_MAX = 4096
-
-
-class BurstTrack(MediaStreamTrack):
-    """A microphone of pre-encoded tone bursts, paced in real time; notes each onset."""
-
-    kind = "audio"
-
-    def __init__(self, onsets: list[float]) -> None:
-        super().__init__()
-        self._payloads = burst_cycle(440, cycles=4)
-        self._onsets = onsets
-        self._index = 0
-        self._start: float | None = None
-
-    async def recv(self) -> av.Packet:
-        if self.readyState != "live":
-            raise MediaStreamError
-        if self._start is None:
-            self._start = time.monotonic()
-        due = self._start + self._index * FRAME / SAMPLE_RATE
-        await asyncio.sleep(max(0.0, due - time.monotonic()))
-        position = self._index % CYCLE_FRAMES
-        packet = av.Packet(self._payloads[position])
-        packet.pts = self._index * FRAME
-        packet.time_base = TIME_BASE
-        self._index += 1
-        if position == 0:
-            # aiortc packetizes and sends this packet right after recv() returns.
-            self._onsets.append(time.monotonic())
-        return packet
 
 
 def latencies(sent: list[float], heard: list[float]) -> list[float]:
@@ -149,7 +118,7 @@ class Listener:
                 self.highest += step
                 self.last_seq = sequence
         self.received += 1
-        if self.dtls is not None and self.dtls._rx_srtp is not None:
+        if self.dtls is not None and seams.srtp_sessions(self.dtls)[1] is not None:
             self.hear(data, time.monotonic())
 
     def hear(self, data: bytes, now: float) -> None:
@@ -161,7 +130,9 @@ class Listener:
             codec.layout = "mono"
             self.decoder = codec
         try:
-            payload = rtp_payload(self.dtls._rx_srtp.unprotect(data))
+            inbound = seams.srtp_sessions(self.dtls)[1]
+            assert inbound is not None
+            payload = rtp_payload(inbound.unprotect(data))
             frames = self.decoder.decode(av.Packet(payload)) if payload else []
         except (pylibsrtp.Error, av.FFmpegError):
             return
@@ -207,8 +178,8 @@ def intercept_rtp(pc: RTCPeerConnection, listener: Listener, probe: bool) -> Non
     dtls = pc.getTransceivers()[0].receiver.transport
     if probe:
         listener.dtls = dtls
-    connection = dtls.transport._connection
-    for protocol in connection._protocols:
+    connection = seams.ice_connection(dtls)
+    for protocol in seams.protocols(connection):
         listener.inodes.append(
             os.fstat(protocol.transport.get_extra_info("socket").fileno()).st_ino
         )
@@ -224,7 +195,7 @@ def intercept_rtp(pc: RTCPeerConnection, listener: Listener, probe: bool) -> Non
             else:
                 original(data, addr)
 
-        protocol.datagram_received = received  # type: ignore[method-assign,assignment]
+        seams.tap_datagrams(protocol, received)
 
 
 class Drain:
@@ -253,8 +224,8 @@ class Drain:
         self.task: asyncio.Task[None] | None = None
 
     def add(self, pc: RTCPeerConnection, listener: Listener) -> None:
-        connection = pc.getTransceivers()[0].receiver.transport.transport._connection
-        for protocol in connection._protocols:
+        connection = seams.ice_connection(pc.getTransceivers()[0].receiver.transport)
+        for protocol in seams.protocols(connection):
             transport = protocol.transport
             # asyncio's own reading stops; its transport still sends and closes it.
             transport.pause_reading()  # type: ignore[attr-defined]
@@ -341,7 +312,8 @@ class LoadGenerator:
 
     async def speaker(self) -> dict[str, Any]:
         pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-        pc.addTransceiver(BurstTrack(self.speaker_onsets), direction="sendonly")
+        pc.addTransceiver(BurstTrack(onsets=self.speaker_onsets, warmup_cycles=4),
+                          direction="sendonly")
         await pc.setLocalDescription(await pc.createOffer())
         await self.post(pc, self.token(f"u_speaker_{self.name}", "host"))
         self.peers.append(pc)
@@ -387,9 +359,9 @@ class LoadGenerator:
                 transport = transceiver.receiver.transport
                 if transport.state == "connected":
                     # aiortc's receiver would send these itself had it seen the RTP.
-                    report = listener.receiver_report(transceiver.sender._ssrc)
+                    report = listener.receiver_report(seams.sender_ssrc(transceiver.sender))
                     try:
-                        await transport._send_rtp(report)
+                        await seams.rtp_output(transport)(report)
                     except ConnectionError:
                         # Closed since the check (the server dropped it): this one
                         # listener stops reporting, the others go on.

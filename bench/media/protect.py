@@ -25,11 +25,11 @@ from pathlib import Path
 from typing import Any
 
 from pylibsrtp import Policy, Session
-from pylibsrtp._binding import ffi
 
-from media_node import srtp_gcm
-from media_node.rtp_fanout import Stream as NativeStream
-from media_node.rtp_fanout import send_to_all
+from media_node.transport import aiortc_seams as seams
+from media_node.transport import srtp_gcm
+from media_node.transport.fanout import Stream as NativeStream
+from media_node.transport.fanout import send_to_all
 
 from .harness import NODE_CPU, RESULTS, write_results
 
@@ -53,7 +53,7 @@ def make_streams(count: int, own_gcm: bool, sink: tuple[str, int], fd: int) -> l
         session = Session(policy)
         stream = NativeStream(
             owner=session,
-            session=int(ffi.cast("uintptr_t", session._srtp[0])),
+            session=seams.srtp_context(session),
             ssrc=ssrc,
             sequence=random.getrandbits(15),
             timestamp_origin=random.getrandbits(32),

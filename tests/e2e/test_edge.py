@@ -30,8 +30,10 @@ from aiortc.rtcconfiguration import RTCIceTransportPolicy
 from av import AudioFrame
 
 from local import settings
+from media_node.transport import aiortc_seams as seams
+from peer.tones import tone_level
 from tests.localrun import ROOT, LocalRun
-from tests.media.peers import Peer, tone_level
+from tests.media.peers import Peer
 
 pytestmark = pytest.mark.slow
 
@@ -251,8 +253,8 @@ async def _listen_through_relay(joined: dict[str, Any], space_id: str) -> dict[s
         while sum(chunk.size for chunk in heard) < 48000 * 2 and time.monotonic() < deadline:
             await asyncio.sleep(0.2)
         samples = np.concatenate(heard[-50:]).astype(np.float64) if heard else np.zeros(0)
-        connection = pc.getTransceivers()[0].receiver.transport.transport._connection
-        pair = connection._nominated.get(1)
+        connection = seams.ice_connection(pc.getTransceivers()[0].receiver.transport)
+        pair = seams.nominated_pair(connection)
         return {
             "offered": offered,
             "nominated": pair.local_candidate.type if pair else None,

@@ -18,7 +18,7 @@ from aiortc.rtcrtpparameters import RTCRtcpParameters, RTCRtpSendParameters
 from aiortc.rtp import HeaderExtensionsMap, RtcpPacket, RtpPacket
 from pylibsrtp import Policy, Session
 
-from media_node.rtp_fanout import MID_URI
+from media_node.transport.fanout import MID_URI
 
 MID_ID = 9
 PROFILES = {

@@ -1,117 +1,35 @@
-"""Test peers: aiortc clients that join a media node as a browser would, and listen."""
+"""Test peers: aiortc clients that join a media node as a browser would, and listen,
+with what the tests watch besides (built on peer/, the project's Python client)."""
 
 from __future__ import annotations
 
 import asyncio
-import fractions
-import json
 import time
 from collections.abc import Callable
 from typing import Any
 
 import aiohttp
-import av
 import numpy as np
 from aiortc import (
-    RTCConfiguration,
-    RTCPeerConnection,
     RTCSessionDescription,
 )
-from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtp import RtpPacket, is_rtcp
-from av import AudioFrame
 
-from bench.media.tones import CYCLE_FRAMES, FRAME, SAMPLE_RATE, TIME_BASE, burst_cycle
 from media_node.sessions import address_of
+from media_node.transport import aiortc_seams as seams
+from peer.session import MediaSession
+from peer.session import post_offer as post_to
+from peer.tones import ToneTrack, tone_level
 
 # A 100 ms window holds a whole number of cycles of 440, 550 and 660 Hz: no leakage.
 WINDOW = 4800
 
 
-class ToneTrack(MediaStreamTrack):
-    """A microphone that hums one frequency, paced in real time."""
-
-    kind = "audio"
-
-    def __init__(self, hz: float, amplitude: float = 0.25) -> None:
-        super().__init__()
-        self._hz = hz
-        self._amplitude = amplitude
-        self._sent = 0
-        self._start: float | None = None
-
-    async def recv(self) -> AudioFrame:
-        if self.readyState != "live":
-            raise MediaStreamError
-        if self._start is None:
-            self._start = time.monotonic()
-        due = self._start + self._sent / SAMPLE_RATE
-        await asyncio.sleep(max(0.0, due - time.monotonic()))
-        t = (self._sent + np.arange(FRAME)) / SAMPLE_RATE
-        wave = self._amplitude * 32767 * np.sin(2 * np.pi * self._hz * t)
-        frame = AudioFrame.from_ndarray(
-            wave.astype(np.int16).reshape(1, -1), format="s16", layout="mono"
-        )
-        frame.sample_rate = SAMPLE_RATE
-        frame.pts = self._sent
-        frame.time_base = fractions.Fraction(1, SAMPLE_RATE)
-        self._sent += FRAME
-        return frame
-
-
-class BurstTrack(MediaStreamTrack):
-    """A microphone of tone bursts, Opus-encoded once up front so that aiortc only
-    packetizes them: each burst's first packet leaves as `recv()` returns it, which is
-    when its onset is noted. How late each packet left (this process being busy) is
-    noted too: it is jitter the receiving end has to absorb."""
-
-    kind = "audio"
-
-    def __init__(self, hz: float = 440) -> None:
-        super().__init__()
-        self._payloads = burst_cycle(hz)
-        self.onsets: list[float] = []
-        self.lateness: list[tuple[float, float]] = []
-        self._sent = 0
-        self._start: float | None = None
-
-    async def recv(self) -> av.Packet:
-        if self.readyState != "live":
-            raise MediaStreamError
-        if self._start is None:
-            self._start = time.monotonic()
-        due = self._start + self._sent * FRAME / SAMPLE_RATE
-        await asyncio.sleep(max(0.0, due - time.monotonic()))
-        now = time.monotonic()
-        self.lateness.append((now, now - due))
-        position = self._sent % CYCLE_FRAMES
-        packet = av.Packet(self._payloads[position])
-        packet.pts = self._sent * FRAME
-        packet.time_base = TIME_BASE
-        self._sent += 1
-        if position == 0:
-            self.onsets.append(now)
-        return packet
-
-
-def tone_level(samples: np.ndarray, hz: float) -> float:
-    """Amplitude (as a fraction of full scale) of the `hz` component of `samples`."""
-    if samples.size == 0:
-        return 0.0
-    window = np.hanning(samples.size)
-    t = np.arange(samples.size) / SAMPLE_RATE
-    component = np.sum(samples * window * np.exp(-2j * np.pi * hz * t))
-    return float(2 * abs(component) / np.sum(window) / 32768)
-
-
-def peak_hz(samples: np.ndarray) -> float:
-    spectrum = np.abs(np.fft.rfft(samples * np.hanning(samples.size)))
-    return float(np.fft.rfftfreq(samples.size, 1 / SAMPLE_RATE)[int(np.argmax(spectrum))])
-
-
-class Peer:
+class Peer(MediaSession):
     """One participant: publishes a tone (or a given track) if given one, records what it
-    hears and is told."""
+    hears and is told. A listener offers receive-only audio (the browser client offers
+    send-and-receive so that it can be promoted without renegotiating)."""
 
     def __init__(
         self,
@@ -120,21 +38,11 @@ class Peer:
         tone_hz: float | None = None,
         track: MediaStreamTrack | None = None,
     ) -> None:
+        self.microphone = track if track is not None or tone_hz is None else ToneTrack(tone_hz)
+        super().__init__([], self.microphone)
         self.base_url = base_url
         self.space_id = space_id
         self.tone_hz = tone_hz
-        self.microphone = track if track is not None or tone_hz is None else ToneTrack(tone_hz)
-        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-        self.channel = self.pc.createDataChannel("events")
-        self.messages: list[dict[str, Any]] = []
-        self.location: str | None = None
-        self._heard: list[tuple[float, np.ndarray]] = []
-        self._reader: asyncio.Task[None] | None = None
-        self.channel.on("message", lambda m: self.messages.append(json.loads(m)))
-
-        @self.pc.on("track")
-        def on_track(track: MediaStreamTrack) -> None:
-            self._reader = asyncio.create_task(self._listen(track))
 
     async def offer(self) -> str:
         if self.microphone is None:
@@ -142,7 +50,7 @@ class Peer:
         else:
             self.pc.addTransceiver(self.microphone, direction="sendrecv")
         await self.pc.setLocalDescription(await self.pc.createOffer())
-        return self.pc.localDescription.sdp
+        return str(self.pc.localDescription.sdp)
 
     async def join(self, token: str, sdp: str | None = None) -> None:
         """POST the offer; raises for any answer other than 201."""
@@ -176,20 +84,10 @@ class Peer:
 
     async def connected(self, timeout: float = 10.0) -> None:
         deadline = time.monotonic() + timeout
-        while self.channel.readyState != "open" or not self._heard:
+        while self.channel.readyState != "open" or not self.heard:
             if time.monotonic() > deadline:
                 raise AssertionError(f"not connected: {self.pc.connectionState}")
             await asyncio.sleep(0.05)
-
-    async def _listen(self, track: MediaStreamTrack) -> None:
-        while True:
-            try:
-                frame = await track.recv()
-            except MediaStreamError:
-                return
-            assert isinstance(frame, AudioFrame)
-            data = frame.to_ndarray().reshape(-1, len(frame.layout.channels))[:, 0]
-            self._heard.append((time.monotonic(), data.astype(np.float64)))
 
     @property
     def worker(self) -> int:
@@ -215,10 +113,6 @@ class Peer:
         ):
             return response.status
 
-    def heard_since(self, since: float) -> np.ndarray:
-        frames = [samples for at, samples in self._heard if at >= since]
-        return np.concatenate(frames) if frames else np.zeros(0)
-
     def recent(self, seconds: float = 0.5) -> np.ndarray:
         return self.heard_since(time.monotonic() - seconds)
 
@@ -239,13 +133,13 @@ class Peer:
         aiortc's own jitter buffer holds it."""
         received: list[tuple[float, bytes]] = []
         receiver = self.pc.getReceivers()[0]
-        handle = receiver._handle_rtp_packet
+        handle = seams.packet_handler(receiver)
 
         async def noted(packet: RtpPacket, arrival_time_ms: int) -> None:
             received.append((time.monotonic(), packet.payload))
             await handle(packet, arrival_time_ms)
 
-        receiver._handle_rtp_packet = noted  # type: ignore[method-assign]
+        seams.replace_packet_handler(receiver, noted)
         return received
 
     async def sender_stats(self, kind: str) -> Any:
@@ -286,25 +180,9 @@ class Peer:
                 raise AssertionError(f"still {self.pc.connectionState}")
             await asyncio.sleep(0.05)
 
-    async def close(self) -> None:
-        if self._reader is not None:
-            self._reader.cancel()
-        await self.pc.close()
-
-
-async def post_offer(
-    base_url: str, space_id: str, token: str | None, sdp: str, content_type: str = "application/sdp"
-) -> tuple[int, str, dict[str, str]]:
-    headers = {"Content-Type": content_type}
-    if token is not None:
-        headers["Authorization"] = f"Bearer {token}"
-    async with (
-        aiohttp.ClientSession() as session,
-        session.post(
-            f"{base_url}/media/spaces/{space_id}/sessions", data=sdp, headers=headers
-        ) as response,
-    ):
-        return response.status, await response.text(), dict(response.headers)
+    async def close(self) -> None:  # type: ignore[override]
+        """Close without leaving (a test that leaves calls `leave`)."""
+        await super().close(leave=False)
 
 
 class Impairment:
@@ -322,7 +200,7 @@ class Impairment:
         self._count = 0
         self._held: bytes | None = None
         transport = peer.pc.getSenders()[0].transport
-        send = transport._send_rtp
+        send = seams.rtp_output(transport)
 
         async def impaired(data: bytes) -> None:
             if is_rtcp(data):
@@ -342,4 +220,11 @@ class Impairment:
                 held, self._held = self._held, None
                 await send(held)
 
-        transport._send_rtp = impaired
+        seams.replace_rtp_output(transport, impaired)
+
+
+async def post_offer(
+    base_url: str, space_id: str, token: str | None, sdp: str, content_type: str = "application/sdp"
+) -> tuple[int, str, dict[str, str]]:
+    """POST an offer to a node's sessions of a Space (peer.session.post_offer)."""
+    return await post_to(f"{base_url}/media/spaces/{space_id}/sessions", token, sdp, content_type)

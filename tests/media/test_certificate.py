@@ -9,7 +9,7 @@ import aiortc.rtcpeerconnection
 import pytest
 from aiortc import RTCPeerConnection
 
-from media_node.certificate import WorkerCertificate, share_one_certificate
+from media_node.transport.aiortc_seams import WorkerCertificate, share_one_certificate
 
 from .conftest import NodeProcess
 from .peers import Peer, post_offer
@@ -52,10 +52,10 @@ def test_peer_connections_share_the_workers_certificate_until_it_is_renewed() ->
     certificate = WorkerCertificate.generateCertificate()
     assert certificate.getFingerprints() is certificate.getFingerprints()
     profiles = aiortc.rtcdtlstransport.SRTP_PROFILES
-    assert certificate._create_ssl_context(profiles) is certificate._create_ssl_context(profiles)
+    assert certificate.ssl_context(profiles) is certificate.ssl_context(profiles)
 
     # A day before expiry, the next peer connection gets a new one.
-    WorkerCertificate._renew_at = 0.0
+    WorkerCertificate.forget()
     renewed = offer_fingerprints()
     assert renewed
     assert renewed != first

@@ -17,8 +17,9 @@ import pytest
 from aioice import stun
 from aioice.candidate import candidate_priority
 
-from media_node import _fanout
-from media_node.rtp_fanout import RtpStream, send_to_all, upkeep
+from media_node.transport import _fanout
+from media_node.transport import aiortc_seams as seams
+from media_node.transport.fanout import RtpStream, send_to_all, upkeep
 
 from .fakes import LOCAL_PASSWORD, LOCAL_UFRAG, REMOTE_PASSWORD, REMOTE_UFRAG, TIE_BREAKER, FakePeer
 
@@ -341,7 +342,7 @@ def test_the_stream_takes_consent_over_from_aioice(fake_peers: Any) -> None:
         aioice_consent = asyncio.create_task(asyncio.sleep(3600))
         peer.connection._query_consent_task = aioice_consent
         RtpStream(peer.sender, peer.parameters)
-        assert peer.connection._query_consent_task is None
+        assert seams.consent_task(peer.connection) is None
         await asyncio.sleep(0)
         return aioice_consent
 

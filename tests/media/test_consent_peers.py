@@ -20,11 +20,14 @@ import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection
 from aiortc.rtp import RtpPacket
 
-from media_node import _fanout
+from media_node.audio.participant import Participant
+from media_node.audio.room import Room
+from media_node.audio.senders import FastSender
 from media_node.metrics import Counters
-from media_node.room import Participant, Room
-from media_node.signaling import new_participant
 from media_node.tokens import JoinClaims
+from media_node.transport import _fanout
+from media_node.transport import aiortc_seams as seams
+from media_node.worker.signaling import new_participant
 
 pytestmark = pytest.mark.slow
 
@@ -59,7 +62,8 @@ class Setup:
     def __init__(self) -> None:
         self.events = Events()
         self.closed: list[Room] = []
-        self.room = Room("sp_consent", self.events, Counters(), self.closed.append)  # type: ignore[arg-type]
+        self.room = Room("sp_consent", self.events, Counters(), self.closed.append,  # type: ignore[arg-type]
+                         FastSender())
         claims = JoinClaims(
             user_id="u_listener",
             space_id="sp_consent",
@@ -86,13 +90,13 @@ class Setup:
         await node.setLocalDescription(await node.createAnswer())
         await self.peer.setRemoteDescription(node.localDescription)
         receiver: Any = self.peer.getTransceivers()[0].receiver
-        original = receiver._handle_rtp_packet
+        original = seams.packet_handler(receiver)
 
         async def handle(packet: RtpPacket, arrival_time_ms: int) -> None:
             self.received.append(time.monotonic())
             await original(packet, arrival_time_ms)
 
-        receiver._handle_rtp_packet = handle
+        seams.replace_packet_handler(receiver, handle)
         deadline = time.monotonic() + 10
         while not (self.participant.connected and self.participant.stream and self.received):
             assert time.monotonic() < deadline, "not connected"
@@ -111,11 +115,11 @@ class Setup:
 
     @property
     def node_connection(self) -> Any:
-        return self.participant.pc.getTransceivers()[0].sender.transport.transport._connection
+        return seams.ice_connection(self.participant.pc.getTransceivers()[0].sender.transport)
 
     @property
     def peer_connection(self) -> Any:
-        return self.peer.getTransceivers()[0].receiver.transport.transport._connection
+        return seams.ice_connection(self.peer.getTransceivers()[0].receiver.transport)
 
     async def close(self) -> None:
         await self.peer.close()
@@ -135,7 +139,7 @@ def test_a_listener_stays_connected_on_consent_answered_in_c_both_ways(
             assert stream is not None
             native = stream.native
             # aioice no longer checks consent on the node's side.
-            assert setup.node_connection._query_consent_task is None
+            assert seams.consent_task(setup.node_connection) is None
             answers, checks = native.consent_answers, native.consent_checks
             start, heard = time.monotonic(), len(setup.received)
             # Over three times each side's (shortened) consent expiry.

@@ -22,14 +22,15 @@ from aiortc.rtp import (
     RtcpSrPacket,
     RtpPacket,
 )
-from pylibsrtp._binding import ffi
 
-from media_node import _fanout, srtp_gcm
-from media_node.rtp_fanout import RtpStream, StreamGone, send_to_all
+from media_node.transport import _fanout, srtp_gcm
+from media_node.transport import aiortc_seams as seams
+from media_node.transport.fanout import RtpStream, StreamGone, send_to_all
+from peer.tones import peak_hz
 
 from .conftest import NodeProcess
 from .fakes import PROFILES, FakePeer
-from .peers import Peer, peak_hz
+from .peers import Peer
 
 
 @pytest.mark.parametrize("profile", sorted(PROFILES))
@@ -78,7 +79,7 @@ def test_sequence_numbers_wrap_and_srtp_follows_the_rollover(
     session = peer.dtls._tx_srtp
     stream = _fanout.Stream(
         owner=session,
-        session=int(ffi.cast("uintptr_t", session._srtp[0])),
+        session=seams.srtp_context(session),
         ssrc=4242,
         sequence=65534,
         timestamp_origin=0xFFFFFC40,
@@ -251,13 +252,13 @@ def record_rtp(peer: Peer) -> list[tuple[float, int, int, int]]:
     decrypted and parsed: a packet the node protected wrongly never gets here."""
     received: list[tuple[float, int, int, int]] = []
     receiver: Any = peer.pc.getTransceivers()[0].receiver
-    original = receiver._handle_rtp_packet
+    original = seams.packet_handler(receiver)
 
     async def handle(packet: RtpPacket, arrival_time_ms: int) -> None:
         received.append((time.monotonic(), packet.ssrc, packet.sequence_number, packet.timestamp))
         await original(packet, arrival_time_ms)
 
-    receiver._handle_rtp_packet = handle
+    seams.replace_packet_handler(receiver, handle)
     return received
 
 

@@ -9,11 +9,9 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from bench.media.tones import CYCLE_FRAMES, opus_tone
-from media_node.jitter import MAX_CONCEALED, JitterBuffer, OpusDecoder, concealment_packet
-from media_node.mixer import FRAME_SAMPLES, SAMPLE_RATE, level_dbfs
-
-from .peers import tone_level
+from media_node.audio.jitter import MAX_CONCEALED, JitterBuffer, OpusDecoder, concealment_packet
+from media_node.audio.mixer import FRAME_SAMPLES, SAMPLE_RATE, level_dbfs
+from peer.tones import CYCLE_FRAMES, opus_tone, tone_level
 
 FRAME = FRAME_SAMPLES / SAMPLE_RATE
 SSRC = 0x1234

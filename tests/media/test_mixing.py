@@ -6,8 +6,10 @@ import asyncio
 
 import pytest
 
+from peer.tones import peak_hz, tone_level
+
 from .conftest import NodeProcess
-from .peers import Peer, peak_hz, tone_level
+from .peers import Peer
 
 pytestmark = pytest.mark.slow
 

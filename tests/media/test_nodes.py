@@ -17,8 +17,10 @@ import aiohttp
 import jwt
 import pytest
 
+from peer.tones import peak_hz
+
 from .conftest import REPO, Aws, Keys, MediaEvents, NodeProcess
-from .peers import Peer, peak_hz, post_offer
+from .peers import Peer, post_offer
 
 pytestmark = pytest.mark.slow
 

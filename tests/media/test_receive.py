@@ -10,10 +10,11 @@ import av
 import numpy as np
 import pytest
 
-from media_node.mixer import level_dbfs
+from media_node.audio.mixer import level_dbfs
+from peer.tones import BurstTrack, peak_hz, tone_level
 
 from .conftest import NodeProcess
-from .peers import BurstTrack, Impairment, Peer, peak_hz, tone_level
+from .peers import Impairment, Peer
 
 pytestmark = pytest.mark.slow
 

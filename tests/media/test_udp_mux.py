@@ -12,10 +12,12 @@ import pytest
 from aioice import Candidate, Connection, stun
 from aioice.ice import get_host_addresses
 
-from media_node.udp_mux import MAX_ADDRESSES_PER_CONNECTION, UdpMux, binding_request_ufrag
+from media_node.transport import aiortc_seams as seams
+from media_node.transport.udp_mux import MAX_ADDRESSES_PER_CONNECTION, UdpMux, binding_request_ufrag
+from peer.tones import peak_hz
 
 from .conftest import NodeProcess
-from .peers import Peer, peak_hz
+from .peers import Peer
 
 pytestmark = pytest.mark.slow
 
@@ -191,7 +193,7 @@ def test_two_ice_connections_share_one_socket_and_a_forged_check_moves_nothing()
 
             # A check naming the second connection, from the first client's address,
             # without the second's password: the first client's media stays the first's.
-            pair = clients[0]._nominated[1]
+            pair = seams.nominated_pair(clients[0])
             target = (pair.remote_candidate.host, mux_port)
             forged = _forged_check(servers[1].local_username, "x", b"not the password")
             pair.protocol.transport.sendto(forged, target)
@@ -317,7 +319,7 @@ def test_a_nominated_address_stays_even_on_a_verified_check() -> None:
         try:
             servers, clients = await _connected_pairs(mux, 2)
             (port,) = mux.ports.values()
-            pair = clients[0]._nominated[1]
+            pair = seams.nominated_pair(clients[0])
             # The second peer knows its own connection's password and sends a check for
             # it from the first peer's address (as a spoofed source would).
             check = _forged_check(servers[1].local_username, "x",

@@ -8,12 +8,12 @@ import socket
 
 import pytest
 
+from media_node.audio.mixer import Speech, VoiceActivity
 from media_node.commands import CommandError, parse
 from media_node.config import DEFAULT_WORKER_LISTENERS, Config, ConfigError
-from media_node.front import listener_target
-from media_node.mixer import Speech, VoiceActivity
 from media_node.sessions import SessionAddress, address_of, new_session_id
-from media_node.workers import RoomView, WorkerProcess
+from media_node.supervisor.front import listener_target
+from media_node.supervisor.workers import RoomView, WorkerProcess
 
 
 def test_voice_activity_has_hysteresis() -> None:

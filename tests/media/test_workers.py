@@ -12,8 +12,10 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from peer.tones import peak_hz, tone_level
+
 from .conftest import MediaEvents, NodeProcess
-from .peers import Peer, peak_hz, post_offer, tone_level
+from .peers import Peer, post_offer
 
 pytestmark = pytest.mark.slow
 

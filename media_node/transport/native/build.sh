@@ -2,7 +2,7 @@
 # Builds the media node's send path, media_node._fanout, from every C file beside this
 # script, with the stable ABI (Python 3.11+), so that one build serves every later
 # interpreter too.
-#   sh media_node/native/build.sh PYTHON OUTPUT.abi3.so
+#   sh media_node/transport/native/build.sh PYTHON OUTPUT.abi3.so
 # The Makefile runs it (`make test`, `make up`), the Dockerfile in its build stage.
 # Needs a C compiler, that interpreter's headers, and OpenSSL 3's and zlib's headers
 # and libraries (Debian: gcc, python3-dev, libssl-dev, zlib1g-dev).

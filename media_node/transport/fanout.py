@@ -30,8 +30,8 @@ the connection 30 s on). A stream that loses consent stops sending at once, and
 `consent_lost` closes the ICE connection as aioice itself does then, so the peer
 connection fails and its participant is removed like any failed peer. aiortc keeps the
 rest of ICE (the connectivity checks, any other pair's STUN), DTLS and the receiving
-side. The aiortc, aioice and pylibsrtp internals read here are pinned in
-requirements.txt.
+side. What of aiortc, aioice and pylibsrtp is private is reached through
+aiortc_seams.py.
 """
 
 from __future__ import annotations
@@ -40,43 +40,30 @@ import asyncio
 import random
 import struct
 from collections.abc import Callable
-from enum import Enum
 from typing import Any
 
 from aioice.candidate import candidate_priority
 from aiortc import RTCRtpSender
 from aiortc.rtcdtlstransport import RTCDtlsTransport
-from aiortc.rtcdtlstransport import State as DtlsState
 from aiortc.rtcrtpparameters import RTCRtpSendParameters
-from pylibsrtp._binding import ffi, lib
 
+from . import aiortc_seams as seams
 from . import srtp_gcm
 
 try:
     from . import _fanout
 except ImportError as exc:  # pragma: no cover - a checkout that skipped the build
     raise ImportError(
-        "media_node._fanout is not built: run `make up` or `make test` (or "
-        "`sh media_node/native/build.sh .venv/bin/python media_node/_fanout.abi3.so`; "
+        "media_node.transport._fanout is not built: run `make up` or `make test` (or "
+        "`sh media_node/transport/native/build.sh .venv/bin/python "
+        "media_node/transport/_fanout.abi3.so`; "
         "needs gcc and the headers of Python, OpenSSL 3 and zlib)"
     ) from exc
 
 # RFC 8285 one-byte header extensions.
 ONE_BYTE_PROFILE = 0xBEDE
 MID_URI = "urn:ietf:params:rtp-hdrext:sdes:mid"
-# With RTP/RTCP multiplexing, ICE has one component.
-COMPONENT = 1
-# The C side calls pylibsrtp's libsrtp through this signature (libsrtp 2.x); a pylibsrtp
-# built on another libsrtp must fail here, at import, rather than corrupt memory later.
-SRTP_SIGNATURE = "srtp_err_status_t(*)(struct srtp_ctx_t_ *, void *, int *)"
-SRTP_FUNCTIONS = ("srtp_protect", "srtp_protect_rtcp", "srtp_unprotect_rtcp")
-for _name in SRTP_FUNCTIONS:
-    _function = getattr(lib, _name)
-    if ffi.getctype(ffi.typeof(_function)) != SRTP_SIGNATURE:  # pragma: no cover
-        raise ImportError(f"pylibsrtp's {_name} is {ffi.typeof(_function)}")
-_fanout.use_srtp(
-    *(int(ffi.cast("uintptr_t", ffi.addressof(lib, name))) for name in SRTP_FUNCTIONS)
-)
+_fanout.use_srtp(*seams.srtp_function_addresses())
 
 Stream = _fanout.Stream
 send_to_all = _fanout.send
@@ -114,21 +101,6 @@ class StreamSet:
         return len(self._by_session)
 
 
-class Fanout(Enum):
-    """How a room's audio reaches its peers (env `RTP_FANOUT`).
-
-    `fast` is the node's path. The other two are the baselines the benchmark compares
-    it with, kept runnable in the real node so the comparison is like for like:
-    `aiortc` hands the shared encoded packets to each peer's stock RTCRtpSender, and
-    `aiortc-encode` is the pattern of aiortc's examples (every peer's sender gets the
-    decoded mix and encodes it itself).
-    """
-
-    FAST = "fast"
-    AIORTC = "aiortc"
-    AIORTC_ENCODE = "aiortc-encode"
-
-
 class StreamGone(Exception):
     """The peer's transport is not (or no longer) able to carry SRTP."""
 
@@ -141,15 +113,14 @@ class RtpStream:
     def __init__(self, sender: RTCRtpSender, parameters: RTCRtpSendParameters) -> None:
         self._sender = sender
         self.transport: RTCDtlsTransport = sender.transport
-        srtp = self.transport._tx_srtp
-        inbound = self.transport._rx_srtp
+        srtp, inbound = seams.srtp_sessions(self.transport)
         if self.transport.state != "connected" or srtp is None or inbound is None:
             raise StreamGone(f"DTLS is {self.transport.state}")
         self.native = _fanout.Stream(
             # The C stream keeps the Session objects, and so their libsrtp contexts, alive.
             owner=srtp,
-            session=int(ffi.cast("uintptr_t", srtp._srtp[0])),
-            ssrc=sender._ssrc,
+            session=seams.srtp_context(srtp),
+            ssrc=seams.sender_ssrc(sender),
             # Random starting points, as RFC 3550 asks; the sequence number in the
             # lower half of its range, as aiortc does, so SRTP's rollover guess never
             # wraps early.
@@ -157,13 +128,13 @@ class RtpStream:
             timestamp_origin=random.getrandbits(32),
             # The peer's receiver reports are unprotected with it, in C.
             inbound_owner=inbound,
-            inbound_session=int(ffi.cast("uintptr_t", inbound._srtp[0])),
+            inbound_session=seams.srtp_context(inbound),
         )
         # AES-GCM RTP is protected by the C stream itself (OpenSSL), the rest by libsrtp.
         keys = srtp_gcm.outbound_keys(self.transport)
         if keys is not None:
             self.native.use_gcm(*keys)
-        self._connection: Any = self.transport.transport._connection
+        self._connection: Any = seams.ice_connection(self.transport)
         self._pair: Any = None
         self._taps: list[Any] = []
         self._closing: asyncio.Future[None] | None = None
@@ -201,9 +172,9 @@ class RtpStream:
         cost more than the check itself.
         """
         transport = self.transport
-        if transport._state is not DtlsState.CONNECTED:
+        if not seams.dtls_connected(transport):
             raise StreamGone(f"DTLS is {transport.state}")
-        pair = self._connection._nominated.get(COMPONENT)
+        pair = seams.nominated_pair(self._connection)
         if pair is self._pair and pair is not None:
             return
         if pair is None or pair.protocol.transport is None:
@@ -232,13 +203,10 @@ class RtpStream:
             remote_username=connection.remote_username,
             remote_password=connection.remote_password,
             controlling=connection.ice_controlling,
-            tie_breaker=connection._tie_breaker,
-            priority=candidate_priority(COMPONENT, "prflx"),
+            tie_breaker=seams.tie_breaker(connection),
+            priority=candidate_priority(seams.COMPONENT, "prflx"),
         )
-        task = connection._query_consent_task
-        if task is not None:
-            task.cancel()
-            connection._query_consent_task = None
+        seams.stop_consent(connection)
 
     def _tap(self) -> None:
         """Take the peer's consent STUN and receiver reports off the socket, in C.
@@ -248,13 +216,11 @@ class RtpStream:
         objects. Per listener that is a consent check, an answer to ours and a receiver
         report every 5 s or so. What the tap does not take goes on as before.
         """
-        for protocol in self._connection._protocols:
+        for protocol in seams.protocols(self._connection):
             transport = getattr(protocol, "transport", None)
             sock = transport.get_extra_info("socket") if transport is not None else None
-            # An instance attribute shadows the class's method, for this protocol only.
-            protocol.datagram_received = _fanout.Tap(
-                self.native, protocol.datagram_received, sock.fileno() if sock else -1
-            )
+            seams.tap_datagrams(protocol, _fanout.Tap(
+                self.native, protocol.datagram_received, sock.fileno() if sock else -1))
             self._taps.append(protocol)
 
     def send_report(self, ntp_time: int, pts: int) -> None:
@@ -276,24 +242,12 @@ class RtpStream:
     def close(self) -> None:
         self.native.close()
         for protocol in self._taps:
-            # The instance attribute shadowed the class's method; removing it restores it.
-            vars(protocol).pop("datagram_received", None)
+            seams.untap(protocol)
         self._taps.clear()
         self._pair = None
 
 
 def take_over(sender: RTCRtpSender, started: Callable[[RTCRtpSendParameters], None]) -> None:
-    """Keep aiortc from starting `sender`'s loops; call `started` when it would have.
-
-    RTCPeerConnection calls `sender.send(parameters)` once DTLS is up (and again after
-    each renegotiation), which is exactly when a stream can be made (or reconfigured).
-    """
-
-    async def send(parameters: RTCRtpSendParameters) -> None:
-        # What aiortc's send() does besides starting its loops: the peer's RTCP about
-        # this SSRC that still goes through aiortc (in a speaker's sender reports) is
-        # routed to the sender.
-        sender.transport._register_rtp_sender(sender, parameters)
-        started(parameters)
-
-    sender.send = send  # type: ignore[method-assign]
+    """Keep aiortc from starting `sender`'s loops; call `started` when it would have,
+    which is exactly when a stream can be made (or reconfigured)."""
+    seams.take_over_sending(sender, started)

@@ -32,23 +32,24 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from .authority import AuthorityBook
-from .config import Config
-from .errors import SignalingError
-from .internal import (
+from ..authority import AuthorityBook
+from ..config import Config
+from ..errors import NodeError, json_errors
+from ..internal import (
     ADMISSION_HEADER,
     AUTHORITY_HEADER,
     FEED_HEADER,
     FEED_PATH,
     FORWARDED_HEADER,
+    MAX_SDP_BYTES,
     REPLACED_PATH,
     SESSION_PATH,
     SESSIONS_PATH,
+    WS_HEARTBEAT_SECONDS,
+    FeedSource,
 )
-from .relay import WS_HEARTBEAT_SECONDS, FeedSource
-from .sessions import address_of
-from .signaling import MAX_SDP_BYTES, json_errors
-from .tokens import JoinClaims, TokenVerifier
+from ..sessions import address_of
+from ..tokens import JoinClaims, TokenVerifier
 from .workers import WorkerProcess
 
 log = logging.getLogger("media_node.front")
@@ -171,7 +172,7 @@ class Front:
         authorization = request.headers.get("Authorization")
         claims = self.verifier.verify(authorization, space_id, any_node=True)
         if claims.node_id != self._config.node_id:
-            return await self._to_node(request, claims.node_id, refusal=SignalingError(
+            return await self._to_node(request, claims.node_id, refusal=NodeError(
                 403, "wrong_node", "the join token is for another media node"))
         claims = self.book.effective(claims)
         # Spent before the worker sees it (one use per node, whichever worker), and
@@ -245,22 +246,22 @@ class Front:
         space_id = claims.space_id
         alive = [w for w in self._workers if w.ready]
         if not alive:
-            raise SignalingError(503, "unavailable", "the node's workers are restarting")
+            raise NodeError(503, "unavailable", "the node's workers are restarting")
         holding = {w.index: view for w in alive if (view := w.view(space_id)) is not None}
         owner = next((w for w in alive if w.index in holding and not holding[w.index].relay), None)
         if claims.may_publish:
             if owner is not None:
                 return Placement(owner, None)
             if claims.origin is not None:
-                raise SignalingError(403, "wrong_node", "speakers join the Space where it is mixed")
+                raise NodeError(403, "wrong_node", "speakers join the Space where it is mixed")
             return Placement(self._new_owner(alive, holding, space_id), None)
         if self._participants() >= self._config.capacity:
-            raise SignalingError(503, "full", "this node is at capacity")
+            raise NodeError(503, "full", "this node is at capacity")
         if owner is None and claims.origin is None:
             return Placement(self._new_owner(alive, holding, space_id), None)
         target = listener_target(space_id, alive, self._config.worker_listeners)
         if target is None:
-            raise SignalingError(503, "full", "this Space is at this node's limit")
+            raise NodeError(503, "full", "this Space is at this node's limit")
         worker, relays = target
         if not relays:
             return Placement(worker, None)
@@ -270,7 +271,7 @@ class Front:
         assert claims.origin is not None
         origin_url = await self._peers.private_url(claims.origin)
         if origin_url is None:
-            raise SignalingError(503, "relay_unavailable", "the Space's node is not reachable")
+            raise NodeError(503, "relay_unavailable", "the Space's node is not reachable")
         # The origin accepts the subscription on the strength of this very token: the
         # control plane signed that this node is to relay the origin's Space.
         return Placement(worker, FeedSource(
@@ -281,19 +282,19 @@ class Front:
         self, alive: list[WorkerProcess], holding: dict[int, Any], space_id: str
     ) -> WorkerProcess:
         if self.draining:
-            raise SignalingError(503, "draining", "this node is draining and opens no new rooms")
+            raise NodeError(503, "draining", "this node is draining and opens no new rooms")
         if self._participants() >= self._config.capacity:
-            raise SignalingError(503, "full", "this node is at capacity")
+            raise NodeError(503, "full", "this node is at capacity")
         free = [w for w in alive if w.index not in holding]
         if not free:
-            raise SignalingError(503, "full", "no worker is free to mix this Space")
+            raise NodeError(503, "full", "no worker is free to mix this Space")
         return min(free, key=lambda w: w.participants())
 
     # -- sessions ------------------------------------------------------------------------
 
     async def session_request(self, request: web.Request) -> web.StreamResponse:
         address = address_of(request.match_info["session_id"])
-        unknown = SignalingError(404, "unknown_session", "no such session on this node")
+        unknown = NodeError(404, "unknown_session", "no such session on this node")
         if address is None:
             raise unknown
         if address.node_id != self._config.node_id:
@@ -311,7 +312,7 @@ class Front:
         return await self._forward(request, worker.url, {**worker.headers, **headers})
 
     async def _to_node(
-        self, request: web.Request, node_id: str, refusal: SignalingError
+        self, request: web.Request, node_id: str, refusal: NodeError
     ) -> web.Response:
         """Forward to the node that holds the Space or session (ARCHITECTURE point 7:
         the load balancer spreads requests over nodes). Once only: a forwarded request
@@ -342,7 +343,7 @@ class Front:
                 return web.Response(status=answer.status, body=content, headers=kept)
         except (aiohttp.ClientError, TimeoutError) as exc:
             log.warning("forwarding failed", extra={"to": base, "why": repr(exc)})
-            raise SignalingError(503, "unavailable", "the media worker did not answer") from None
+            raise NodeError(503, "unavailable", "the media worker did not answer") from None
 
     # -- feeds for other nodes -----------------------------------------------------------
 
@@ -354,7 +355,7 @@ class Front:
             None,
         )
         if owner is None:
-            raise SignalingError(404, "unknown_space", "this node does not mix this Space")
+            raise NodeError(404, "unknown_space", "this node does not mix this Space")
         assert self._ws_http is not None
         try:
             upstream = await self._ws_http.ws_connect(
@@ -362,7 +363,7 @@ class Front:
                 heartbeat=WS_HEARTBEAT_SECONDS,
             )
         except aiohttp.WSServerHandshakeError as exc:
-            raise SignalingError(exc.status, "unknown_space", "the Space's room is gone") from None
+            raise NodeError(exc.status, "unknown_space", "the Space's room is gone") from None
         downstream = web.WebSocketResponse(heartbeat=WS_HEARTBEAT_SECONDS)
         await downstream.prepare(request)
         log.info("feed relayed to another node", extra={"space_id": space_id})

@@ -1,10 +1,10 @@
-"""A Space on this node: its participants, its clock-driven mixer and its data channels."""
+"""A Space on this node: its participants (participant.py), its clock-driven mixer and
+its data channels."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import json
 import logging
 import time
@@ -13,49 +13,33 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 import numpy as np
-from aiortc import RTCDataChannel, RTCPeerConnection, RTCRtpSender
-from aiortc.mediastreams import MediaStreamTrack
-from aiortc.rtcrtpparameters import RTCRtpSendParameters
-from aiortc.rtp import RtpPacket
-from av import AudioFrame, Packet
+from av import Packet
 
-from .authority import Authority
-from .events import MediaEvents
-from .jitter import JitterBuffer
-from .metrics import Counters
+from ..authority import Authority
+from ..events import MediaEvents
+from ..metrics import Counters
+from ..transport.fanout import (
+    Stream,
+    StreamGone,
+    StreamSet,
+    upkeep,
+)
 from .mixer import (
     FRAME_SAMPLES,
     FRAME_SECONDS,
     Mix,
     OpusEncoder,
     Speech,
-    VoiceActivity,
     level_dbfs,
-    mix_frame,
 )
-from .rtp_fanout import (
-    Fanout,
-    RtpStream,
-    Stream,
-    StreamGone,
-    StreamSet,
-    send_to_all,
-    take_over,
-    upkeep,
-)
-from .rtp_receive import take_over_receiving
-from .tokens import PUBLISHING_ROLES, JoinClaims
-from .tracks import MixTrack
+from .participant import Participant
+from .senders import Sender
 
 log = logging.getLogger("media_node.room")
 
-REACTIONS_PER_WINDOW = 5
-REACTION_WINDOW_SECONDS = 10.0
 # A room passes on at most this many reactions a second, whatever its number of
 # participants: each is a message to every one of them (and to every relay).
 ROOM_REACTIONS_PER_SECOND = 20
-MAX_EMOJI_LENGTH = 16
-MAX_CHANNEL_MESSAGE = 1024
 # Time for a last data-channel notice ("removed", "space_ended") to leave before the
 # transport under it closes.
 FAREWELL_SECONDS = 0.3
@@ -79,166 +63,6 @@ class RelayOutlet(Protocol):
     def close(self) -> None: ...
 
 
-class Participant:
-    """One peer connection in a room: what it publishes and what it is sent."""
-
-    def __init__(
-        self, room: Room, session_id: str, claims: JoinClaims, pc: RTCPeerConnection
-    ) -> None:
-        self.room = room
-        self.session_id = session_id
-        self.user_id = claims.user_id
-        self.role = claims.role
-        self.muted = claims.muted
-        self.pc = pc
-        self.stream: RtpStream | None = None
-        self.track = MixTrack()
-        self.jitter = JitterBuffer()
-        self.vad = VoiceActivity()
-        self.encoder: OpusEncoder | None = OpusEncoder() if self.may_publish else None
-        self.channel: RTCDataChannel | None = None
-        self.connected = False
-        self.closed = False
-        # Where the front's order of joins put this one (internal.ADMISSION_HEADER).
-        self.admission = 0
-        self.admitted_at = time.monotonic()
-        self._reactions: deque[float] = deque()
-
-    @property
-    def may_publish(self) -> bool:
-        return self.role in PUBLISHING_ROLES
-
-    @property
-    def audible(self) -> bool:
-        return self.may_publish and not self.muted
-
-    def describe(self) -> dict[str, str]:
-        return {
-            "space_id": self.room.space_id,
-            "user_id": self.user_id,
-            "session_id": self.session_id,
-            "role": self.role,
-        }
-
-    def receive(self, track: MediaStreamTrack) -> None:
-        """Take the peer's audio off aiortc's receive path, into this jitter buffer.
-
-        aiortc emits the track before it starts the receiver, which is the moment the
-        receiver can be taken over (rtp_receive.py).
-        """
-        for transceiver in self.pc.getTransceivers():
-            if transceiver.receiver.track is track:
-                take_over_receiving(transceiver.receiver, self._packet)
-
-    def _packet(self, packet: RtpPacket, arrival: float) -> None:
-        self.room.counters.packets_in += 1
-        # Decided per packet, so a promotion takes effect with the next one; a
-        # listener's audio is never even decoded.
-        if self.audible:
-            self.jitter.push(
-                packet.ssrc, packet.sequence_number, packet.timestamp, packet.payload, arrival
-            )
-
-    def attach_channel(self, channel: RTCDataChannel) -> None:
-        self.channel = channel
-        channel.on("message", self._on_message)
-        self.send(
-            {
-                "type": "welcome",
-                "session_id": self.session_id,
-                "user_id": self.user_id,
-                "role": self.role,
-                "muted": self.muted,
-                "speaking": self.room.speaking_users(),
-            }
-        )
-
-    def send(self, message: dict[str, Any]) -> None:
-        self.send_text(json.dumps(message))
-
-    def send_text(self, text: str) -> None:
-        channel = self.channel
-        if channel is not None and channel.readyState == "open":
-            channel.send(text)
-
-    def _on_message(self, message: str | bytes) -> None:
-        if len(message) > MAX_CHANNEL_MESSAGE:
-            return
-        try:
-            data = json.loads(message)
-        except ValueError:
-            return
-        if not isinstance(data, dict) or data.get("type") != "reaction":
-            return
-        emoji = data.get("emoji")
-        if not isinstance(emoji, str) or not 0 < len(emoji) <= MAX_EMOJI_LENGTH:
-            return
-        if not self._take_reaction_allowance():
-            return
-        self.room.react(self.user_id, emoji)
-
-    def _take_reaction_allowance(self) -> bool:
-        now = time.monotonic()
-        while self._reactions and now - self._reactions[0] >= REACTION_WINDOW_SECONDS:
-            self._reactions.popleft()
-        if len(self._reactions) >= REACTIONS_PER_WINDOW:
-            return False
-        self._reactions.append(now)
-        return True
-
-    def take_over_sending(self, sender: RTCRtpSender) -> None:
-        """Send this peer's audio with the room's fast path, not aiortc's sender."""
-        take_over(sender, lambda parameters: self._sending_started(sender, parameters))
-
-    def _sending_started(self, sender: RTCRtpSender, parameters: RTCRtpSendParameters) -> None:
-        if self.closed:
-            return
-        try:
-            if self.stream is None:
-                self.stream = RtpStream(sender, parameters)
-            else:
-                # A renegotiation may move the payload type or the mid's extension id;
-                # the sequence numbers and timestamps go on as before.
-                self.stream.configure(parameters)
-        except StreamGone as exc:
-            # aiortc only starts senders on a connected transport, so this is a peer
-            # leaving at that very moment: its state change removes it.
-            log.warning("no outbound stream: %s", exc, extra=self.describe())
-        self.room.place(self)
-
-    def close_stream(self) -> None:
-        if self.stream is not None:
-            self.stream.close()
-            self.stream = None
-            self.room.place(self)
-
-    async def close(self) -> None:
-        if self.jitter.stats.starts:
-            log.info(
-                "inbound audio", extra={**self.describe(), **dataclasses.asdict(self.jitter.stats)}
-            )
-        if self.stream is not None:
-            native = self.stream.native
-            log.info(
-                "outbound stream",
-                extra={
-                    **self.describe(),
-                    "sent": native.sent,
-                    "dropped": native.dropped,
-                    "receiver_reports": native.receiver_reports,
-                    # ICE consent (RFC 7675), handled in C: our checks, the peer's valid
-                    # answers to them, and the peer's checks we answered.
-                    "consent_checks": native.consent_checks,
-                    "consent_responses": native.consent_responses,
-                    "consent_answers": native.consent_answers,
-                    "consent_expired": native.consent_expired,
-                },
-            )
-        self.close_stream()
-        await self.pc.close()
-        self.track.stop()
-
-
 class Room:
     """A Space: every 20 ms, mix the audible speakers and send each participant its mix.
 
@@ -253,10 +77,10 @@ class Room:
         events: MediaEvents,
         counters: Counters,
         on_closed: Callable[[Room], None],
-        fanout: Fanout = Fanout.FAST,
+        sender: Sender,
     ) -> None:
         self.space_id = space_id
-        self.fanout = fanout
+        self.sender = sender
         self.events = events
         self.counters = counters
         self.participants: dict[str, Participant] = {}
@@ -368,15 +192,12 @@ class Room:
             mine = own.get(participant.session_id)
             packets = encoder.encode(total - mine if mine is not None else total, pts)
             sent += self._send_own(participant, packets, pts)
-        for packet in listener_packets:
-            payload = bytes(packet)
-            # Relay workers get each packet once, whatever their number of listeners.
-            for relay in self.relays:
+        payloads = [bytes(packet) for packet in listener_packets]
+        # Relay workers get each packet once, whatever their number of listeners.
+        for relay in self.relays:
+            for payload in payloads:
                 relay.send_packet(payload, pts)
-            if self.fanout is Fanout.FAST:
-                sent += send_to_all(self._listening.all(), payload, pts)
-        if self.fanout is not Fanout.FAST:
-            sent += self._send_through_aiortc(listener_packets, total, pts)
+        sent += self.sender.to_listeners(self, payloads, listener_packets, total, pts)
         self.counters.packets_out += sent
         self._ticks += 1
         self._upkeep_streams(pts)
@@ -385,28 +206,12 @@ class Room:
         # Until ICE and DTLS are up there is no stream (or started sender) to take them.
         if not participant.connected:
             return 0
-        stream = participant.stream
-        if stream is not None:
-            return sum(send_to_all((stream.native,), bytes(packet), pts) for packet in packets)
-        if self.fanout is Fanout.FAST:
-            return 0
-        for packet in packets:
-            participant.track.push(packet)
-        return len(packets)
+        return self.sender.to_publisher(participant, packets, pts)
 
-    def _send_through_aiortc(self, packets: list[Packet], total: Mix, pts: int) -> int:
-        """The baselines: every listener's own RTCRtpSender, fed through its track."""
-        # aiortc-encode is the pattern of aiortc's examples: each sender encodes the mix.
-        frames: list[Packet] | list[AudioFrame] = (
-            [mix_frame(total, pts)] if self.fanout is Fanout.AIORTC_ENCODE else packets
-        )
-        sent = 0
-        for participant in self.participants.values():
-            if participant.encoder is None and participant.connected:
-                for frame in frames:
-                    participant.track.push(frame)
-                sent += len(frames)
-        return sent
+    def listening_streams(self) -> tuple[Stream, ...]:
+        """The fast path's listeners: the C streams of the connected peers with no mix
+        of their own (kept by `place`)."""
+        return self._listening.all()
 
     def place(self, participant: Participant) -> None:
         """Keep the tick's sets (publishers, the fast path's streams) in step with

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .authority import Authority
+from ..authority import Authority
 
 log = logging.getLogger("media_node.reconcile")
 

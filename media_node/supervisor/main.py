@@ -26,14 +26,14 @@ import aiohttp
 import boto3
 from aiohttp import web
 
-from . import commands
-from .commands import CommandQueue
-from .config import Config
+from .. import commands
+from ..config import Config
+from ..events import SQS_CLIENT_CONFIG, MediaEvents
+from ..internal import COMMANDS_PATH, INBOUND_PATH
+from ..metrics import Counters, MetricsReporter
 from .ecs_task import TaskProtection, watch_for_stop
-from .events import SQS_CLIENT_CONFIG, MediaEvents
 from .front import Front, Peers, listener_target
-from .internal import COMMANDS_PATH, INBOUND_PATH
-from .metrics import Counters, MetricsReporter
+from .queue import CommandQueue
 from .registry import Registry
 from .workers import WorkerProcess, worker_env
 

@@ -36,21 +36,19 @@ import socket
 import struct
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import aiohttp
-import av
 from aiohttp import web
 
-from .authority import REMOVED, Authority, AuthorityBook
-from .events import MediaEvents
-from .metrics import Counters
-from .mixer import TIME_BASE
+from ..authority import REMOVED, Authority, AuthorityBook
+from ..events import MediaEvents
+from ..internal import WS_HEARTBEAT_SECONDS, FeedSource
+from ..metrics import Counters
+from ..tokens import PUBLISHING_ROLES
 from .room import FAREWELL_SECONDS, Room
-from .rtp_fanout import Fanout, send_to_all
-from .tokens import PUBLISHING_ROLES
+from .senders import Sender
 
 log = logging.getLogger("media_node.relay")
 
@@ -68,7 +66,6 @@ HELLO_SECONDS = 1.0
 # its datagrams cannot reach the owner (which is worth a loud failure, not silence).
 FEED_SILENCE_SECONDS = 10.0
 FEED_CONNECT_SECONDS = 10.0
-WS_HEARTBEAT_SECONDS = 5.0
 MAX_EMOJI_LENGTH = 16
 
 # What a relayed listener is told when their audio must come from elsewhere.
@@ -241,24 +238,6 @@ def _from_relay(room: Room, text: str) -> None:
 # -- the relay's side -----------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class FeedSource:
-    """Where a relay room subscribes: given by the node's front with the request."""
-
-    url: str
-    headers: dict[str, str]
-    # The node that owns the Space, when it is another node.
-    origin: str | None = None
-
-    @classmethod
-    def parse(cls, header: str) -> FeedSource:
-        data = json.loads(header)
-        return cls(url=str(data["url"]), headers=dict(data["headers"]), origin=data.get("origin"))
-
-    def header(self) -> str:
-        return json.dumps({"url": self.url, "headers": self.headers, "origin": self.origin})
-
-
 class _FeedReceiver(asyncio.DatagramProtocol):
     def __init__(self, room: RelayRoom, secret: bytes) -> None:
         self._room = room
@@ -291,12 +270,12 @@ class RelayRoom(Room):
         events: MediaEvents,
         counters: Counters,
         on_closed: Callable[[Room], None],
-        fanout: Fanout,
+        sender: Sender,
         source: FeedSource,
         node: Book,
         bind_host: str,
     ) -> None:
-        super().__init__(space_id, events, counters, on_closed, fanout)
+        super().__init__(space_id, events, counters, on_closed, sender)
         self.source = source
         self._node = node
         self._bind_host = bind_host
@@ -472,18 +451,7 @@ class RelayRoom(Room):
     def deliver(self, payload: bytes, pts: int) -> None:
         """One packet of the owner's listener mix, to every connected listener here."""
         self._feed_pts = pts
-        if self.fanout is Fanout.FAST:
-            sent = send_to_all(self._listening.all(), payload, pts)
-        else:
-            # The benchmark's baselines: aiortc's own sender packetizes the packet.
-            packet = av.Packet(payload)
-            packet.pts = pts
-            packet.time_base = TIME_BASE
-            sent = 0
-            for participant in self.participants.values():
-                if participant.connected and participant.encoder is None:
-                    participant.track.push(packet)
-                    sent += 1
+        sent = self.sender.relayed(self, payload, pts)
         self.counters.packets_out += sent
 
     def tick(self) -> None:

@@ -19,12 +19,11 @@ unprotected and parsed it, to a callback (the room's jitter buffer, see jitter.p
 
 What is dropped with the rest: the track never yields a frame, and
 `getSynchronizationSources()` stays empty; nothing in the node reads either.
-aiortc's private fields used here are pinned by `aiortc==1.16.0`.
+The receiver's private parts are reached through aiortc_seams.py.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 
@@ -33,13 +32,11 @@ from aiortc.rtcrtpparameters import RTCRtpReceiveParameters
 from aiortc.rtcrtpreceiver import StreamStatistics
 from aiortc.rtp import RtpPacket
 
-from .mixer import SAMPLE_RATE
+from . import aiortc_seams
 
 OPUS = "audio/opus"
-# RTCRtpReceiver's name-mangled state.
-STARTED = "_RTCRtpReceiver__started"
-RTCP_TASK = "_RTCRtpReceiver__rtcp_task"
-REMOTE_STREAMS = "_RTCRtpReceiver__remote_streams"
+# Opus's RTP clock (RFC 7587), whatever the sample rate inside.
+OPUS_CLOCK_RATE = 48000
 
 Deliver = Callable[[RtpPacket, float], None]
 
@@ -51,11 +48,9 @@ def take_over_receiving(receiver: RTCRtpReceiver, deliver: Deliver) -> None:
     before aiortc calls `receiver.receive()`, i.e. from the peer connection's "track"
     event, which aiortc emits before it connects.
     """
-    state = vars(receiver)
-    streams: dict[int, StreamStatistics] = state[REMOTE_STREAMS]
     opus_types: set[int] = set()
 
-    async def receive(parameters: RTCRtpReceiveParameters) -> None:
+    def negotiated(parameters: RTCRtpReceiveParameters) -> None:
         # Again after each renegotiation: the payload type may have moved.
         opus_types.clear()
         opus_types.update(
@@ -63,23 +58,14 @@ def take_over_receiving(receiver: RTCRtpReceiver, deliver: Deliver) -> None:
             for codec in parameters.codecs
             if codec.mimeType.lower() == OPUS and codec.payloadType is not None
         )
-        receiver.transport._register_rtp_receiver(receiver, parameters)
-        if not state[STARTED]:
-            # Marked started, so that aiortc's stop() unregisters it and ends this task.
-            state[RTCP_TASK] = asyncio.ensure_future(receiver._run_rtcp())
-            state[STARTED] = True
 
-    async def handle_rtp_packet(packet: RtpPacket, arrival_time_ms: int) -> None:
-        # aiortc's arrival_time_ms is wall-clock milliseconds; the jitter buffer wants
+    def handle(packet: RtpPacket, stream: StreamStatistics | None) -> None:
+        # aiortc's own arrival time is wall-clock milliseconds; the jitter buffer wants
         # the monotonic clock the mixer ticks on, at full resolution.
         arrival = time.monotonic()
-        if not receiver._enabled or packet.payload_type not in opus_types:
+        if stream is None or packet.payload_type not in opus_types:
             return
-        stream = streams.get(packet.ssrc)
-        if stream is None:
-            stream = streams[packet.ssrc] = StreamStatistics(SAMPLE_RATE)
         stream.add(packet)
         deliver(packet, arrival)
 
-    receiver.receive = receive  # type: ignore[method-assign]
-    receiver._handle_rtp_packet = handle_rtp_packet  # type: ignore[method-assign]
+    aiortc_seams.take_over_receiving(receiver, negotiated, handle, OPUS_CLOCK_RATE)

@@ -23,13 +23,13 @@ from typing import Any
 
 import aiohttp
 
-from .internal import STATUS_PATH, WORKER_SECRET_HEADER
-from .metrics import Counters
+from ..internal import STATUS_PATH, WORKER_SECRET_HEADER
+from ..metrics import Counters
 
 log = logging.getLogger("media_node.workers")
 
 # The folder that holds the media_node package, whatever the supervisor's cwd.
-PACKAGE_PARENT = Path(__file__).resolve().parent.parent
+PACKAGE_PARENT = Path(__file__).resolve().parents[2]
 START_SECONDS = 60.0
 
 

@@ -23,6 +23,8 @@ from typing import Any
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from pylibsrtp import Policy
 
+from . import aiortc_seams
+
 # RFC 3711 4.3.1 labels.
 LABEL_ENCRYPTION = 0x00
 LABEL_SALT = 0x02
@@ -52,19 +54,19 @@ def outbound_keys(transport: Any) -> tuple[bytes, bytes] | None:
     """The session key and salt of what aiortc's DTLS `transport` sends, when it
     negotiated an AES-GCM profile; None otherwise (libsrtp protects then).
 
-    Mirrors RTCDtlsTransport._setup_srtp (aiortc pinned in requirements.txt): the
-    profile the handshake selected, the keying material exported under RFC 5764's
-    label, and the client's half or the server's by the transport's role.
+    Mirrors what aiortc's DTLS transport does to key libsrtp: the profile the handshake
+    selected, the keying material exported under RFC 5764's label, and the client's
+    half or the server's by the transport's role.
     """
-    ssl = transport._ssl
+    ssl, profiles, server = aiortc_seams.srtp_keying(transport)
     if ssl is None:  # no handshake yet
         return None
     selected = ssl.get_selected_srtp_profile()
-    profile = next((p for p in transport._srtp_profiles if p.openssl_profile == selected), None)
+    profile = next((p for p in profiles if p.openssl_profile == selected), None)
     if profile is None or profile.libsrtp_profile not in GCM_PROFILES:
         return None
     material = ssl.export_keying_material(
         b"EXTRACTOR-dtls_srtp", 2 * (profile.key_length + profile.salt_length)
     )
-    master = profile.get_key_and_salt(material, 1 if transport._role == "server" else 0)
+    master = profile.get_key_and_salt(material, 1 if server else 0)
     return session_keys(master[: profile.key_length], master[profile.key_length :])

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -27,54 +26,32 @@ from aiortc import sdp as aiortc_sdp
 from aiortc.exceptions import InvalidAccessError, InvalidStateError, OperationError
 from aiortc.mediastreams import MediaStreamTrack
 
-from .authority import Authority
-from .candidates import MAX_REMOTE_CANDIDATES
-from .errors import SignalingError
-from .ice import announce_address
-from .internal import (
+from ..audio.participant import Participant
+from ..audio.room import Room
+from ..authority import Authority
+from ..candidates import MAX_REMOTE_CANDIDATES
+from ..errors import NodeError
+from ..ice import announce_address
+from ..internal import (
     ADMISSION_HEADER,
     AUTHORITY_HEADER,
     FEED_HEADER,
+    MAX_SDP_BYTES,
     SESSION_PATH,
     SESSIONS_PATH,
+    FeedSource,
 )
-from .relay import FeedSource
-from .room import Participant, Room
-from .rtp_fanout import Fanout
-from .tokens import JoinClaims, TokenError
+from ..tokens import JoinClaims
 
 if TYPE_CHECKING:
-    from .node import Node
+    from .rooms import Rooms
 
 log = logging.getLogger("media_node.signaling")
 
 SDP_CONTENT_TYPE = "application/sdp"
-MAX_SDP_BYTES = 64 * 1024
 # A peer that has not completed ICE and DTLS by then is not coming.
 CONNECT_TIMEOUT_SECONDS = 20.0
 NEGOTIATION_ERRORS = (ValueError, OperationError, InvalidAccessError, InvalidStateError)
-
-
-def error_response(status: int, code: str, message: str) -> web.Response:
-    return web.json_response({"error": code, "message": message}, status=status)
-
-
-@web.middleware
-async def json_errors(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except (SignalingError, TokenError) as exc:
-        return error_response(exc.status, exc.code, exc.message)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        code = (exc.reason or "error").lower().replace(" ", "_")
-        return error_response(exc.status, code, exc.reason or "error")
-    except Exception:
-        log.exception("request failed", extra={"path": request.path})
-        return error_response(500, "internal_error", "the media node failed to handle this")
 
 
 def check_offer(body: bytes) -> str:
@@ -84,32 +61,32 @@ def check_offer(body: bytes) -> str:
     any failure becomes a 400 instead of a 500.
     """
     if not body:
-        raise SignalingError(400, "invalid_sdp", "the body must be an SDP offer")
+        raise NodeError(400, "invalid_sdp", "the body must be an SDP offer")
     if len(body) > MAX_SDP_BYTES:
-        raise SignalingError(400, "invalid_sdp", "the SDP offer is too large")
+        raise NodeError(400, "invalid_sdp", "the SDP offer is too large")
     try:
         text = body.decode("utf-8")
         description = aiortc_sdp.SessionDescription.parse(text)
     except Exception as exc:
-        raise SignalingError(400, "invalid_sdp", f"the SDP offer does not parse: {exc}") from None
+        raise NodeError(400, "invalid_sdp", f"the SDP offer does not parse: {exc}") from None
     kinds = [media.kind for media in description.media]
     if not kinds:
-        raise SignalingError(400, "invalid_sdp", "the SDP offer has no media sections")
+        raise NodeError(400, "invalid_sdp", "the SDP offer has no media sections")
     if kinds.count("audio") != 1 or any(k not in ("audio", "application") for k in kinds):
-        raise SignalingError(
+        raise NodeError(
             400, "unsupported_offer", "the offer must have one audio section and no video"
         )
     candidates = sum(len(media.ice_candidates) for media in description.media)
     if candidates > MAX_REMOTE_CANDIDATES:
-        raise SignalingError(
+        raise NodeError(
             400, "too_many_candidates",
             f"the offer has {candidates} ICE candidates; at most {MAX_REMOTE_CANDIDATES}",
         )
     audio = next(media for media in description.media if media.kind == "audio")
     if audio.ice is None or not audio.ice.usernameFragment or audio.dtls is None:
-        raise SignalingError(400, "invalid_sdp", "the offer lacks ICE or DTLS parameters")
+        raise NodeError(400, "invalid_sdp", "the offer lacks ICE or DTLS parameters")
     if not any(codec.mimeType.lower() == "audio/opus" for codec in audio.rtp.codecs):
-        raise SignalingError(400, "unsupported_offer", "the offer's audio must include Opus")
+        raise NodeError(400, "unsupported_offer", "the offer's audio must include Opus")
     return text
 
 
@@ -118,7 +95,7 @@ def _admission(request: web.Request) -> int:
     try:
         return int(request.headers[ADMISSION_HEADER])
     except (KeyError, ValueError):
-        raise SignalingError(
+        raise NodeError(
             400, "invalid_request", f"{ADMISSION_HEADER} must be the front's count of joins"
         ) from None
 
@@ -135,13 +112,13 @@ def _json_header(request: web.Request, name: str) -> Any:
 
 def _content_type_must_be_sdp(request: web.Request) -> None:
     if request.content_type != SDP_CONTENT_TYPE:
-        raise SignalingError(
+        raise NodeError(
             415, "unsupported_media_type", f"Content-Type must be {SDP_CONTENT_TYPE}"
         )
 
 
 class Signaling:
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: Rooms) -> None:
         self._node = node
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -196,7 +173,7 @@ class Signaling:
         _content_type_must_be_sdp(request)
         offer = check_offer(await request.read())
         if participant.pc.signalingState != "stable":
-            raise SignalingError(409, "negotiation_in_progress", "a negotiation is under way")
+            raise NodeError(409, "negotiation_in_progress", "a negotiation is under way")
         answer = await self._answer(participant.pc, offer)
         log.info("session renegotiated", extra=participant.describe())
         return web.Response(status=200, text=answer, content_type=SDP_CONTENT_TYPE)
@@ -211,7 +188,7 @@ class Signaling:
             request.match_info["space_id"], request.match_info["session_id"]
         )
         if participant is None:
-            raise SignalingError(404, "unknown_session", "no such session on this node")
+            raise NodeError(404, "unknown_session", "no such session on this node")
         return participant
 
     async def _answer(self, pc: RTCPeerConnection, offer: str) -> str:
@@ -224,7 +201,7 @@ class Signaling:
                 self._node.udp_mux.attach(pc)
             await pc.setLocalDescription(await pc.createAnswer())
         except NEGOTIATION_ERRORS as exc:
-            raise SignalingError(400, "invalid_sdp", f"the offer was refused: {exc}") from None
+            raise NodeError(400, "invalid_sdp", f"the offer was refused: {exc}") from None
         local = pc.localDescription
         address = self._node.config.announced_address
         return announce_address(local.sdp, address) if address else local.sdp
@@ -249,8 +226,7 @@ def new_participant(room: Room, session_id: str, claims: JoinClaims) -> Particip
     # section lands on it and only Opus is negotiated: the mix is Opus packets, which
     # a sender that had agreed on PCMU would send under the wrong payload type.
     transceiver = pc.addTransceiver(participant.track, direction="sendrecv")
-    if room.fanout is Fanout.FAST:
-        participant.take_over_sending(transceiver.sender)
+    room.sender.attach(participant, transceiver.sender)
     transceiver.setCodecPreferences(
         [
             codec

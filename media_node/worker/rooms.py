@@ -1,8 +1,10 @@
 """A worker's rooms, its admission rules and its draining state.
 
-Each worker process of a node (supervisor.py starts them) has one `Node`: the rooms it
-owns (it mixes them) and the rooms it relays (relay.py). What is per node, not per
-worker (capacity, one use of a join token, placement), is the front's (front.py)."""
+Each worker process of a node (the supervisor starts them) has one `Rooms`: the rooms
+it owns (it mixes them) and the rooms it relays (audio/relay.py), what it was told of
+its participants' authority, and what the commands and reconciliation say of them.
+What is per node, not per worker (capacity, one use of a join token, placement), is the
+front's (supervisor/front.py)."""
 
 from __future__ import annotations
 
@@ -12,20 +14,24 @@ import logging
 import time
 from typing import Any
 
-from .authority import LISTENER, Authority, AuthorityBook
-from .config import Config
-from .errors import SignalingError
-from .events import MediaEvents
+from ..audio import senders
+from ..audio.participant import Participant
+from ..audio.relay import FeedUnavailable, RelayRoom
+from ..audio.room import Room
+from ..authority import LISTENER, Authority, AuthorityBook
+from ..commands import authority_of
+from ..config import Config
+from ..errors import NodeError
+from ..events import MediaEvents
+from ..internal import FeedSource
+from ..sessions import new_session_id
+from ..tokens import JoinClaims, TokenVerifier
+from ..transport.udp_mux import UdpMux
 from .reconcile import Reconciler, Truth
-from .relay import FeedSource, FeedUnavailable, RelayRoom
-from .room import Participant, Room
-from .sessions import new_session_id
-from .tokens import JoinClaims, TokenVerifier
-from .udp_mux import UdpMux
 
-log = logging.getLogger("media_node.node")
+log = logging.getLogger("media_node.rooms")
 
-class Node:
+class Rooms:
     def __init__(self, config: Config, events: MediaEvents, worker: int = 0) -> None:
         self.config = config
         self.node_id = config.node_id
@@ -38,6 +44,8 @@ class Node:
         # aioice's own.
         self.udp_mux: UdpMux | None = None
         self.rooms: dict[str, Room] = {}
+        # How the rooms send (the fast path; a baseline of the benchmark's).
+        self.sender = senders.load(config.room_sender)
         self.draining = False
         # What this worker has been told of its participants' authority (authority.py).
         self.book = AuthorityBook()
@@ -93,7 +101,7 @@ class Node:
                 state = truth.spaces.get(claims.space_id)
                 owner = claims.origin or self.node_id
                 if state is not None and state.node_id and state.node_id != owner:
-                    raise SignalingError(409, "space_moved", "this Space is on another node "
+                    raise NodeError(409, "space_moved", "this Space is on another node "
                                          "now: join it again through the API")
         return self.book.effective(claims)
 
@@ -107,17 +115,17 @@ class Node:
         claims = self.book.effective(claims)
         room = self.rooms.get(space_id)
         if room is None and self.draining:
-            raise SignalingError(503, "draining", "this node is draining and opens no new rooms")
+            raise NodeError(503, "draining", "this node is draining and opens no new rooms")
         if claims.may_publish and (isinstance(room, RelayRoom) or (room is None and feed)):
             # Speakers publish into the mix, which is made where the Space is owned.
-            raise SignalingError(403, "wrong_node", "speakers join the Space where it is mixed")
+            raise NodeError(403, "wrong_node", "speakers join the Space where it is mixed")
         if room is None:
             config = self.config
             if feed is None:
-                room = Room(space_id, self.events, self.counters, self._room_closed, config.fanout)
+                room = Room(space_id, self.events, self.counters, self._room_closed, self.sender)
             else:
                 room = RelayRoom(space_id, self.events, self.counters, self._room_closed,
-                                 config.fanout, feed, self, config.host)
+                                 self.sender, feed, self, config.host)
             self.rooms[space_id] = room
             log.info("room opened", extra={"space_id": space_id, "relay": feed is not None})
         if isinstance(room, RelayRoom):
@@ -125,19 +133,19 @@ class Node:
                 await room.ready()
             except FeedUnavailable as exc:
                 log.warning("no feed to relay", extra={"space_id": space_id, "why": str(exc)})
-                raise SignalingError(
+                raise NodeError(
                     503, "relay_unavailable", "the Space's audio cannot be relayed; try again"
                 ) from None
             if room.closed:
                 # Another join, refused, closed the room while this one waited for it.
-                raise SignalingError(503, "relay_unavailable", "the relay closed; try again")
+                raise NodeError(503, "relay_unavailable", "the relay closed; try again")
             try:
                 # The owner's book arrived with its feed.
                 claims = self.book.effective(claims)
                 if claims.may_publish:
-                    raise SignalingError(
+                    raise NodeError(
                         403, "wrong_node", "speakers join the Space where it is mixed")
-            except SignalingError:
+            except NodeError:
                 if not room.participants:
                     await room.close()
                 raise
@@ -173,6 +181,23 @@ class Node:
         if room is not None:
             await room.apply_authority(user_id, authority)
         return True
+
+    async def apply_command(self, command: dict[str, Any]) -> None:
+        """A command from the control plane (commands.py): a duplicate, or one older
+        than what the worker knows, changes nothing."""
+        kind, space_id = command["type"], command["space_id"]
+        fields = {"command": command}
+        if kind == "end":
+            await self.end_space(space_id)
+            log.info("space ended", extra=fields)
+        elif kind == "close":
+            await self.close_moved(space_id)
+        else:
+            authority = authority_of(command)
+            assert authority is not None
+            applied = await self.learn(space_id, command["user_id"], authority)
+            log.info("command applied" if applied else "command older than what is known",
+                     extra=fields)
 
     def held(self) -> dict[str, set[str]]:
         """The Spaces open here and the users connected in each."""

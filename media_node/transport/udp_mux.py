@@ -44,6 +44,8 @@ from aioice.candidate import Candidate, candidate_foundation, candidate_priority
 from aioice.ice import Connection, StunProtocol
 from aiortc import RTCPeerConnection
 
+from . import aiortc_seams
+
 log = logging.getLogger(__name__)
 
 STUN_HEADER = struct.Struct("!HHI12s")
@@ -218,9 +220,8 @@ class MuxPort(asyncio.DatagramProtocol):
 
 def _nominated_at(protocol: StunProtocol, address: Address) -> bool:
     """Whether the connection of `protocol` has nominated a pair to `address` on it."""
-    nominated = getattr(protocol.receiver, "_nominated", {})
     return any(pair.protocol is protocol and tuple(pair.remote_addr) == address
-               for pair in nominated.values())
+               for pair in aiortc_seams.nominated_pairs(protocol))
 
 
 def _verifies(data: bytes, protocol: StunProtocol) -> bool:
@@ -265,11 +266,9 @@ class UdpMux:
 
         Called once the offer is applied (bundling has then removed the transports it
         replaces) and before the answer is made (which gathers)."""
-        transports = pc._RTCPeerConnection__iceTransports  # type: ignore[attr-defined]
-        for transport in transports:
-            connection = transport.iceGatherer._connection
-            if "get_component_candidates" not in vars(connection):
-                connection.get_component_candidates = self._gatherer(connection)
+        for transport in aiortc_seams.ice_transports(pc):
+            connection = aiortc_seams.gatherer_connection(transport)
+            aiortc_seams.replace_gatherer(connection, self._gatherer(connection))
 
     def _gatherer(self, connection: Connection) -> Callable[..., Any]:
         aioice_gather = connection.get_component_candidates
@@ -292,7 +291,7 @@ class UdpMux:
                     port=mux_port.address[1],  # type: ignore[union-attr]
                     type="host",
                 )
-                connection._protocols.append(protocol)
+                aiortc_seams.add_protocol(connection, protocol)
                 candidates.append(protocol.local_candidate)
             if elsewhere:
                 candidates += await aioice_gather(component, elsewhere, timeout)

@@ -1,4 +1,4 @@
-"""`python -m media_node.worker`: one worker process of a node, started by its supervisor.
+"""One worker process of a node (`python -m media_node.worker`), started by its supervisor.
 
 A worker is what a whole node was before there were several: aiortc peers, the rooms
 they are in, the mix. It serves HTTP on a loopback socket the supervisor made and
@@ -28,23 +28,25 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 from aioice.ice import get_host_addresses
 
-from . import commands, logs
-from .certificate import share_one_certificate
-from .config import Config, ConfigError
-from .events import SQS_CLIENT_CONFIG, MediaEvents
-from .internal import (
+from .. import commands, logs
+from ..audio.relay import FeedEndpoint, RelayRoom, serve_feed
+from ..config import Config, ConfigError
+from ..errors import error_response, json_errors
+from ..events import SQS_CLIENT_CONFIG, MediaEvents
+from ..internal import (
     COMMANDS_PATH,
     FEED_PATH,
     INBOUND_PATH,
+    MAX_SDP_BYTES,
     REPLACED_PATH,
     STATUS_PATH,
     WORKER_SECRET_HEADER,
 )
-from .node import Node
+from ..transport.aiortc_seams import share_one_certificate
+from ..transport.udp_mux import UdpMux
 from .reconcile import ControlPlaneTables, Reconciler
-from .relay import FeedEndpoint, RelayRoom, serve_feed
-from .signaling import MAX_SDP_BYTES, Signaling, error_response, json_errors
-from .udp_mux import UdpMux
+from .rooms import Rooms
+from .signaling import Signaling
 
 log = logging.getLogger("media_node.worker")
 
@@ -63,7 +65,7 @@ def only_the_front(secret: str) -> Middleware:
 
 
 class Worker:
-    def __init__(self, node: Node, endpoint: FeedEndpoint, secret: str) -> None:
+    def __init__(self, node: Rooms, endpoint: FeedEndpoint, secret: str) -> None:
         self._node = node
         self._endpoint = endpoint
         self._secret = secret
@@ -96,7 +98,7 @@ class Worker:
             command = commands.parse(await request.text())
         except commands.CommandError as exc:
             return error_response(400, "invalid_command", str(exc))
-        await commands.apply(self._node, command)
+        await self._node.apply_command(command)
         return web.Response(status=204)
 
     async def replaced(self, request: web.Request) -> web.Response:
@@ -149,7 +151,7 @@ async def serve(
     events = MediaEvents(boto3.client("sqs", config=SQS_CLIENT_CONFIG),
                          config.media_events_queue_url, config.node_id)
     events.start()
-    node = Node(config, events, index)
+    node = Rooms(config, events, index)
     reconciling: asyncio.Task[None] | None = None
     if config.spaces_table and config.members_table:
         tables = ControlPlaneTables(boto3.client("dynamodb"), config.spaces_table,
@@ -235,7 +237,3 @@ def main() -> int:
         log.exception("worker failed")
         return 1
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -13,8 +13,8 @@ import time
 from decimal import Decimal
 from typing import Any, Protocol
 
-from .config import Config
-from .metrics import CpuMeter
+from ..config import Config
+from ..metrics import CpuMeter
 
 log = logging.getLogger("media_node.registry")
 
