@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 import aiohttp
+import yarl
 from aiohttp import web
 
 from chalicelib.validation import USER_ID
@@ -32,9 +33,10 @@ def _proxy(upstream: str, strip: str,
     """Forwards to `upstream`; `signature`: the (header, secret) that CloudFront adds to
     what it sends its origin, put in place of any value the client sent."""
     async def forward(request: web.Request) -> web.StreamResponse:
-        path = request.rel_url.path[len(strip):] or "/"
-        url = upstream + path + (f"?{request.rel_url.query_string}"
-                                 if request.rel_url.query_string else "")
+        # As sent, still percent-encoded: a decoded `%23` would end the path at a `#`.
+        path = request.rel_url.raw_path[len(strip):] or "/"
+        query = request.rel_url.raw_query_string
+        url = yarl.URL(upstream + path + (f"?{query}" if query else ""), encoded=True)
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP
                    and (signature is None or k.lower() != signature[0].lower())}
         if signature is not None:

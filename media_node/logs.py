@@ -45,9 +45,3 @@ def configure(node_id: str, level: str = "INFO", worker: int | None = None) -> N
     # aiortc and aioice log every ICE check and RTCP report at INFO.
     for noisy in ("aiortc", "aioice", "aiohttp.access", "botocore", "boto3", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-
-
-def emit_line(entry: dict[str, Any]) -> None:
-    """Write one JSON line to stdout beside the logs (embedded metric format)."""
-    sys.stdout.write(json.dumps(entry, separators=(",", ":")) + "\n")
-    sys.stdout.flush()

@@ -1,24 +1,30 @@
 """Node metrics as CloudWatch embedded-metric-format (EMF) lines on stdout.
 
 The awslogs driver ships stdout to CloudWatch Logs, which turns EMF lines into metrics
-without any API call from the node.
+without any API call from the node. The lines are made by `aws-embedded-metrics`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import astuple, dataclass, fields
 from typing import Any, Protocol
 
-from .logs import emit_line
+from aws_embedded_metrics.config import get_config
+from aws_embedded_metrics.logger.metrics_logger_factory import create_metrics_logger
 
 NAMESPACE = "Parlor/Media"
 SERVICE = "parlor-media"
 
 log = logging.getLogger("media_node.metrics")
+
+# Outside Lambda the library would look for a CloudWatch agent on a socket; the task runs
+# none, and its stdout already goes to CloudWatch Logs.
+get_config().environment = "local"
 
 
 @dataclass
@@ -143,23 +149,12 @@ class MetricsReporter:
             "CpuPercent": (self._cpu.read(), "Percent"),
         }
         self._last = counters
-        emit_line(
-            {
-                "_aws": {
-                    "Timestamp": int(time.time() * 1000),
-                    "CloudWatchMetrics": [
-                        {
-                            "Namespace": NAMESPACE,
-                            "Dimensions": [["Service", "Stack"], ["Service", "Stack", "NodeId"]],
-                            "Metrics": [
-                                {"Name": name, "Unit": unit} for name, (_, unit) in values.items()
-                            ],
-                        }
-                    ],
-                },
-                "Service": SERVICE,
-                "Stack": self._stack,
-                "NodeId": node.node_id,
-                **{name: value for name, (value, _) in values.items()},
-            }
-        )
+        metrics = create_metrics_logger()
+        metrics.set_namespace(NAMESPACE)
+        identity = {"Service": SERVICE, "Stack": self._stack}
+        metrics.set_dimensions(identity, {**identity, "NodeId": node.node_id},
+                               use_default=False)
+        for name, (value, unit) in values.items():
+            metrics.put_metric(name, value, unit)
+        await metrics.flush()
+        sys.stdout.flush()
