@@ -29,8 +29,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .__main__ import node_run, signing_keys
 from .harness import NODE_CPU, RESULTS, Aws, load_cpus, write_results
+from .runs import node_run, signing_keys
 
 PERF = shutil.which("perf")
 # `perf report --children` rows whose inclusive share is read, by symbol: the kernel's

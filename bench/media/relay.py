@@ -33,7 +33,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .__main__ import generator_settings, node_run, signing_keys
 from .harness import (
     PACKETS_PER_SECOND,
     RESULTS,
@@ -48,6 +47,7 @@ from .harness import (
     runqueue_wait,
     write_results,
 )
+from .runs import generator_settings, node_run, signing_keys
 
 
 def worker_pids(node: MediaNode) -> tuple[int, int]:
