@@ -7,13 +7,11 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
 import jwt
 import pytest
-from moto import mock_aws
 
 from chalicelib.jointoken import (
     SigningKey,
@@ -24,6 +22,8 @@ from chalicelib.jointoken import (
 )
 from media_node import tokens
 from media_node.tokens import TokenError, TokenVerifier, secrets_manager_reader
+
+from .conftest import Aws
 
 SPACE = "sp_keys"
 
@@ -104,12 +104,16 @@ def test_a_failed_read_keeps_the_keys_held(monkeypatch: pytest.MonkeyPatch) -> N
 
 
 @pytest.fixture
-def key_secrets() -> Iterator[tuple[Any, str, str]]:
-    with mock_aws():
-        client = boto3.client("secretsmanager", region_name="us-east-1")
-        private = client.create_secret(Name="join-private", SecretString="x")["ARN"]
-        public = client.create_secret(Name="join-public", SecretString="x")["ARN"]
-        yield client, private, public
+def key_secrets(aws: Aws, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, str, str]:
+    # This package's moto server, not an in-process mock: starting and stopping one
+    # resets moto's state, the server's tables with it, under the other tests' nodes.
+    for name, value in aws.env.items():
+        monkeypatch.setenv(name, value)
+    client = boto3.client("secretsmanager")
+    suffix = uuid.uuid4().hex[:6]
+    private = client.create_secret(Name=f"join-private-{suffix}", SecretString="x")["ARN"]
+    public = client.create_secret(Name=f"join-public-{suffix}", SecretString="x")["ARN"]
+    return client, private, public
 
 
 def test_a_rotation_in_secrets_manager_reaches_the_node(
