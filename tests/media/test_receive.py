@@ -100,8 +100,10 @@ def test_a_stalled_speaker_never_delays_the_mix(node: NodeProcess, space: str) -
             resumed = time.monotonic()
             delay = await listener.hear(440, present=True, timeout=2.0)
             assert delay < 0.5
-            # The mix went on at 50 packets a second throughout.
-            assert len(during) >= 0.9 * 50 * (resumed - stall_started - 0.2)
+            # The mix went on at 50 packets a second throughout: a mix that waited for
+            # the stalled speaker would send none for 1.5 s. (0.8: this process's own
+            # receiving lags on a loaded machine.)
+            assert len(during) >= 0.8 * 50 * (resumed - stall_started - 0.2)
             gaps = np.diff(during)
             assert gaps.max() < 0.2
         finally:
