@@ -35,7 +35,7 @@ from media_node.identity import NODE_ID_FROM_AWS, NODE_TAG
 MEDIA_NODE = Path(__file__).resolve().parent.parent / "media_node"
 SIGNALING_PORT = 8700
 # Worker i of a node takes every peer's ICE, DTLS and SRTP on UDP port ICE_PORT + i
-# (media_node/udp_mux.py).
+# (media_node/transport/udp_mux.py).
 ICE_PORT = 7900
 COMMAND_QUEUE_PREFIX = "parlor-media-node-"
 # The IAM policy variable a node's principal id is compared with (see media_node/config.py).
@@ -43,7 +43,7 @@ PRINCIPAL = "${aws:userid}"
 # Participants a node takes per vCPU (its CAPACITY); autoscaling aims below it.
 CAPACITY_PER_VCPU = 500
 # A node's memory per vCPU (one worker each): Fargate's smallest size for 1 vCPU, and
-# about 17 MB per 100 listeners (docs/performance.md) leaves room for CAPACITY.
+# about 15 MB per 100 listeners (docs/performance.md) leaves room for CAPACITY.
 MEMORY_MIB_PER_VCPU = 2048
 # Fargate's task sizes, each of which takes MEMORY_MIB_PER_VCPU per vCPU.
 FARGATE_VCPUS = (1, 2, 4, 8, 16)

@@ -14,9 +14,9 @@ from .candidates import CandidatePolicy, Network, parse_networks
 from .ice import DISCOVER_ON_ECS
 
 SQS_NAME_MAX = 80
-# Listeners of one Space a worker sends to before more workers relay it: about 65% of
-# the fast path's measured 1,240 listeners per core (docs/performance.md), leaving the
-# rest of the core for the mix, the speakers' decoding and the DTLS handshakes of joins.
+# Listeners of one Space a worker sends to before more workers relay it: well under
+# the fast path's measured listeners per core (docs/performance.md), leaving the rest
+# of the core for the mix, the speakers' decoding and the DTLS handshakes of joins.
 DEFAULT_WORKER_LISTENERS = 800
 MAX_RECONCILE_SECONDS = 10.0
 

@@ -4,7 +4,7 @@
 The issue asks for sends batched where the platform allows. Linux batches datagrams
 only on one socket (sendmmsg) or, across sockets, through io_uring; this measured
 which is worth having, and the node now shares one socket among a worker's peers (an
-ICE mux, media_node/udp_mux.py) and sends with sendmmsg. `sends.c`, compiled here with
+ICE mux, media_node/transport/udp_mux.py) and sends with sendmmsg. `sends.c`, compiled here with
 the compiler the media node's extension already needs, sends one SRTP-sized datagram
 to each of `listeners` loopback receivers every 20 ms from the node's CPU, while a
 child process drains them on another, in four ways: sendto per listener socket (the

@@ -79,7 +79,7 @@ class Participant:
         """Take the peer's audio off aiortc's receive path, into this jitter buffer.
 
         aiortc emits the track before it starts the receiver, which is the moment the
-        receiver can be taken over (rtp_receive.py).
+        receiver can be taken over (transport/receive.py).
         """
         for transceiver in self.pc.getTransceivers():
             if transceiver.receiver.track is track:

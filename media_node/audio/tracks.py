@@ -1,6 +1,6 @@
 """The outbound track of a participant, for aiortc's own RTCRtpSender.
 
-With the fast fan-out (rtp_fanout) nothing is pushed: the track only keeps the sender's
+With the fast fan-out (transport/fanout.py) nothing is pushed: the track only keeps the sender's
 RTP loop asleep while the room sends for it. With the stock path, a track whose `recv()`
 returns `av.Packet` (with pts and a 1/48000 time base) makes aiortc's RTCRtpSender skip
 its own encoder and only packetize, so the room encodes a mix once and all listeners'

@@ -7,7 +7,8 @@ connection. For a room that sends the same payload to every listener, the only w
 that must differ per listener is the RTP header (sequence number, timestamp, SSRC),
 SRTP protection with the peer's own keys and one sendto on the peer's own UDP socket.
 Even a tight Python loop spent most of its time in the interpreter around those calls,
-so the loop is C (`media_node/native/`, built as `media_node._fanout`).
+so the loop is C (`media_node/transport/native/`, built as
+`media_node/transport/_fanout.abi3.so`).
 
 An `RtpStream` is set up from the peer connection once ICE and DTLS are up: the DTLS
 transport's outbound SRTP session (the libsrtp session aiortc keyed from the handshake,

@@ -99,7 +99,7 @@ _READS: dict[bool, tuple[str, dict[str, str]]] = {
 
 
 class Reconciled(Protocol):
-    """The worker's side (node.Node)."""
+    """The worker's side (worker/rooms.py's Rooms)."""
 
     def held(self) -> dict[str, set[str]]: ...
 

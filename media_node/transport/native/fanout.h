@@ -4,7 +4,7 @@
  * The module sends a room's encoded audio to every listener in one C loop: each
  * listener needs the same Opus payload under its own RTP header, protected with its own
  * SRTP keys and sent to its own address, and in Python the interpreter around those
- * three calls cost as much as the calls themselves (docs/performance.md). A `Stream` is
+ * three calls cost as much as the calls themselves (docs/decisions/001-listener-fast-path.md). A `Stream` is
  * a C struct (header template, SRTP keys, socket, destination); the files split it by
  * concern:
  *

@@ -131,7 +131,7 @@ static PyMethodDef module_methods[] = {
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT,
-    .m_name = "media_node._fanout",
+    .m_name = "media_node.transport._fanout",
     .m_doc = "The media node's per-listener send path: RTP header, SRTP, sendto, in C.",
     .m_size = -1,
     .m_methods = module_methods,

@@ -169,7 +169,7 @@ void rtcp_take_compound(Stream *self, const uint8_t *data, Py_ssize_t size)
             }
         } else if (type == RTCP_RTPFB && count == RTPFB_NACK && length >= 12 &&
                    get32(packet + 8) == self->ssrc) {
-            /* Counted, not answered: see docs/decisions/001-listener-fast-path.md. */
+            /* Counted, not answered: see docs/decisions/009-no-nack-for-listeners.md. */
             self->nacks++;
         }
         at += length;

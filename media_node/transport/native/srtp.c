@@ -4,7 +4,7 @@
  *
  * The libsrtp session is pylibsrtp's (libsrtp 2 on OpenSSL), reached through the
  * `srtp_t` it holds and the addresses of its functions, both handed over by
- * rtp_fanout.py through cffi. Debian's libsrtp2 is built on NSS, which measured 2.0 us
+ * transport/fanout.py through cffi. Debian's libsrtp2 is built on NSS, which measured 2.0 us
  * per AES-GCM protect and 6.4 us per AES-CM one across 1000 sessions here, against
  * 0.5 us for OpenSSL's; and a session of our own would have cost a second key schedule
  * (about 19 KB) per listener. libsrtp keeps SRTCP both ways and the AES-CM profiles.
