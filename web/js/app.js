@@ -15,7 +15,42 @@ const ERROR_TEXT = {
   no_media_node: () => "No audio server is available right now. Try again in a moment.",
   removed: () => "You were removed from this Space and cannot rejoin it.",
   already_hosting: () => "You are already hosting a live Space: end it before starting another.",
+  blocked: () => "The host has blocked you.",
+  space_not_live: (e) => (e.body.state === "ended" ? "This Space has ended." : "This Space is not live."),
+  space_ended: () => "This Space has ended.",
 };
+
+// Rejoining after the audio is lost: the first try at once but for a little jitter (a
+// node that dies takes a whole room with it, and its listeners should not all join in
+// the same instant), then exponential backoff with jitter up to RETRY_CAP_MS. After
+// GIVE_UP_MS without success the room says so and leaves it to the person.
+const FIRST_RETRY_MS = 300;
+const RETRY_BASE_MS = 1000;
+const RETRY_CAP_MS = 15000;
+const GIVE_UP_MS = 60000;
+// A connection lost again this soon after a rejoin continues the backoff where it was.
+const STABLE_MS = 30000;
+
+export function retryDelay(attempt, random = Math.random) {
+  if (attempt === 0) return random() * FIRST_RETRY_MS;
+  const ceiling = Math.min(RETRY_CAP_MS, RETRY_BASE_MS * 2 ** (attempt - 1));
+  return ceiling / 2 + random() * (ceiling / 2);
+}
+
+// What a rejoin cannot change: the person was removed or blocked, the Space is over or
+// gone, or the session has ended. Anything else (no node, a full node, the network) may
+// pass.
+function isFinal(error) {
+  if (error instanceof ApiError) {
+    return [401, 403, 404].includes(error.status) || error.code === "space_not_live";
+  }
+  if (error instanceof MediaError) {
+    return ["removed", "space_ended", "microphone_denied"].includes(error.code);
+  }
+  return false;
+}
+
+const sleep = (ms) => new Promise((resolve) => { setTimeout(resolve, ms); });
 
 const state = { config: null, session: null, api: null, me: null, room: null, barTimer: null, barSocket: null };
 
@@ -213,6 +248,16 @@ class Room {
     this.detail = null;
     this.connection = null;
     this.speaking = new Set();
+    // Recovery: `recovering` while rejoining by itself; `finished` once the person was
+    // removed or the Space ended (nothing to rejoin); `giveUpAfterMs` and `recoveries`
+    // are read and set by the browser tests.
+    this.recovering = false;
+    this.finished = false;
+    this.closed = false;
+    this.recoveries = 0;
+    this.giveUpAfterMs = GIVE_UP_MS;
+    this.backoff = { attempt: 0, endedAt: 0 };
+    this.spareMicrophone = null;
     this.audio = el("audio", { autoplay: true });
     this.audio.hidden = true;
     view.append(this.audio);
@@ -228,7 +273,7 @@ class Room {
     const on = (name, action) => $(`[data-action="${name}"]`, this.view)
       .addEventListener("click", () => attempt(action));
     const path = `/spaces/${this.spaceId}`;
-    on("listen", () => this.join());
+    on("listen", () => this.listen());
     on("leave", async () => { await state.api.post(`${path}/leave`); leaveRoom(); location.hash = "#/"; });
     on("request", () => state.api.post(`${path}/requests`).then(() => this.refresh()));
     on("cancel-request", () => state.api.delete(`${path}/requests`).then(() => this.refresh()));
@@ -262,29 +307,96 @@ class Room {
     await this.refresh();
   }
 
+  // The person asks for the audio (again): whatever ended the last connection is past.
+  listen() {
+    this.finished = false;
+    return this.join();
+  }
+
   async join() {
     if (this.connection) return;
     const joined = await state.api.post(`/spaces/${this.spaceId}/join`);
-    const connection = new AudioConnection(joined, this.audio);
-    connection.addEventListener("room", (event) => this.onRoomEvent(event.detail));
-    connection.addEventListener("state", (event) => this.setAudioStatus(event.detail));
-    connection.addEventListener("autoplay-blocked", () =>
-      this.setAudioStatus("blocked"));
+    if (this.closed) return;
+    // The join answer says the role and mute of this moment: a speaker who rejoins comes
+    // back on stage with the microphone, muted as they were.
+    const connection = new AudioConnection(joined, this.audio, { microphone: this.spareMicrophone });
+    this.spareMicrophone = null;
+    const current = () => connection === this.connection;
+    connection.addEventListener("room", (event) => { if (current()) this.onRoomEvent(event.detail); });
+    connection.addEventListener("state", (event) => { if (current()) this.setAudioStatus(event.detail); });
+    connection.addEventListener("autoplay-blocked", () => this.setAudioStatus("blocked"));
+    connection.addEventListener("lost", () => { if (current()) this.recover(); });
     this.connection = connection;
     try {
       await connection.connect();
     } catch (error) {
-      this.connection = null;
+      if (current()) this.connection = null;
+      this.spareMicrophone = connection.close({ keepMicrophone: true });
       throw error;
     }
     connection.setMicrophoneEnabled(!joined.muted);
     await this.refresh();
   }
 
+  // The audio is gone (the node or its worker died, the transport failed, or the node
+  // asked for a rejoin): join again through the API, which names the node to use now.
+  async recover() {
+    if (this.recovering || this.finished || this.closed) return;
+    this.recovering = true;
+    this.recoveries += 1;
+    const lost = this.connection;
+    this.connection = null;
+    if (lost) this.spareMicrophone = lost.close({ keepMicrophone: true }) || this.spareMicrophone;
+    this.setAudioStatus("reconnecting");
+    this.renderControls();
+    const started = Date.now();
+    let attempt = Date.now() - this.backoff.endedAt < STABLE_MS ? this.backoff.attempt : 0;
+    for (;;) {
+      const delay = retryDelay(attempt);
+      if (Date.now() - started + delay > this.giveUpAfterMs) {
+        this.giveUp();
+        break;
+      }
+      await sleep(delay);
+      if (!this.recovering) return;
+      attempt += 1;
+      try {
+        await this.join();
+        if (this.connection) break;
+      } catch (error) {
+        if (!this.recovering) return;
+        if (isFinal(error)) {
+          this.finish(explain(error), error instanceof ApiError && error.status === 409 ? "info" : "error");
+          break;
+        }
+      }
+    }
+    this.recovering = false;
+    this.backoff = { attempt, endedAt: Date.now() };
+    this.renderControls();
+  }
+
+  giveUp() {
+    this.spareMicrophone?.stop();
+    this.spareMicrophone = null;
+    this.setAudioStatus("gave-up");
+    notify("The audio connection was lost and could not be restored. Press Listen to try again.");
+  }
+
+  // Nothing to rejoin: the person was removed, or the Space ended.
+  finish(message, kind = "error") {
+    this.finished = true;
+    this.recovering = false;
+    if (message) notify(message, kind);
+    this.stopAudio();
+  }
+
   setAudioStatus(status) {
+    if (this.recovering && ["new", "connecting", "closed"].includes(status)) status = "reconnecting";
     const text = {
       connecting: "Connecting the audio…", connected: "You are in the audio.",
-      failed: "The audio connection failed. Leave and listen again.",
+      reconnecting: "Reconnecting…",
+      "gave-up": "The audio could not be restored. Press Listen to try again.",
       blocked: "Press Listen again to allow sound.", closed: "",
     }[status];
     if (text !== undefined) $("[data-audio]", this.view).textContent = text;
@@ -308,15 +420,11 @@ class Room {
         await this.refresh();
         return;
       case "removed":
-        if (message.user_id === me) {
-          notify(ERROR_TEXT.removed());
-          this.stopAudio();
-        }
+        if (message.user_id === me) this.finish(ERROR_TEXT.removed());
         await this.refresh();
         return;
       case "space_ended":
-        notify("This Space has ended.", "info");
-        this.stopAudio();
+        this.finish("This Space has ended.", "info");
         await this.refresh();
         return;
       case "node_closing":
@@ -324,8 +432,8 @@ class Room {
         // The audio must come from elsewhere: the node is closing, or (rejoin) this
         // connection came through a relay that cannot carry a speaker's voice or lost
         // its feed. Joining again through the API places it where it now belongs.
-        this.stopAudio();
-        await attempt(() => this.join());
+        this.backoff = { attempt: 0, endedAt: 0 };
+        await this.recover();
         return;
       default: return;
     }
@@ -339,8 +447,11 @@ class Room {
   }
 
   stopAudio() {
+    this.recovering = false;
     this.connection?.close();
     this.connection = null;
+    this.spareMicrophone?.stop();
+    this.spareMicrophone = null;
     this.setAudioStatus("closed");
   }
 
@@ -367,10 +478,19 @@ class Room {
     $("[data-title]", view).textContent = detail.title;
     $("[data-host]", view).textContent = `Hosted by ${handleOf(detail.host)}${detail.topics.length ? ` · ${detail.topics.join(", ")}` : ""}`;
     $("[data-counts]", view).textContent = `${detail.speaker_count + detail.co_host_count + 1} on stage · ${detail.listener_count} listening`;
+    if (!live && !this.finished) this.finish(null);
+    this.renderControls();
+    this.renderStage();
+  }
+
+  renderControls() {
+    const { detail, view } = this;
+    if (!detail) return;
+    const live = detail.state === "live";
     const me = detail.me || {};
     const show = (name, visible) => { $(`[data-action="${name}"]`, view).hidden = !visible; };
     const onStage = ON_STAGE.includes(me.role);
-    show("listen", live && !this.connection && me.role !== "removed");
+    show("listen", live && !this.connection && !this.recovering && me.role !== "removed");
     show("leave", live && Boolean(me.role) && me.role !== "removed");
     show("request", live && me.role === "listener" && !me.requested_to_speak && !me.invited_to_speak);
     show("cancel-request", live && me.role === "listener" && me.requested_to_speak);
@@ -381,8 +501,6 @@ class Room {
     $("[data-moderation]", view).hidden = !(live && this.moderator);
     $("[data-cohost-form]", view).hidden = me.role !== "host";
     show("end", live && me.role === "host");
-    if (!live) this.stopAudio();
-    this.renderStage();
   }
 
   renderStage() {
@@ -431,6 +549,7 @@ class Room {
   }
 
   close() {
+    this.closed = true;
     clearInterval(this.timer);
     this.stopAudio();
   }
@@ -451,7 +570,7 @@ async function showRoom(spaceId) {
   await room.refresh();
   if (state.autoJoin === spaceId) {
     state.autoJoin = null;
-    await attempt(() => room.join());
+    await attempt(() => room.listen());
   }
 }
 
