@@ -24,6 +24,7 @@ import boto3
 from local import settings
 from local.issuer import LocalIssuer
 from local.keys import join_token_keys
+from local.oauth import LocalAuthorizationServer
 from local.pumps import Schedule, SqsPump, StreamPump, queue_with_dlq
 from local.web import WebServer, application
 from local.websockets import LocalWebsockets
@@ -218,7 +219,8 @@ def main() -> None:
     websockets = LocalWebsockets(handlers.ws_connect, handlers.ws_disconnect)
     _post_to_local_websockets(handlers.app.websocket_api)
     web_server = WebServer(application(
-        issuer, f"http://{settings.HOST}:{settings.API_PORT}",
+        LocalAuthorizationServer(issuer, settings.STATE),
+        f"http://{settings.HOST}:{settings.API_PORT}",
         f"http://{settings.HOST}:{settings.MEDIA_PORT}", demo, websockets),
         settings.HOST, settings.WEB_PORT).start()
     node = _start_media_node(public_pem, events_url)

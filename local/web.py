@@ -2,27 +2,25 @@
 static client at /, the API under /api/*, media-node signaling under /media/*. One origin
 means no CORS, locally as in the cloud.
 
-It also serves what only local mode has: /config.json for the client, and /local/token,
-the local issuer's sign-in (any user id gets a token; there is no password locally)."""
+It also serves what only local mode has: /config.json for the client, and under /local/
+the local authorization server (local/oauth.py), which stands in for Cognito's hosted
+sign-in and token endpoints."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 
-from chalicelib.validation import USER_ID
 from local import settings
-from local.issuer import LocalIssuer
+from local.oauth import LocalAuthorizationServer
 from local.websockets import LocalWebsockets
 
 WEB_ROOT = settings.ROOT / "web"
-TOKEN_HOURS = 12
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "upgrade", "host",
                "content-length", "content-encoding"}
 
@@ -45,7 +43,7 @@ def _proxy(upstream: str, strip: str) -> Callable[[web.Request], Any]:
     return forward
 
 
-def application(issuer: LocalIssuer, api_url: str, media_url: str,
+def application(oauth: LocalAuthorizationServer, api_url: str, media_url: str,
                 demo_users: list[dict[str, str]],
                 websockets: LocalWebsockets | None = None) -> web.Application:
     app = web.Application()
@@ -59,25 +57,12 @@ def application(issuer: LocalIssuer, api_url: str, media_url: str,
 
     async def config(request: web.Request) -> web.Response:
         return web.json_response({
-            "auth": {"mode": "local"},
+            "auth": {"mode": "local",
+                     "oauth": oauth.provider(f"{request.scheme}://{request.host}")},
             "api_url": "/api",
             "websocket_url": f"ws://{request.host}/ws" if websockets else None,
             "demo_users": demo_users,
         })
-
-    async def token(request: web.Request) -> web.Response:
-        try:
-            body = await request.json()
-        except ValueError:
-            body = None
-        user_id = body.get("user_id") if isinstance(body, dict) else None
-        if not isinstance(user_id, str) or not USER_ID.fullmatch(user_id):
-            return web.json_response({"error": "invalid_field", "field": "user_id",
-                                      "message": "'user_id' is 1 to 128 letters, digits or _.:@-"},
-                                     status=400)
-        ttl = TOKEN_HOURS * 3600
-        return web.json_response({"token": issuer.mint(user_id, ttl_seconds=ttl),
-                                  "user_id": user_id, "expires_at": int(time.time()) + ttl})
 
     async def index(_: web.Request) -> web.FileResponse:
         return web.FileResponse(WEB_ROOT / "index.html")
@@ -85,7 +70,7 @@ def application(issuer: LocalIssuer, api_url: str, media_url: str,
     if websockets is not None:
         websockets.routes(app)
     app.router.add_get("/config.json", config)
-    app.router.add_post("/local/token", token)
+    oauth.routes(app, demo_users)
     app.router.add_route("*", "/api/{tail:.*}", _proxy(api_url, "/api"))
     app.router.add_route("*", "/media/{tail:.*}", _proxy(media_url, ""))
     app.router.add_get("/", index)

@@ -52,7 +52,7 @@ function isFinal(error) {
 
 const sleep = (ms) => new Promise((resolve) => { setTimeout(resolve, ms); });
 
-const state = { config: null, session: null, api: null, me: null, room: null, barTimer: null, barSocket: null };
+const state = { config: null, tokens: null, api: null, me: null, room: null, barTimer: null, barSocket: null };
 
 function notify(message, kind = "error") {
   const box = $("#notice");
@@ -95,14 +95,19 @@ function handleOf(person) { return person.handle ? `@${person.handle}` : person.
 async function showSignIn() {
   const view = render("sign-in-template");
   const local = state.config.auth.mode === "local";
+  const provider = auth.providerOf(state.config);
+  // Back here after signing in.
+  const returnTo = location.pathname + location.search + location.hash;
+  const signIn = (loginHint) => attempt(() => auth.startSignIn(provider, { loginHint, returnTo }));
   $("[data-local-hint]", view).hidden = !local;
   if (!local) {
     $("[data-sign-in-form]", view).hidden = true;
     const button = el("button", { type: "button", textContent: "Sign in with your account" });
-    button.addEventListener("click", () => auth.startCognitoSignIn(state.config.auth.cognito));
+    button.addEventListener("click", () => signIn());
     $("[data-demo-users]", view).append(el("li", {}, button));
     return;
   }
+  // No passwords locally: the local sign-in takes the user id as a login hint.
   for (const user of state.config.demo_users || []) {
     const button = el("button", { type: "button", className: "secondary",
       textContent: `Sign in as @${user.handle}` });
@@ -111,29 +116,37 @@ async function showSignIn() {
   }
   $("[data-sign-in-form]", view).addEventListener("submit", (event) => {
     event.preventDefault();
-    signIn(new FormData(event.target).get("user"));
+    signIn(String(new FormData(event.target).get("user")));
   });
 }
 
-async function signIn(userId) {
-  await attempt(async () => {
-    state.session = await auth.signInLocally(userId);
-    await start();
-  });
-}
-
-function signOut() {
+// Everything of the signed-in person goes: the room, the bar's socket, the views.
+function forgetSession() {
   leaveRoom();
-  auth.forget();
-  state.session = state.api = state.me = null;
+  state.tokens?.stop();
+  state.tokens = state.api = state.me = null;
   clearInterval(state.barTimer);
   const socket = state.barSocket;
   state.barSocket = null;
   socket?.close();
+  if (window.parlorBar) window.parlorBar.live = false;
   $("#account").hidden = true;
   $("#bar").hidden = true;
-  location.hash = "#/";
+}
+
+async function signOut() {
+  const tokens = state.tokens;
+  forgetSession();
+  if (!tokens) return;
+  await tokens.signOut();
+  location.assign(tokens.logoutUrl());
+}
+
+// The refresh token was refused (revoked, expired, or signed out elsewhere).
+function sessionEnded(message) {
+  forgetSession();
   showSignIn();
+  notify(message, "info");
 }
 
 // The bar of live Spaces from people you follow
@@ -169,7 +182,7 @@ function connectBarUpdates() {
   };
   const url = state.config.websocket_url;
   if (!url) { poll(); return; }
-  const socket = new WebSocket(`${url}?token=${encodeURIComponent(state.session.token)}`);
+  const socket = new WebSocket(`${url}?token=${encodeURIComponent(state.tokens.session.accessToken)}`);
   state.barSocket = socket;
   window.parlorBar = { live: false, messages: 0 }; // for the browser tests
   socket.addEventListener("open", () => {
@@ -225,7 +238,7 @@ async function showHome() {
   });
   const live = await attempt(() => state.api.get("/spaces/live"));
   if (live) $("[data-live]", view).replaceChildren(...live.items.map((s) => spaceItem(s)));
-  const scheduled = await attempt(() => state.api.get(`/users/${state.session.userId}/spaces/scheduled`));
+  const scheduled = await attempt(() => state.api.get(`/users/${state.tokens.userId}/spaces/scheduled`));
   if (scheduled) {
     $("[data-scheduled]", view).replaceChildren(...scheduled.items.map((space) => {
       const go = el("button", { type: "button", className: "secondary", textContent: "Go live" });
@@ -280,7 +293,7 @@ class Room {
     on("accept-invite", () => state.api.post(`${path}/invitation`, { accept: true }).then(() => this.refresh()));
     on("mute-self", () => this.setOwnMute(true));
     on("unmute-self", () => this.setOwnMute(false));
-    on("step-down", () => state.api.post(`${path}/members/${state.session.userId}/demote`).then(() => this.refresh()));
+    on("step-down", () => state.api.post(`${path}/members/${state.tokens.userId}/demote`).then(() => this.refresh()));
     on("mute-all", () => state.api.post(`${path}/mute-all`).then(() => this.refresh()));
     on("end", async () => { await state.api.post(`${path}/end`); await this.refresh(); });
     this.view.querySelectorAll("[data-reaction]").forEach((button) => {
@@ -403,7 +416,7 @@ class Room {
   }
 
   async onRoomEvent(message) {
-    const me = state.session.userId;
+    const me = state.tokens.userId;
     switch (message.type) {
       case "welcome": this.speaking = new Set(message.speaking); break;
       case "speaking_started": this.speaking.add(message.user_id); break;
@@ -511,7 +524,7 @@ class Room {
       const label = `${handleOf(person)} · ${ROLE_NAMES[person.role]}${person.muted ? " · muted" : ""}${speaking ? " · speaking" : ""}`;
       const item = el("li", { className: speaking ? "speaking" : "" }, el("span", { textContent: label }));
       item.dataset.userId = person.user_id;
-      const mine = person.user_id === state.session.userId;
+      const mine = person.user_id === state.tokens.userId;
       if (this.moderator && !mine && person.role !== "host" && this.detail.state === "live") {
         const act = (text, action) => {
           const button = el("button", { type: "button", textContent: `${text} ${handleOf(person)}` });
@@ -587,20 +600,27 @@ async function route() {
   await shown;
 }
 
-async function start() {
-  state.api = new Api(state.config.api_url, state.session.token);
+async function start(session) {
+  state.tokens?.stop();
+  const tokens = new auth.Tokens(auth.providerOf(state.config), session);
+  state.tokens = tokens;
+  // A renewed token opens a new socket: API Gateway checked the old one's at connect.
+  tokens.addEventListener("refreshed", () => { if (state.tokens === tokens && state.me) connectBarUpdates(); });
+  tokens.addEventListener("ended", (event) => { if (state.tokens === tokens) sessionEnded(event.detail); });
+  window.parlorAuth = tokens; // for the browser tests
+  state.api = new Api(state.config.api_url, tokens);
   state.me = await state.api.get("/me").catch((error) => {
     if (error instanceof ApiError && error.code === "profile_not_found") return null;
     throw error;
   });
   $("#account").hidden = false;
   if (!state.me) {
-    $("#whoami").textContent = state.session.userId;
+    $("#whoami").textContent = state.tokens.userId;
     const view = render("profile-template");
     $("[data-profile-form]", view).addEventListener("submit", (event) => {
       event.preventDefault();
       const data = Object.fromEntries(new FormData(event.target));
-      attempt(async () => { await state.api.put("/me", data); await start(); });
+      attempt(async () => { await state.api.put("/me", data); await start(state.tokens.session); });
     });
     return;
   }
@@ -613,12 +633,8 @@ async function boot() {
   state.config = await (await fetch("config.json")).json();
   $("#sign-out").addEventListener("click", signOut);
   window.addEventListener("hashchange", () => attempt(route));
-  if (state.config.auth.mode === "cognito") {
-    state.session = auth.saved() || await attempt(() => auth.finishCognitoSignIn(state.config.auth.cognito));
-  } else {
-    state.session = auth.saved();
-  }
-  if (state.session) await attempt(start);
+  const session = await attempt(() => auth.finishSignIn(auth.providerOf(state.config))) || auth.saved();
+  if (session) await attempt(() => start(session));
   else await showSignIn();
 }
 
