@@ -1,4 +1,5 @@
-"""The join-token key pair for local runs, kept under .local/ so restarts keep it."""
+"""The key pairs of local runs (join tokens, Web Push's VAPID), kept under .local/ so
+restarts keep them."""
 
 from __future__ import annotations
 
@@ -23,3 +24,15 @@ def join_token_keys(path: Path) -> tuple[str, str]:
     public_pem = key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
     return private_pem, public_pem
+
+
+def vapid_key(path: Path) -> str:
+    """The Web Push VAPID private key (PEM), created at `path` on first use: browsers
+    subscribed with its public key keep working across restarts."""
+    from chalicelib.webpush import new_key_pair
+
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(new_key_pair().private_pem)
+        path.chmod(0o600)
+    return path.read_text()

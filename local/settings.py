@@ -9,6 +9,9 @@ ROOT = Path(__file__).resolve().parent.parent
 STATE = Path(os.environ.get("PARLOR_STATE_DIR", ROOT / ".local"))
 ISSUER_KEY = STATE / "issuer.pem"
 JOIN_TOKEN_KEY = STATE / "join-token.pem"
+VAPID_KEY = STATE / "vapid.pem"
+# The embedded S3's bucket of avatars (a CDK-made bucket in AWS).
+AVATARS_BUCKET = "parlor-avatars"
 
 HOST = os.environ.get("PARLOR_HOST", "127.0.0.1")
 AWS_PORT = int(os.environ.get("PARLOR_AWS_PORT", "4566"))

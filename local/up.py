@@ -23,7 +23,7 @@ import boto3
 
 from local import settings
 from local.issuer import LocalIssuer
-from local.keys import join_token_keys
+from local.keys import join_token_keys, vapid_key
 from local.oauth import LocalAuthorizationServer
 from local.pumps import Schedule, SqsPump, StreamPump, queue_with_dlq
 from local.web import WebServer, application
@@ -37,6 +37,8 @@ LOCAL_VISIBILITY_SECONDS = 5
 
 def _environment(aws_url: str, issuer: LocalIssuer, private_pem: str) -> dict[str, str]:
     """What the CDK stack passes the app as stage environment variables, locally."""
+    from chalicelib.webpush import DEFAULT_HOSTS
+
     return {
         "AWS_ENDPOINT_URL": aws_url,
         "AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
@@ -48,6 +50,10 @@ def _environment(aws_url: str, issuer: LocalIssuer, private_pem: str) -> dict[st
         "HOSTING_FOLLOWER_THRESHOLD": os.environ.get("HOSTING_FOLLOWER_THRESHOLD", "600"),
         # Any id: local/websockets.py stands in for API Gateway's WebSocket API.
         "WEBSOCKET_API_ID": "local",
+        "AVATARS_BUCKET": settings.AVATARS_BUCKET,
+        "WEB_PUSH_VAPID_PRIVATE_KEY": vapid_key(settings.VAPID_KEY),
+        # The browsers' push services, and push services on this machine (the tests').
+        "WEB_PUSH_HOSTS": ",".join((*DEFAULT_HOSTS, "127.0.0.1", "localhost")),
     }
 
 
@@ -200,6 +206,7 @@ def main() -> None:
     aws = EmbeddedAws(settings.HOST, settings.AWS_PORT).start()
     os.environ.update(_environment(aws.url, issuer, private_pem))
     create_tables()
+    boto3.client("s3").create_bucket(Bucket=settings.AVATARS_BUCKET)
     urls = _make_queues()
     _make_push_applications()
 
@@ -221,7 +228,8 @@ def main() -> None:
     web_server = WebServer(application(
         LocalAuthorizationServer(issuer, settings.STATE),
         f"http://{settings.HOST}:{settings.API_PORT}",
-        f"http://{settings.HOST}:{settings.MEDIA_PORT}", demo, websockets),
+        f"http://{settings.HOST}:{settings.MEDIA_PORT}", demo, websockets,
+        avatars_bucket=settings.AVATARS_BUCKET),
         settings.HOST, settings.WEB_PORT).start()
     node = _start_media_node(public_pem, events_url)
     _wait_for_node(node)

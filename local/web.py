@@ -14,13 +14,16 @@ from collections.abc import Callable
 from typing import Any
 
 import aiohttp
+import boto3
 from aiohttp import web
+from botocore.exceptions import ClientError
 
 from local import settings
 from local.oauth import LocalAuthorizationServer
 from local.websockets import LocalWebsockets
 
 WEB_ROOT = settings.ROOT / "web"
+APP_PATHS = ("/spaces/{space_id}", "/@{handle}", "/settings")
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "upgrade", "host",
                "content-length", "content-encoding"}
 
@@ -43,9 +46,36 @@ def _proxy(upstream: str, strip: str) -> Callable[[web.Request], Any]:
     return forward
 
 
+def _avatar(bucket: str) -> Callable[[web.Request], Any]:
+    """The avatars bucket's `avatars/` prefix at /avatars/*, as CloudFront serves it in
+    AWS. Read with a signed GetObject: the embedded S3 cannot tell an unsigned request
+    for S3 from one for another service."""
+    s3 = boto3.client("s3")
+
+    def fetch(key: str) -> dict[str, Any] | None:
+        try:
+            found: dict[str, Any] = s3.get_object(Bucket=bucket, Key=key)
+        except ClientError:
+            return None
+        found["Body"] = found["Body"].read()
+        return found
+
+    async def serve(request: web.Request) -> web.Response:
+        key = request.path.lstrip("/")
+        found = await asyncio.get_running_loop().run_in_executor(None, fetch, key)
+        if found is None:
+            return web.Response(status=404)
+        return web.Response(body=found["Body"], content_type=found.get("ContentType"),
+                            headers={"Cache-Control": found.get("CacheControl", "no-cache"),
+                                     "X-Content-Type-Options": "nosniff"})
+
+    return serve
+
+
 def application(oauth: LocalAuthorizationServer, api_url: str, media_url: str,
                 demo_users: list[dict[str, str]],
-                websockets: LocalWebsockets | None = None) -> web.Application:
+                websockets: LocalWebsockets | None = None,
+                avatars_bucket: str | None = None) -> web.Application:
     app = web.Application()
 
     async def client_session(app: web.Application) -> Any:
@@ -73,7 +103,13 @@ def application(oauth: LocalAuthorizationServer, api_url: str, media_url: str,
     oauth.routes(app, demo_users)
     app.router.add_route("*", "/api/{tail:.*}", _proxy(api_url, "/api"))
     app.router.add_route("*", "/media/{tail:.*}", _proxy(media_url, ""))
+    if avatars_bucket is not None:
+        app.router.add_get("/avatars/{tail:.*}", _avatar(avatars_bucket))
     app.router.add_get("/", index)
+    # The client's own paths, which CloudFront's viewer-request function (cdk/browser.py)
+    # also answers with index.html.
+    for path in APP_PATHS:
+        app.router.add_get(path, index)
     app.router.add_static("/", WEB_ROOT)
     return app
 
