@@ -12,6 +12,7 @@ from constructs import Construct
 from cdk import findings
 from cdk.alerts import Alerts
 from cdk.api import Api
+from cdk.browser import BrowserClient
 from cdk.data import Data
 from cdk.keys import JoinTokenKeys
 from cdk.media import ORIGIN_HEADER, Media
@@ -78,6 +79,9 @@ class ParlorStack(Stack):
             "websocket_url": api.websocket_url,
             "demo_users": [],
         })
+
+        BrowserClient(self, "BrowserClient", api=api, web=web, provisioner_role=api.role,
+                      provisioner=api.chalice.get_function("ProvisionJoinTokenKeys"))
 
         operations = Operations(self, "Operations")
         for name, function_name in api.functions().items():
