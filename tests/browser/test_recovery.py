@@ -210,9 +210,10 @@ def test_removed_people_and_an_ended_space_are_not_rejoined(
                                                           timeout=10_000)
 
     time.sleep(4)  # time for any (wrong) further rejoin to happen
+    # At most the one try that learns it (the page's own refresh may learn it first).
     assert carol_joins.since(removed_at) == 0
-    assert dave_joins.since(killed_at) == 1
-    assert bob_joins.since(ended_at) == 1
+    assert dave_joins.since(killed_at) <= 1
+    assert bob_joins.since(ended_at) <= 1
     for person in (carol, dave, bob):
         assert person.page.evaluate("window.parlorRoom.recovering") is False
         assert person.page.evaluate("window.parlorRoom.connection") is None

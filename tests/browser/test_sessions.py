@@ -123,8 +123,9 @@ def test_a_401_renews_the_token_and_the_call_is_made_again(
             issuedAt: now, expiresAt: now + 3600 };
         }""", stranger)
     before = len(watch.refreshes)
-    dave.page.evaluate("location.hash = '#/again'")  # the home page again: API calls
-    expect(dave.page.get_by_text("You cannot host yet")).to_be_visible()
+    dave.page.get_by_role("link", name="Settings").click()  # a page of API calls
+    # Its lists arrive: the calls answered 401 were made again with a renewed token.
+    expect(dave.page.get_by_text("You blocked nobody.")).to_be_visible(timeout=10_000)
     expect(dave.page.get_by_role("alert")).to_be_hidden()
     assert len(watch.refreshes) == before + 1
     assert dave.page.evaluate("window.parlorAuth.session.accessToken") != stranger
