@@ -84,9 +84,9 @@ class BrowserClient(Construct):
             reason="Each avatar upload has a key of its own under avatars/, made per upload"))
 
     def _origin(self, web: Web) -> cloudfront.IOrigin:
-        """The avatars bucket as an origin, through the site's own origin access control
-        when there is one (one OAC for the stack's private buckets)."""
-        made = [c for c in Stack.of(self).node.find_all()
+        """The avatars bucket as an origin, through the site bucket's origin access
+        control when there is one (one OAC for the client's private buckets)."""
+        made = [c for c in web.node.find_all()
                 if isinstance(c, cloudfront.CfnOriginAccessControl)]
         if len(made) == 1:
             control = cloudfront.S3OriginAccessControl.from_origin_access_control_id(
