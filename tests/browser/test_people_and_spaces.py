@@ -368,6 +368,15 @@ def test_your_own_profile_name_bio_and_avatar(people: dict[str, Person], local: 
     expect(page.get_by_role("alert")).to_have_text(
         "That file is not an image this browser can read.")
     accessible(page)
+    # The storage cannot be reached: the page says so, and the avatar stays as it was.
+    storage = f"http://127.0.0.1:{local.port('AWS')}/**"
+    page.route(storage, lambda route: route.abort())
+    page.get_by_label("Avatar (PNG, JPEG or WebP)").set_input_files(
+        files=[{"name": "me.png", "mimeType": "image/png", "buffer": _png(page)}])
+    expect(page.get_by_role("alert")).to_have_text(
+        "The avatar could not be uploaded; check your connection.")
+    page.unroute(storage)
+    expect(image).to_be_visible()
     page.get_by_role("button", name="Remove avatar").click()
     expect(page.locator("[data-avatar] .initials")).to_have_text("DK")
 
