@@ -111,7 +111,9 @@ class BrowserClient(Construct):
         self.vapid = secretsmanager.Secret(
             self, "VapidKeys", description="Parlor Web Push VAPID key pair (P-256, JSON)",
             removal_policy=RemovalPolicy.DESTROY)
+        # Written when made; read back when only the subject changes (webpush.py).
         self.vapid.grant_write(provisioner_role)
+        self.vapid.grant_read(provisioner_role)
         provider = cr.Provider(self, "Provider", on_event_handler=provisioner)
         # VAPID's subject tells the push services who sends: `-c web_push_subject=
         # mailto:...` or, by default, the site. It goes into the secret with the keys: as

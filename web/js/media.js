@@ -11,8 +11,11 @@
 const GATHERING_TIMEOUT_MS = 3000;
 const WATCH_INTERVAL_MS = 250;
 export const SILENCE_LIMIT_MS = 2000;
-// Before the first packet the transport is still being set up (ICE, DTLS): allow longer.
-const FIRST_PACKET_LIMIT_MS = 8000;
+// Setting up the transport (ICE, DTLS) can take a while on a slow network or a busy
+// machine: the watch for packets starts once it is connected, and a transport that
+// never connects is lost after CONNECT_LIMIT_MS (or when it fails, if sooner).
+const CONNECT_LIMIT_MS = 20000;
+const FIRST_PACKET_LIMIT_MS = 5000;
 
 export class MediaError extends Error {
   constructor(code, message) { super(message); this.code = code; }
@@ -85,18 +88,24 @@ export class AudioConnection extends EventTarget {
 
   startWatching() {
     let last = -1;
-    let since = performance.now();
+    let since = null;
+    const started = performance.now();
     const check = async () => {
       if (this.closed) return;
-      const packets = await this.packetsReceived();
       const now = performance.now();
+      if (since === null) {
+        if (this.pc.connectionState === "connected") since = now;
+        else if (now - started >= CONNECT_LIMIT_MS) this.lose("the transport never connected");
+        return;
+      }
+      const packets = await this.packetsReceived();
       if (packets !== last) {
         last = packets;
-        since = now;
+        since = performance.now();
         return;
       }
       const limit = packets > 0 ? SILENCE_LIMIT_MS : FIRST_PACKET_LIMIT_MS;
-      if (now - since >= limit) this.lose(packets > 0 ? "no audio for 2 s" : "no audio arrived");
+      if (performance.now() - since >= limit) this.lose(packets > 0 ? "no audio for 2 s" : "no audio arrived");
     };
     this.watch = setInterval(() => { check().catch(() => {}); }, WATCH_INTERVAL_MS);
   }
