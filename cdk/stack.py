@@ -13,6 +13,7 @@ from constructs import Construct
 from cdk import findings
 from cdk.alerts import Alerts
 from cdk.api import API_FUNCTION, KEY_PROVISIONER, STAGE, Api
+from cdk.browser import BrowserClient
 from cdk.commands import Commands
 from cdk.data import Data
 from cdk.edge import ApiFirewall, CloudFrontFirewall, EdgeStack, OriginSecret
@@ -161,6 +162,10 @@ class ParlorStack(Stack):
             "websocket_url": api.websocket_url,
             "demo_users": [],
         })
+
+        BrowserClient(self, "BrowserClient", api=api, web=web,
+                      provisioner_role=api.roles[KEY_PROVISIONER],
+                      provisioner=api.chalice.get_function(KEY_PROVISIONER))
 
         operations = Operations(self, "Operations", alarm_email=context("alarm_email"))
         for name, function_name in api.function_names.items():

@@ -18,6 +18,7 @@ from chalice.app import CloudWatchEvent, DynamoDBEvent, Request, SQSEvent, Webso
 
 from chalicelib import (
     abandoned,
+    avatars,
     commands,
     connections,
     delivery,
@@ -27,6 +28,7 @@ from chalicelib import (
     jointoken,
     logs,
     origin,
+    people,
     placement,
     preferences,
     presence,
@@ -37,6 +39,8 @@ from chalicelib import (
     spaces,
     timeline,
     triggers,
+    upcoming,
+    webpush,
 )
 from chalicelib import validation as v
 from chalicelib.auth import Principal, verify_bearer
@@ -129,10 +133,43 @@ def get_me() -> dict[str, Any]:
 
 @route("/me", methods=["PUT"])
 def put_me() -> dict[str, Any]:
-    data = body("handle", "display_name")
+    data = body("handle", "display_name", "bio")
     handle = v.required_string(data, "handle", max_len=15, pattern=social.HANDLE)
     name = v.required_string(data, "display_name", max_len=social.DISPLAY_NAME_MAX)
-    return social.profile_view(social.put_profile(caller(), handle, name))
+    bio = v.string(data, "bio", required=False, min_len=0, max_len=people.BIO_MAX)
+    return social.profile_view(people.save(caller(), handle, name, bio))
+
+
+@route("/me/avatar", methods=["POST"])
+def start_avatar_upload() -> Response:
+    content_type = v.required_string(body("content_type"), "content_type", max_len=32)
+    return Response(body=avatars.upload(caller(), content_type), status_code=201)
+
+
+@route("/me/avatar", methods=["PUT"])
+def set_avatar() -> dict[str, Any]:
+    avatars.confirm(caller(), v.required_string(body("key"), "key", max_len=300))
+    return social.profile_view(social.get_user(caller()))
+
+
+@route("/me/avatar", methods=["DELETE"])
+def remove_avatar() -> dict[str, Any]:
+    avatars.remove(caller())
+    return social.profile_view(social.get_user(caller()))
+
+
+@route("/users", methods=["GET"])
+def search_people() -> dict[str, Any]:
+    params = query()
+    text = params.get("q", "")
+    if not 1 <= len(text) <= 50:
+        raise v.InvalidField("q", "'q' is 1 to 50 characters")
+    return people.search(text, people.search_limit(params.get("limit")))
+
+
+@route("/users/{user_id}/relationship", methods=["GET"])
+def get_relationship(user_id: str) -> dict[str, Any]:
+    return people.relationship(caller(), user_id_of(user_id))
 
 
 @route("/me/eligibility", methods=["GET"])
@@ -212,9 +249,15 @@ def register_device() -> Response:
     data = body("platform", "token")
     platform = v.required_string(data, "platform", max_len=8)
     if platform not in devices.PLATFORMS:
-        raise v.InvalidField("platform", "'platform' is 'apns' or 'fcm'")
+        raise v.InvalidField("platform", "'platform' is 'apns', 'fcm' or 'web'")
     token = v.required_string(data, "token", max_len=devices.TOKEN_MAX)
     return Response(body=devices.register(caller(), platform, token), status_code=201)
+
+
+@route("/web-push/key", methods=["GET"])
+def get_web_push_key() -> dict[str, Any]:
+    """The applicationServerKey browsers subscribe with (the VAPID public key)."""
+    return {"public_key": webpush.require_keys().public_key}
 
 
 @route("/me/devices/{device_id}", methods=["DELETE"])
@@ -265,6 +308,11 @@ def unmute_account(user_id: str) -> dict[str, Any]:
     return preferences.unrestrict(caller(), preferences.MUTE, user_id_of(user_id))
 
 
+@route("/me/spaces/upcoming", methods=["GET"])
+def list_upcoming() -> dict[str, Any]:
+    return upcoming.from_followed(caller())
+
+
 @route("/users/{user_id}/spaces/scheduled", methods=["GET"])
 def list_scheduled(user_id: str) -> dict[str, Any]:
     return spaces.list_scheduled(user_id_of(user_id), query())
@@ -302,6 +350,11 @@ def start_space(space_id: str) -> dict[str, Any]:
 @route("/spaces/{space_id}/end", methods=["POST"])
 def end_space(space_id: str) -> dict[str, Any]:
     return spaces.detail(spaces.end(caller(), space_id_of(space_id)), caller())
+
+
+@route("/spaces/{space_id}/reminder", methods=["GET"])
+def get_reminder(space_id: str) -> dict[str, Any]:
+    return reminders.status(space_id_of(space_id), caller())
 
 
 @route("/spaces/{space_id}/reminder", methods=["PUT"])
@@ -505,4 +558,7 @@ def ws_disconnect(event: WebsocketEvent) -> None:
 
 @app.lambda_function(name="provision_join_token_keys")
 def provision_join_token_keys(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    # The deploy-time key provisioner also makes the VAPID pair (cdk/browser.py).
+    if event.get("ResourceProperties", {}).get("Keys") == webpush.KEYS_KIND:
+        return webpush.provision_key_pair(event)
     return jointoken.provision_key_pair(event)

@@ -1,7 +1,8 @@
-"""The join-token key set for local runs (current key first, then the previous one),
-kept under .local/ so restarts keep it; `make up` puts it in the embedded Secrets
-Manager, where the API and the media node read it as they do in AWS, and
-`make rotate-keys` (local/rotate.py) rotates it there and here."""
+"""The key pairs of local runs, kept under .local/ so restarts keep them: the join-token
+key set (current key first, then the previous one), which `make up` puts in the
+embedded Secrets Manager, where the API and the media node read it as they do in AWS,
+and `make rotate-keys` (local/rotate.py) rotates there and here; and Web Push's VAPID
+key."""
 
 from __future__ import annotations
 
@@ -51,3 +52,15 @@ def publish(client: Any, keys: list[SigningKey]) -> tuple[str, str]:
             arns.append(client.create_secret(Name=name, SecretString="placeholder")["ARN"])
     write_key_sets(client, arns[0], arns[1], keys)
     return arns[0], arns[1]
+
+
+def vapid_key(path: Path) -> str:
+    """The Web Push VAPID private key (PEM), created at `path` on first use: browsers
+    subscribed with its public key keep working across restarts."""
+    from chalicelib.webpush import new_key_pair
+
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(new_key_pair().private_pem)
+        path.chmod(0o600)
+    return path.read_text()

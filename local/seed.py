@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from chalicelib import social
+from chalicelib import people, social
 from chalicelib.models import Follow, Handle, User
 
 
@@ -20,20 +20,24 @@ class DemoUser:
     handle: str
     display_name: str
     note: str
+    bio: str
 
 
 DEMO_USERS = (
-    DemoUser("u-alice", "alice", "Alice Ng", "can host: 600+ followers"),
-    DemoUser("u-bob", "bob", "Bob Okafor", "follows alice; cannot host yet"),
-    DemoUser("u-carol", "carol", "Carol Ruiz", "follows alice and bob"),
-    DemoUser("u-dave", "dave", "Dave Kim", "follows nobody"),
+    DemoUser("u-alice", "alice", "Alice Ng", "can host: 600+ followers",
+             "Hosts a morning show about open-source audio."),
+    DemoUser("u-bob", "bob", "Bob Okafor", "follows alice; cannot host yet",
+             "Listens on the bus. Occasionally has opinions."),
+    DemoUser("u-carol", "carol", "Carol Ruiz", "follows alice and bob",
+             "Community radio nerd."),
+    DemoUser("u-dave", "dave", "Dave Kim", "follows nobody", ""),
 )
 FANS = 600
 
 
 def seed() -> list[DemoUser]:
     for user in DEMO_USERS:
-        social.put_profile(user.user_id, user.handle, user.display_name)
+        people.save(user.user_id, user.handle, user.display_name, user.bio)
     social.follow("u-bob", "u-alice")
     social.follow("u-carol", "u-alice")
     social.follow("u-carol", "u-bob")
@@ -44,12 +48,14 @@ def seed() -> list[DemoUser]:
 
 def _fans(followee_id: str) -> None:
     now = time.time()
+    fans = [User(f"u-fan{i:03d}", handle=f"fan{i:03d}", display_name=f"Fan {i:03d}",
+                 follower_count=0, following_count=1, suspended=False, created_at=now)
+            for i in range(FANS)]
     with User.batch_write() as users, Handle.batch_write() as handles, \
             Follow.batch_write() as follows:
-        for i in range(FANS):
-            fan, handle = f"u-fan{i:03d}", f"fan{i:03d}"
-            users.save(User(fan, handle=handle, display_name=f"Fan {i:03d}", follower_count=0,
-                            following_count=1, suspended=False, created_at=now))
-            handles.save(Handle(handle, user_id=fan))
-            follows.save(Follow(fan, followee_id, created_at=now))
+        for fan in fans:
+            users.save(fan)
+            handles.save(Handle(fan.handle, user_id=fan.user_id))
+            follows.save(Follow(fan.user_id, followee_id, created_at=now))
+    people.index_all(fans)
     User(followee_id).update(actions=[User.follower_count.add(FANS)])

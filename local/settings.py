@@ -16,6 +16,9 @@ ORIGIN_SECRET = STATE / "origin-secret"
 ORIGIN_HEADER = "x-parlor-origin"
 # coturn's shared secret (TURN REST API credentials).
 TURN_SECRET = STATE / "turn-secret"
+VAPID_KEY = STATE / "vapid.pem"
+# The embedded S3's bucket of avatars (a CDK-made bucket in AWS).
+AVATARS_BUCKET = "parlor-avatars"
 
 HOST = os.environ.get("PARLOR_HOST", "127.0.0.1")
 AWS_PORT = int(os.environ.get("PARLOR_AWS_PORT", "4566"))

@@ -25,7 +25,8 @@ import boto3
 
 from local import settings
 from local.issuer import LocalIssuer
-from local.keys import load_key_set, publish
+from local.keys import load_key_set, publish, vapid_key
+from local.oauth import LocalAuthorizationServer
 from local.pumps import Schedule, SqsPump, StreamPump, queue_with_dlq
 from local.secretfiles import kept_secret
 from local.turn import start_coturn, turn_urls
@@ -40,6 +41,8 @@ LOCAL_VISIBILITY_SECONDS = 5
 
 def _environment(aws_url: str, issuer: LocalIssuer) -> dict[str, str]:
     """What the CDK stack passes the app as stage environment variables, locally."""
+    from chalicelib.webpush import DEFAULT_HOSTS
+
     return {
         "AWS_ENDPOINT_URL": aws_url,
         "AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
@@ -52,6 +55,10 @@ def _environment(aws_url: str, issuer: LocalIssuer) -> dict[str, str]:
         "HOSTING_FOLLOWER_THRESHOLD": os.environ.get("HOSTING_FOLLOWER_THRESHOLD", "600"),
         # Any id: local/websockets.py stands in for API Gateway's WebSocket API.
         "WEBSOCKET_API_ID": "local",
+        "AVATARS_BUCKET": settings.AVATARS_BUCKET,
+        "WEB_PUSH_VAPID_PRIVATE_KEY": vapid_key(settings.VAPID_KEY),
+        # The browsers' push services, and push services on this machine (the tests').
+        "WEB_PUSH_HOSTS": ",".join((*DEFAULT_HOSTS, "127.0.0.1", "localhost")),
     }
 
 
@@ -249,6 +256,7 @@ def main() -> None:
     os.environ.update(_environment(aws.url, issuer))
     public_keys_arn, coturn = _edge()
     create_tables()
+    boto3.client("s3").create_bucket(Bucket=settings.AVATARS_BUCKET)
     urls = _make_queues()
     _make_push_applications()
 
@@ -270,8 +278,10 @@ def main() -> None:
     media_urls = [f"http://{settings.HOST}:{settings.MEDIA_PORT + index}"
                   for index in range(settings.MEDIA_NODES)]
     web_server = WebServer(application(
-        issuer, f"http://{settings.HOST}:{settings.API_PORT}", media_urls, demo, websockets,
-        api_signature=(settings.ORIGIN_HEADER, os.environ["ORIGIN_SECRET"])),
+        LocalAuthorizationServer(issuer, settings.STATE),
+        f"http://{settings.HOST}:{settings.API_PORT}", media_urls, demo, websockets,
+        api_signature=(settings.ORIGIN_HEADER, os.environ["ORIGIN_SECRET"]),
+        avatars_bucket=settings.AVATARS_BUCKET),
         settings.HOST, settings.WEB_PORT).start()
     nodes = [_start_media_node(index, public_keys_arn, events_url)
              for index in range(settings.MEDIA_NODES)]

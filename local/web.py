@@ -2,28 +2,29 @@
 static client at /, the API under /api/*, media-node signaling under /media/*. One origin
 means no CORS, locally as in the cloud.
 
-It also serves what only local mode has: /config.json for the client, and /local/token,
-the local issuer's sign-in (any user id gets a token; there is no password locally)."""
+It also serves what only local mode has: /config.json for the client, and under /local/
+the local authorization server (local/oauth.py), which stands in for Cognito's hosted
+sign-in and token endpoints."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
 import aiohttp
+import boto3
 import yarl
 from aiohttp import web
+from botocore.exceptions import ClientError
 
-from chalicelib.validation import USER_ID
 from local import settings
-from local.issuer import LocalIssuer
+from local.oauth import LocalAuthorizationServer
 from local.websockets import LocalWebsockets
 
 WEB_ROOT = settings.ROOT / "web"
-TOKEN_HOURS = 12
+APP_PATHS = ("/spaces/{space_id}", "/@{handle}", "/settings")
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "upgrade", "host",
                "content-length", "content-encoding"}
 
@@ -74,10 +75,37 @@ def _spread(upstreams: list[str]) -> Callable[[web.Request], Any]:
     return forward
 
 
-def application(issuer: LocalIssuer, api_url: str, media_urls: list[str],
+def _avatar(bucket: str) -> Callable[[web.Request], Any]:
+    """The avatars bucket's `avatars/` prefix at /avatars/*, as CloudFront serves it in
+    AWS. Read with a signed GetObject: the embedded S3 cannot tell an unsigned request
+    for S3 from one for another service."""
+    s3 = boto3.client("s3")
+
+    def fetch(key: str) -> dict[str, Any] | None:
+        try:
+            found: dict[str, Any] = s3.get_object(Bucket=bucket, Key=key)
+        except ClientError:
+            return None
+        found["Body"] = found["Body"].read()
+        return found
+
+    async def serve(request: web.Request) -> web.Response:
+        key = request.path.lstrip("/")
+        found = await asyncio.get_running_loop().run_in_executor(None, fetch, key)
+        if found is None:
+            return web.Response(status=404)
+        return web.Response(body=found["Body"], content_type=found.get("ContentType"),
+                            headers={"Cache-Control": found.get("CacheControl", "no-cache"),
+                                     "X-Content-Type-Options": "nosniff"})
+
+    return serve
+
+
+def application(oauth: LocalAuthorizationServer, api_url: str, media_urls: list[str],
                 demo_users: list[dict[str, str]],
                 websockets: LocalWebsockets | None = None,
-                api_signature: tuple[str, str] | None = None) -> web.Application:
+                api_signature: tuple[str, str] | None = None,
+                avatars_bucket: str | None = None) -> web.Application:
     """`api_signature`: the origin header and secret added to what /api/* forwards (the
     API refuses requests without it, as it does in AWS those that skip CloudFront).
     /media/* goes unsigned: in AWS the load balancer checks CloudFront's header before
@@ -93,25 +121,12 @@ def application(issuer: LocalIssuer, api_url: str, media_urls: list[str],
 
     async def config(request: web.Request) -> web.Response:
         return web.json_response({
-            "auth": {"mode": "local"},
+            "auth": {"mode": "local",
+                     "oauth": oauth.provider(f"{request.scheme}://{request.host}")},
             "api_url": "/api",
             "websocket_url": f"ws://{request.host}/ws" if websockets else None,
             "demo_users": demo_users,
         })
-
-    async def token(request: web.Request) -> web.Response:
-        try:
-            body = await request.json()
-        except ValueError:
-            body = None
-        user_id = body.get("user_id") if isinstance(body, dict) else None
-        if not isinstance(user_id, str) or not USER_ID.fullmatch(user_id):
-            return web.json_response({"error": "invalid_field", "field": "user_id",
-                                      "message": "'user_id' is 1 to 128 letters, digits or _.:@-"},
-                                     status=400)
-        ttl = TOKEN_HOURS * 3600
-        return web.json_response({"token": issuer.mint(user_id, ttl_seconds=ttl),
-                                  "user_id": user_id, "expires_at": int(time.time()) + ttl})
 
     async def index(_: web.Request) -> web.FileResponse:
         return web.FileResponse(WEB_ROOT / "index.html")
@@ -119,10 +134,16 @@ def application(issuer: LocalIssuer, api_url: str, media_urls: list[str],
     if websockets is not None:
         websockets.routes(app)
     app.router.add_get("/config.json", config)
-    app.router.add_post("/local/token", token)
+    oauth.routes(app, demo_users)
     app.router.add_route("*", "/api/{tail:.*}", _proxy(api_url, "/api", api_signature))
     app.router.add_route("*", "/media/{tail:.*}", _spread(media_urls))
+    if avatars_bucket is not None:
+        app.router.add_get("/avatars/{tail:.*}", _avatar(avatars_bucket))
     app.router.add_get("/", index)
+    # The client's own paths, which CloudFront's viewer-request function (cdk/browser.py)
+    # also answers with index.html.
+    for path in APP_PATHS:
+        app.router.add_get(path, index)
     app.router.add_static("/", WEB_ROOT)
     return app
 

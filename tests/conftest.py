@@ -19,6 +19,7 @@ import app as _chalice_app
 
 assert hasattr(_chalice_app.app, "routes"), "the Chalice app must be the one imported as app"
 
+from chalicelib import webpush  # noqa: E402
 from chalicelib.jointoken import new_key_pair  # noqa: E402
 from local.issuer import LocalIssuer  # noqa: E402
 
@@ -43,5 +44,8 @@ os.environ.update({
     "AUTH_JWKS": json.dumps(ISSUER.jwks()),
     "JOIN_TOKEN_PRIVATE_KEY": JOIN_PRIVATE_KEY,
     "ICE_SERVERS": json.dumps(ICE_SERVERS),
+    # As a deployment has them: the VAPID pair of Web Push, and the avatars bucket.
+    "WEB_PUSH_VAPID_PRIVATE_KEY": webpush.new_key_pair().private_pem,
+    "AVATARS_BUCKET": "parlor-avatars-test",
 })
 os.environ.pop("AWS_ENDPOINT_URL", None)

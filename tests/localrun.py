@@ -23,7 +23,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # Variables the test session sets for moto that must not leak into the real runtime.
 _TEST_ONLY = ("AWS_ENDPOINT_URL", "AUTH_JWKS", "AUTH_ISSUER", "JOIN_TOKEN_PRIVATE_KEY",
               "ICE_SERVERS", "ORIGIN_SECRET", "ORIGIN_SECRET_ARN", "TURN_URLS",
-              "TURN_SECRET_ARN", "JOIN_TOKEN_SECRET_ARN")
+              "TURN_SECRET_ARN", "JOIN_TOKEN_SECRET_ARN", "WEB_PUSH_VAPID_PRIVATE_KEY",
+              "AVATARS_BUCKET")
 
 
 def free_port() -> int:

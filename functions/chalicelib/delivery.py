@@ -188,9 +188,11 @@ def _push_jobs(page: DeliveryPage, reach: list[AlertSettings],
         for device_id, device in settings.devices.as_dict().items():
             if only is not None and f"{settings.user_id} {device_id}" not in only:
                 continue
-            endpoint = str(device["endpoint_arn"])
-            jobs.append(Job("push", settings.user_id, device_id,
-                            partial(devices.push, endpoint, text, data), endpoint))
+            endpoint = str(device.get("endpoint_arn", ""))
+            send = (partial(devices.push_web, str(device["subscription"]), text, data)
+                    if device["platform"] == devices.WEB
+                    else partial(devices.push, endpoint, text, data))
+            jobs.append(Job("push", settings.user_id, device_id, send, endpoint))
     return jobs
 
 

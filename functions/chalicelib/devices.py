@@ -1,8 +1,10 @@
-"""Devices that receive push notifications, through SNS mobile push.
+"""Devices that receive push notifications: phones through SNS mobile push, browsers
+through Web Push.
 
-Each device is an SNS platform endpoint of the deployment's APNs or FCM platform
-application; the user's devices live in their AlertSettings item, which the delivery
-reads for a hundred recipients at a time."""
+A phone is an SNS platform endpoint of the deployment's APNs or FCM platform
+application; a browser (platform `web`) is its PushSubscription, sent by webpush.py.
+The user's devices live in their AlertSettings item, which the delivery reads for a
+hundred recipients at a time."""
 
 from __future__ import annotations
 
@@ -19,12 +21,13 @@ from botocore.exceptions import ClientError
 from pynamodb.exceptions import DeleteError, UpdateError
 from pynamodb.expressions.condition import size
 
+from . import webpush
 from .config import settings
 from .errors import Conflict, NotFound, Unavailable
 from .models import AlertSettings, DeviceClaim
 
-APNS, FCM = "apns", "fcm"
-PLATFORMS = (APNS, FCM)
+APNS, FCM, WEB = "apns", "fcm", "web"
+PLATFORMS = (APNS, FCM, WEB)
 MAX_DEVICES = 10
 TOKEN_MAX = 4096
 
@@ -68,8 +71,14 @@ def listed(user_id: str) -> dict[str, Any]:
 
 
 def register(user_id: str, platform: str, token: str) -> dict[str, Any]:
-    """Idempotent for one token: SNS returns the same endpoint for the same token."""
-    application = _application_arn(platform)
+    """Idempotent for one token: SNS returns the same endpoint for the same token, and a
+    browser's subscription is kept in one canonical form."""
+    if platform == WEB:
+        webpush.require_keys()
+        token = webpush.subscription(token)
+        application = None
+    else:
+        application = _application_arn(platform)
     device_id = device_id_of(platform, token)
     existing = _devices(user_id)
     if device_id in existing:
@@ -77,9 +86,12 @@ def register(user_id: str, platform: str, token: str) -> dict[str, Any]:
     if len(existing) >= MAX_DEVICES:
         raise Conflict(f"You have {MAX_DEVICES} devices already; remove one first",
                        code="device_limit")
-    endpoint = _endpoint_for(application, token, user_id)
+    device: dict[str, Any] = {"platform": platform, "created_at": time.time()}
+    if application is None:
+        device["subscription"] = token
+    else:
+        device["endpoint_arn"] = _endpoint_for(application, token, user_id)
     _claim(device_id, user_id)
-    device = {"platform": platform, "endpoint_arn": endpoint, "created_at": time.time()}
     key = AlertSettings(user_id)
     # A map attribute must exist before one of its keys can be set.
     key.update(actions=[AlertSettings.devices.set(AlertSettings.devices | {})])
@@ -137,13 +149,15 @@ def remove(user_id: str, device_id: str) -> dict[str, Any]:
     device = _devices(user_id).get(device_id)
     if device is None:
         raise NotFound(f"No device with id '{device_id}'", code="device_not_found")
-    forget(user_id, device_id, device["endpoint_arn"])
+    forget(user_id, device_id, device.get("endpoint_arn", ""))
     return listed(user_id)
 
 
 def forget(user_id: str, device_id: str, endpoint_arn: str) -> None:
-    """Deletes the endpoint in SNS and the device from the user's settings."""
-    _sns().delete_endpoint(EndpointArn=endpoint_arn)
+    """Deletes the endpoint in SNS (a browser has none) and the device from the user's
+    settings."""
+    if endpoint_arn:
+        _sns().delete_endpoint(EndpointArn=endpoint_arn)
     # Removed meanwhile (by the user, or by a delivery that found it disabled): done.
     _drop(user_id, device_id)
     with contextlib.suppress(DeleteError):
@@ -169,3 +183,11 @@ def push(endpoint_arn: str, text: str, data: dict[str, Any]) -> None:
         if exc.response.get("Error", {}).get("Code") == "EndpointDisabled":
             raise EndpointDisabled(endpoint_arn) from exc
         raise
+
+
+def push_web(subscription: str, text: str, data: dict[str, Any]) -> None:
+    """One notification to one browser; raises EndpointDisabled for a dead subscription."""
+    try:
+        webpush.push(subscription, text, data)
+    except webpush.SubscriptionGone as exc:
+        raise EndpointDisabled(subscription) from exc

@@ -47,6 +47,23 @@ class User(Model):
     hosting_allowed = BooleanAttribute(null=True)
     live_space_id = UnicodeAttribute(null=True)
     created_at = NumberAttribute()
+    bio = UnicodeAttribute(null=True)
+    # The avatar's object key in the avatars bucket (profiles.py); served at /<key>.
+    avatar_key = UnicodeAttribute(null=True)
+
+
+class PeopleIndexEntry(Model):
+    """Finds people by a prefix of their handle or of a word of their name without a
+    scan (profiles.py). One item per normalized token and per bucket: `bucket` is the
+    token's first one, two or three characters, and a search for "al" or "alic" queries
+    one bucket with begins_with on `entry` (<token>#<user id>)."""
+
+    class Meta:
+        table_name = _name("PEOPLE_INDEX_TABLE", "parlor-people-index")
+
+    bucket = UnicodeAttribute(hash_key=True)
+    entry = UnicodeAttribute(range_key=True)
+    user_id = UnicodeAttribute()
 
 
 class Handle(Model):
@@ -339,7 +356,7 @@ class AlertLog(Model):
 
 
 ALL_MODELS: tuple[type[Model], ...] = (
-    User, Handle, Follow, Space, Member, MediaNode,
+    User, PeopleIndexEntry, Handle, Follow, Space, Member, MediaNode,
     TimelineEntry, Restriction, AlertSettings, DeviceClaim, Connection, Reminder, AlertLog,
 )
 
@@ -375,6 +392,7 @@ class TableSpec:
 
 _ENV_VARS: dict[type[Model], str] = {
     User: "USERS_TABLE",
+    PeopleIndexEntry: "PEOPLE_INDEX_TABLE",
     Handle: "HANDLES_TABLE",
     Follow: "FOLLOWS_TABLE",
     Space: "SPACES_TABLE",

@@ -32,3 +32,13 @@ def forget(space_id: str, user_id: str) -> dict[str, Any]:
     _scheduled(space_id)
     Reminder(space_id, user_id).delete()
     return {"space_id": space_id, "reminder": False}
+
+
+def status(space_id: str, user_id: str) -> dict[str, Any]:
+    """Whether the user asked to be told when the Space goes live (any state)."""
+    spaces.load(space_id)
+    try:
+        Reminder.get(space_id, user_id, consistent_read=True)
+    except Reminder.DoesNotExist:
+        return {"space_id": space_id, "reminder": False}
+    return {"space_id": space_id, "reminder": True}

@@ -10,7 +10,7 @@ from typing import Any
 
 from pynamodb.exceptions import DoesNotExist
 
-from . import pagination
+from . import avatars, pagination
 from .db import Tx, TxFailed
 from .errors import Conflict, Forbidden, InvalidField, NotFound
 from .models import Follow, Handle, User
@@ -27,6 +27,9 @@ def profile_view(user: User) -> dict[str, Any]:
         "follower_count": int(user.follower_count),
         "following_count": int(user.following_count),
         "suspended": bool(user.suspended),
+        "bio": user.bio,
+        "avatar_url": avatars.url_of(user.avatar_key),
+        "live_space_id": user.live_space_id,
     }
 
 

@@ -14,7 +14,7 @@ from typing import Any
 from pynamodb.exceptions import DoesNotExist
 from pynamodb.expressions.condition import Condition
 
-from . import authority, eligibility, pagination, social
+from . import authority, avatars, eligibility, pagination, social
 from .db import Tx, TxFailed
 from .errors import Conflict, Forbidden, InvalidField, NotFound
 from .models import LIVE_PARTITION, Member, Space, User
@@ -171,6 +171,7 @@ def _person(user_id: str, people: Mapping[str, User]) -> dict[str, Any]:
         "user_id": user_id,
         "handle": user.handle if user else None,
         "display_name": user.display_name if user else None,
+        "avatar_url": avatars.url_of(user.avatar_key) if user else None,
     }
 
 

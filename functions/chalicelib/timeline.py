@@ -14,6 +14,15 @@ from .models import Member, Space, TimelineEntry, User
 BAR_MAX = 20
 
 
+def _on_stage(space: Space, user_id: str, users: dict[str, User],
+              member: Member | None) -> dict[str, Any]:
+    """A followed person on stage; `speaking` (from the media node, via presence.py) is
+    what the bar's ring shows."""
+    default = spaces.HOST if user_id == space.host_id else spaces.SPEAKER
+    return {**spaces._person(user_id, users), "role": member.role if member else default,
+            "speaking": bool(member.speaking) if member else False}
+
+
 def _stage(space: Space) -> set[str]:
     return {space.host_id, *(space.on_stage_connected or ())}
 
@@ -41,14 +50,12 @@ def bar(user_id: str) -> dict[str, Any]:
     user_ids = {uid for space, on_stage in shown for uid in (space.host_id, *on_stage)}
     users = {u.user_id: u for u in User.batch_get(list(user_ids))} if user_ids else {}
     member_keys = [(space.space_id, uid) for space, on_stage in shown for uid in on_stage]
-    roles = {(m.space_id, m.user_id): m.role
-             for m in Member.batch_get(member_keys)} if member_keys else {}
+    members = {(m.space_id, m.user_id): m
+               for m in Member.batch_get(member_keys)} if member_keys else {}
     return {"items": [
         {
             "space": spaces.summary(space, users),
-            "people": [{**spaces._person(uid, users),
-                        "role": roles.get((space.space_id, uid), spaces.HOST
-                                          if uid == space.host_id else spaces.SPEAKER)}
+            "people": [_on_stage(space, uid, users, members.get((space.space_id, uid)))
                        for uid in on_stage],
         }
         for space, on_stage in shown

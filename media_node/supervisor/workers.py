@@ -142,7 +142,8 @@ class WorkerProcess:
         return True
 
     def absorb(self, status: dict[str, Any], asked_at: float) -> None:
-        """The worker's status (worker/rooms.py's Rooms.status), as it was when asked at `asked_at`."""
+        """The worker's status (worker/rooms.py's Rooms.status), as it was when
+        asked at `asked_at`."""
         self.rooms = {
             space_id: RoomView(
                 listeners=int(room["listeners"]),

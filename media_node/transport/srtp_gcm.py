@@ -2,9 +2,9 @@
 protects RTP with.
 
 libsrtp spent about a quarter of the fast path's CPU at 1,000 listeners (perf, see
-docs/decisions/005-srtp-in-the-stream.md), most of it not in AES: finding the stream of a session by its
-SSRC, the replay window, re-initialising the cipher through libsrtp's layers, and cache
-misses over each listener's 19 KB session. For the AEAD profiles (RFC 7714; aiortc
+docs/decisions/005-srtp-in-the-stream.md), most of it not in AES: finding the stream of
+a session by its SSRC, the replay window, re-initialising the cipher through libsrtp's
+layers, and cache misses over each listener's 19 KB session. For the AEAD profiles (RFC 7714; aiortc
 offers AES-256-GCM first) the C stream protects the RTP itself with one OpenSSL cipher
 context per listener, keyed once (transport/native/srtp.c): the IV from SSRC, rollover
 counter and sequence number, the header as associated data, the tag appended. libsrtp

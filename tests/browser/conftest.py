@@ -57,6 +57,13 @@ class Person:
             "window.parlorRoom && window.parlorRoom.connection"
             " ? window.parlorRoom.connection.inboundAudioEnergy() : 0"))
 
+    def packets_received(self) -> int:
+        """Audio packets the room's current connection received (getStats' inbound-rtp
+        packetsReceived); 0 without a connection."""
+        return int(self.page.evaluate(
+            "window.parlorRoom && window.parlorRoom.connection"
+            " ? window.parlorRoom.connection.packetsReceived() : 0"))
+
     def hears_audio(self, seconds: float = 6.0) -> None:
         """The inbound audio track's energy (getStats' totalAudioEnergy) keeps growing:
         sound arrives, not one burst."""

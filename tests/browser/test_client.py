@@ -15,12 +15,15 @@ def test_an_ineligible_user_sees_why_they_cannot_host(people: dict[str, Person])
     dave = people["u-dave"].sign_in("dave")
     expect(dave.page.get_by_text("You cannot host yet: Hosting needs 600 followers; "
                                  "you have 0.")).to_be_visible()
-    expect(dave.page.get_by_role("button", name="Start the Space")).to_be_disabled()
+    expect(dave.page.get_by_text("0 of 600 followers: 600 to go.")).to_be_visible()
+    # Only what applies: no form to fill in for nothing.
+    expect(dave.page.get_by_role("button", name="Start the Space")).to_be_hidden()
+    expect(dave.page.get_by_label("Title")).to_be_hidden()
 
 
 def test_errors_are_spoken_plainly(people: dict[str, Person], local: LocalRun) -> None:
     carol = people["u-carol"].sign_in("carol")
-    carol.page.goto(f"{local.web}/#/spaces/sp_{'0' * 20}")
+    carol.page.goto(f"{local.web}/spaces/sp_{'0' * 20}")
     expect(carol.page.get_by_role("alert")).to_contain_text("No Space with id")
 
 

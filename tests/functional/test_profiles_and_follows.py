@@ -13,6 +13,7 @@ def test_a_user_creates_and_updates_a_profile(world: World) -> None:
     assert created.json == {
         "user_id": "u-alice", "handle": "alice", "display_name": "Alice A.",
         "follower_count": 0, "following_count": 0, "suspended": False,
+        "bio": None, "avatar_url": None, "live_space_id": None,
     }
     renamed = alice.put("/me", {"handle": "alice_b", "display_name": "Alice B."})
     assert renamed.json["handle"] == "alice_b"

@@ -77,7 +77,8 @@ def test_a_host_goes_live_and_ends(world: World) -> None:
     assert space["topics"] == ["tech", "ai"]
     assert space["host"]["handle"] == "alice"
     assert space["stage"] == [{"user_id": "u-alice", "handle": "alice",
-                               "display_name": "Alice", "role": "host", "muted": False}]
+                               "display_name": "Alice", "avatar_url": None, "role": "host",
+                               "muted": False}]
     assert space["me"]["role"] == "host"
     live = alice.get("/spaces/live").json["items"]
     assert [s["space_id"] for s in live] == [space["space_id"]]

@@ -230,7 +230,7 @@ def test_one_origin_serves_the_client_the_api_and_signaling(template: Template) 
     distribution = _one(template, "AWS::CloudFront::Distribution")
     config = distribution["Properties"]["DistributionConfig"]
     patterns = {b["PathPattern"] for b in config["CacheBehaviors"]}
-    assert patterns == {"/api/*", "/media/*"}
+    assert patterns == {"/api/*", "/media/*", "/avatars/*"}  # avatars: cdk/browser.py
     origins = json.dumps(config["Origins"])
     assert "execute-api" in origins
     assert "X-Parlor-Origin" in origins

@@ -59,6 +59,8 @@ def test_only_the_key_pair_writes_secrets_and_only_the_api_reads_the_signing_key
     private = next(k for k, v in secrets.items() if "signing" in v["Properties"]["Description"])
     public = next(k for k, v in secrets.items()
                   if "verification" in v["Properties"]["Description"])
+    # The same provisioner makes Web Push's VAPID key pair (cdk/browser.py).
+    vapid = next(k for k, v in secrets.items() if "VAPID" in v["Properties"]["Description"])
     provisioner = role_of(template, "ProvisionJoinTokenKeys")
     writes = {"secretsmanager:PutSecretValue", "secretsmanager:UpdateSecret"}
     for role in template.find_resources("AWS::IAM::Role"):
@@ -66,7 +68,8 @@ def test_only_the_key_pair_writes_secrets_and_only_the_api_reads_the_signing_key
             if writes & set(actions(statement)):
                 assert role == provisioner, (role, statement)
                 assert json.dumps(statement["Resource"]) in (
-                    json.dumps({"Ref": private}), json.dumps({"Ref": public}))
+                    json.dumps({"Ref": private}), json.dumps({"Ref": public}),
+                    json.dumps({"Ref": vapid}))
     provisioner_statements = json.dumps(statements_of(template, provisioner))
     assert "dynamodb:" not in provisioner_statements, "the provisioner reads no table"
     api = statements_of(template, role_of(template, "APIHandler"))

@@ -1,5 +1,9 @@
 // The Spaces API, through the same origin (/api/* goes to API Gateway in AWS and to the
 // local API when running on one machine). Every error arrives as {error, message}.
+// Each call carries a fresh access token (auth.js renews it ahead of expiry); a 401 is
+// answered by renewing the token once and trying the call again.
+
+import { SessionEnded } from "./auth.js";
 
 export class ApiError extends Error {
   constructor(status, body) {
@@ -11,13 +15,26 @@ export class ApiError extends Error {
 }
 
 export class Api {
-  constructor(base, token) {
+  constructor(base, tokens) {
     this.base = base.replace(/\/$/, "");
-    this.token = token;
+    this.tokens = tokens;
   }
 
-  async call(method, path, body) {
-    const headers = { Authorization: `Bearer ${this.token}`, "Content-Type": "application/json" };
+  async token(renew) {
+    try {
+      return renew ? (await this.tokens.refresh(), this.tokens.session.accessToken)
+        : await this.tokens.fresh();
+    } catch (error) {
+      if (error instanceof SessionEnded) {
+        throw new ApiError(401, { error: "session_ended", message: "Your session has ended. Sign in again." });
+      }
+      throw new ApiError(0, { error: "network", message: error.message });
+    }
+  }
+
+  async call(method, path, body, renewed = false) {
+    const token = await this.token(renewed);
+    const headers = { Authorization: `Bearer ${token}`, "Content-Type": "application/json" };
     let response;
     try {
       response = await fetch(this.base + path, {
@@ -26,8 +43,10 @@ export class Api {
     } catch (error) {
       throw new ApiError(0, { error: "network", message: "Parlor cannot be reached; check your connection" });
     }
+    if (response.status === 401 && !renewed) return this.call(method, path, body, true);
     const text = await response.text();
-    const data = text ? JSON.parse(text) : null;
+    let data = null;
+    try { data = text ? JSON.parse(text) : null; } catch (_) { data = null; }
     if (!response.ok) throw new ApiError(response.status, data);
     return data;
   }

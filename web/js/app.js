@@ -1,73 +1,40 @@
-// Parlor's browser client: sign in, the bar of live Spaces from people you follow,
-// hosting, and the room (listen, request to speak, speak, moderate).
+// Parlor's browser client, which for its users is Parlor: plain ES modules, no build.
+// This module starts it: the configuration, signing in, the header (search, settings,
+// your profile), the bar, and the pages by path (/, /spaces/{id}, /@handle, /settings),
+// each a module of its own.
 
 import { Api, ApiError } from "./api.js";
 import * as auth from "./auth.js";
-import { AudioConnection, MediaError } from "./media.js";
+import { connectBar, stopBar } from "./bar.js";
+import { showHome } from "./home.js";
+import { showProfile } from "./profile.js";
+import { registerWorker } from "./push.js";
+import { showSettings } from "./settings.js";
+import { leaveRoom, showSpace } from "./space.js";
+import {
+  $, attempt, avatar, el, go, handleOf, notify, render, state,
+} from "./ui.js";
 
-const $ = (selector, root = document) => root.querySelector(selector);
-const ROLE_NAMES = { host: "Host", co_host: "Co-host", speaker: "Speaker", listener: "Listener" };
-const ON_STAGE = ["host", "co_host", "speaker"];
-const ERROR_TEXT = {
-  not_eligible: (e) => `You cannot host yet: ${e.message}.`,
-  speaker_limit: () => "The stage is full: a Space has at most 10 speakers.",
-  co_host_limit: () => "A Space has at most 2 co-hosts.",
-  no_media_node: () => "No audio server is available right now. Try again in a moment.",
-  removed: () => "You were removed from this Space and cannot rejoin it.",
-  already_hosting: () => "You are already hosting a live Space: end it before starting another.",
-};
-
-const state = { config: null, session: null, api: null, me: null, room: null, barTimer: null, barSocket: null };
-
-function notify(message, kind = "error") {
-  const box = $("#notice");
-  box.textContent = message;
-  box.classList.toggle("info", kind === "info");
-  box.hidden = !message;
-}
-
-function explain(error) {
-  if (error instanceof ApiError && ERROR_TEXT[error.code]) return ERROR_TEXT[error.code](error);
-  return error.message || String(error);
-}
-
-async function attempt(action) {
-  try {
-    notify("");
-    return await action();
-  } catch (error) {
-    notify(explain(error));
-    return undefined;
-  }
-}
-
-function render(templateId) {
-  const view = $("#view");
-  view.replaceChildren($(`#${templateId}`).content.cloneNode(true));
-  return view;
-}
-
-function el(tag, props = {}, ...children) {
-  const node = Object.assign(document.createElement(tag), props);
-  node.append(...children.filter((c) => c !== null && c !== undefined));
-  return node;
-}
-
-function handleOf(person) { return person.handle ? `@${person.handle}` : person.user_id; }
+export { retryDelay } from "./room.js";
 
 // Signing in
 
 async function showSignIn() {
   const view = render("sign-in-template");
   const local = state.config.auth.mode === "local";
+  const provider = auth.providerOf(state.config);
+  // Back here after signing in.
+  const returnTo = location.pathname + location.search;
+  const signIn = (loginHint) => attempt(() => auth.startSignIn(provider, { loginHint, returnTo }));
   $("[data-local-hint]", view).hidden = !local;
   if (!local) {
     $("[data-sign-in-form]", view).hidden = true;
     const button = el("button", { type: "button", textContent: "Sign in with your account" });
-    button.addEventListener("click", () => auth.startCognitoSignIn(state.config.auth.cognito));
+    button.addEventListener("click", () => signIn());
     $("[data-demo-users]", view).append(el("li", {}, button));
     return;
   }
+  // No passwords locally: the local sign-in takes the user id as a login hint.
   for (const user of state.config.demo_users || []) {
     const button = el("button", { type: "button", className: "secondary",
       textContent: `Sign in as @${user.handle}` });
@@ -76,430 +43,159 @@ async function showSignIn() {
   }
   $("[data-sign-in-form]", view).addEventListener("submit", (event) => {
     event.preventDefault();
-    signIn(new FormData(event.target).get("user"));
+    signIn(String(new FormData(event.target).get("user")));
   });
 }
 
-async function signIn(userId) {
-  await attempt(async () => {
-    state.session = await auth.signInLocally(userId);
-    await start();
-  });
-}
-
-function signOut() {
+// Everything of the signed-in person goes: the room, the bar's socket, the views.
+function forgetSession() {
   leaveRoom();
-  auth.forget();
-  state.session = state.api = state.me = null;
-  clearInterval(state.barTimer);
-  const socket = state.barSocket;
-  state.barSocket = null;
-  socket?.close();
+  state.tokens?.stop();
+  state.tokens = state.api = state.me = null;
+  stopBar();
   $("#account").hidden = true;
-  $("#bar").hidden = true;
-  location.hash = "#/";
+}
+
+async function signOut() {
+  const tokens = state.tokens;
+  forgetSession();
+  if (!tokens) return;
+  await tokens.signOut();
+  location.assign(tokens.logoutUrl());
+}
+
+// The refresh token was refused (revoked, expired, or signed out elsewhere).
+function sessionEnded(message) {
+  forgetSession();
   showSignIn();
+  notify(message, "info");
 }
 
-// The bar of live Spaces from people you follow
+// Search people, as you type
 
-async function refreshBar() {
-  if (!state.api) return;
-  let page;
-  try {
-    page = await state.api.get("/me/timeline/spaces");
-  } catch (_) {
-    return;
-  }
-  const list = $("#bar-list");
-  list.replaceChildren(...page.items.map(({ space, people }) => {
-    const who = people.map((person) => `${handleOf(person)} (${ROLE_NAMES[person.role]})`).join(", ");
-    return el("li", {}, el("a", { href: `#/spaces/${space.space_id}` },
-      el("span", { className: "who", textContent: who }),
-      el("span", { textContent: ` ${space.title}` }),
-      el("span", { className: "hint", textContent: ` · ${space.listener_count} listening` })));
-  }));
-  $("#bar").hidden = page.items.length === 0;
-}
+const SEARCH_DELAY_MS = 150;
 
-function connectBarUpdates() {
-  clearInterval(state.barTimer);
-  state.barSocket?.close();
-  refreshBar();
-  // Polling keeps the bar right only while the WebSocket is down (or where there is
-  // none); while it is open, its messages alone bring changes.
-  const poll = () => {
-    clearInterval(state.barTimer);
-    state.barTimer = setInterval(refreshBar, 5000);
+function wireSearch() {
+  const input = $("#people-search");
+  const results = $("#people-results");
+  const status = $("#people-search-status");
+  let timer = null;
+  let asked = 0;
+  const close = () => { results.hidden = true; results.replaceChildren(); };
+  const search = async () => {
+    const text = input.value.trim();
+    if (!text || !state.api) { close(); status.textContent = ""; return; }
+    const mine = ++asked;
+    let found;
+    try {
+      found = await state.api.get(`/users?q=${encodeURIComponent(text)}&limit=8`);
+    } catch (_) {
+      found = { items: [] };
+    }
+    if (mine !== asked) return; // a later keystroke's answer wins
+    results.replaceChildren(...found.items.map((person) => el("li", {},
+      el("a", { href: `/@${person.handle}` }, avatar(person, "s"),
+        el("span", { className: "result-name", textContent: person.display_name }),
+        el("span", { className: "hint", textContent: ` ${handleOf(person)}` })))));
+    results.hidden = found.items.length === 0;
+    status.textContent = found.items.length === 1 ? "1 person found" : `${found.items.length} people found`;
   };
-  const url = state.config.websocket_url;
-  if (!url) { poll(); return; }
-  const socket = new WebSocket(`${url}?token=${encodeURIComponent(state.session.token)}`);
-  state.barSocket = socket;
-  window.parlorBar = { live: false, messages: 0 }; // for the browser tests
-  socket.addEventListener("open", () => {
-    clearInterval(state.barTimer);
-    window.parlorBar.live = true;
-    refreshBar();
+  input.addEventListener("input", () => { clearTimeout(timer); timer = setTimeout(search, SEARCH_DELAY_MS); });
+  input.addEventListener("keydown", (event) => {
+    if (event.key === "Escape") { input.value = ""; close(); }
+    if (event.key === "ArrowDown") { results.querySelector("a")?.focus(); event.preventDefault(); }
   });
-  socket.addEventListener("message", () => { window.parlorBar.messages += 1; refreshBar(); });
-  socket.addEventListener("close", () => {
-    if (state.barSocket !== socket) return;
-    window.parlorBar.live = false;
-    poll();
-    setTimeout(() => state.api && state.barSocket === socket && connectBarUpdates(), 5000);
+  results.addEventListener("click", (event) => {
+    if (event.target.closest("a")) { input.value = ""; close(); }
   });
 }
 
-// Home: hosting and the lists of Spaces
-
-function spaceItem(space, extra) {
-  const link = el("a", { href: `#/spaces/${space.space_id}`, textContent: space.title });
-  const when = space.state === "scheduled"
-    ? ` · starts ${new Date(space.scheduled_start * 1000).toLocaleString()}`
-    : ` · ${space.listener_count} listening`;
-  return el("li", {}, link, el("span", { className: "hint", textContent: ` by ${handleOf(space.host)}${when}` }), extra);
-}
-
-async function showHome() {
-  const view = render("home-template");
-  const eligibility = await attempt(() => state.api.get("/me/eligibility"));
-  const form = $("[data-create-form]", view);
-  if (eligibility) {
-    $("[data-eligibility]", view).textContent = eligibility.eligible
-      ? "You can host Spaces."
-      : `You cannot host yet: ${eligibility.message}.`;
-    form.querySelectorAll("input, button").forEach((input) => { input.disabled = !eligibility.eligible; });
-  }
-  form.addEventListener("submit", (event) => {
-    event.preventDefault();
-    const data = new FormData(form);
-    const topics = String(data.get("topics") || "").split(",").map((t) => t.trim()).filter(Boolean);
-    const body = { title: String(data.get("title")), topics };
-    if (data.get("start")) body.scheduled_start = new Date(String(data.get("start"))).getTime() / 1000;
-    attempt(async () => {
-      const space = await state.api.post("/spaces", body);
-      if (space.state === "live") {
-        state.autoJoin = space.space_id;
-        location.hash = `#/spaces/${space.space_id}`;
-      } else {
-        notify("Your Space is scheduled.", "info");
-        showHome();
-      }
-    });
-  });
-  const live = await attempt(() => state.api.get("/spaces/live"));
-  if (live) $("[data-live]", view).replaceChildren(...live.items.map((s) => spaceItem(s)));
-  const scheduled = await attempt(() => state.api.get(`/users/${state.session.userId}/spaces/scheduled`));
-  if (scheduled) {
-    $("[data-scheduled]", view).replaceChildren(...scheduled.items.map((space) => {
-      const go = el("button", { type: "button", className: "secondary", textContent: "Go live" });
-      go.addEventListener("click", () => attempt(async () => {
-        await state.api.post(`/spaces/${space.space_id}/start`);
-        state.autoJoin = space.space_id;
-        location.hash = `#/spaces/${space.space_id}`;
-      }));
-      return spaceItem(space, go);
-    }));
-  }
-}
-
-// The room
-
-class Room {
-  constructor(spaceId, view) {
-    this.spaceId = spaceId;
-    this.view = view;
-    this.detail = null;
-    this.connection = null;
-    this.speaking = new Set();
-    this.audio = el("audio", { autoplay: true });
-    this.audio.hidden = true;
-    view.append(this.audio);
-    this.timer = setInterval(() => this.refresh(), 3000);
-    this.wire();
-  }
-
-  get role() { return this.detail?.me?.role; }
-
-  get moderator() { return this.role === "host" || this.role === "co_host"; }
-
-  wire() {
-    const on = (name, action) => $(`[data-action="${name}"]`, this.view)
-      .addEventListener("click", () => attempt(action));
-    const path = `/spaces/${this.spaceId}`;
-    on("listen", () => this.join());
-    on("leave", async () => { await state.api.post(`${path}/leave`); leaveRoom(); location.hash = "#/"; });
-    on("request", () => state.api.post(`${path}/requests`).then(() => this.refresh()));
-    on("cancel-request", () => state.api.delete(`${path}/requests`).then(() => this.refresh()));
-    on("accept-invite", () => state.api.post(`${path}/invitation`, { accept: true }).then(() => this.refresh()));
-    on("mute-self", () => this.setOwnMute(true));
-    on("unmute-self", () => this.setOwnMute(false));
-    on("step-down", () => state.api.post(`${path}/members/${state.session.userId}/demote`).then(() => this.refresh()));
-    on("mute-all", () => state.api.post(`${path}/mute-all`).then(() => this.refresh()));
-    on("end", async () => { await state.api.post(`${path}/end`); await this.refresh(); });
-    this.view.querySelectorAll("[data-reaction]").forEach((button) => {
-      button.addEventListener("click", () => this.connection?.sendReaction(button.dataset.reaction));
-    });
-    const byHandle = (selector, act) => $(selector, this.view).addEventListener("submit", (event) => {
-      event.preventDefault();
-      const handle = String(new FormData(event.target).get("handle"));
-      attempt(async () => {
-        const user = await state.api.get(`/users/by-handle/${encodeURIComponent(handle)}`);
-        await act(user.user_id);
-        event.target.reset();
-        await this.refresh();
-      });
-    });
-    byHandle("[data-invite-form]", (id) => state.api.post(`${path}/invitations/${id}`));
-    byHandle("[data-cohost-form]", (id) => state.api.post(`${path}/co-hosts`, { user_id: id }));
-    byHandle("[data-remove-form]", (id) => state.api.post(`${path}/members/${id}/remove`));
-  }
-
-  async setOwnMute(muted) {
-    await state.api.put(`/spaces/${this.spaceId}/me/mute`, { muted });
-    this.connection?.setMicrophoneEnabled(!muted);
-    await this.refresh();
-  }
-
-  async join() {
-    if (this.connection) return;
-    const joined = await state.api.post(`/spaces/${this.spaceId}/join`);
-    const connection = new AudioConnection(joined, this.audio);
-    connection.addEventListener("room", (event) => this.onRoomEvent(event.detail));
-    connection.addEventListener("state", (event) => this.setAudioStatus(event.detail));
-    connection.addEventListener("autoplay-blocked", () =>
-      this.setAudioStatus("blocked"));
-    this.connection = connection;
-    try {
-      await connection.connect();
-    } catch (error) {
-      this.connection = null;
-      throw error;
-    }
-    connection.setMicrophoneEnabled(!joined.muted);
-    await this.refresh();
-  }
-
-  setAudioStatus(status) {
-    const text = {
-      connecting: "Connecting the audio…", connected: "You are in the audio.",
-      failed: "The audio connection failed. Leave and listen again.",
-      blocked: "Press Listen again to allow sound.", closed: "",
-    }[status];
-    if (text !== undefined) $("[data-audio]", this.view).textContent = text;
-  }
-
-  async onRoomEvent(message) {
-    const me = state.session.userId;
-    switch (message.type) {
-      case "welcome": this.speaking = new Set(message.speaking); break;
-      case "speaking_started": this.speaking.add(message.user_id); break;
-      case "speaking_stopped": this.speaking.delete(message.user_id); break;
-      case "reaction": this.showReaction(message); return;
-      case "role_changed":
-        if (message.user_id === me && ON_STAGE.includes(message.role)) {
-          await attempt(() => this.connection.enableMicrophone());
-        }
-        await this.refresh();
-        return;
-      case "muted": case "unmuted":
-        if (message.user_id === me) this.connection?.setMicrophoneEnabled(message.type === "unmuted");
-        await this.refresh();
-        return;
-      case "removed":
-        if (message.user_id === me) {
-          notify(ERROR_TEXT.removed());
-          this.stopAudio();
-        }
-        await this.refresh();
-        return;
-      case "space_ended":
-        notify("This Space has ended.", "info");
-        this.stopAudio();
-        await this.refresh();
-        return;
-      case "node_closing":
-      case "rejoin":
-        // The audio must come from elsewhere: the node is closing, or (rejoin) this
-        // connection came through a relay that cannot carry a speaker's voice or lost
-        // its feed. Joining again through the API places it where it now belongs.
-        this.stopAudio();
-        await attempt(() => this.join());
-        return;
-      default: return;
-    }
-    this.renderStage();
-  }
-
-  showReaction(message) {
-    const feed = $("[data-reactions]", this.view);
-    const person = this.detail?.stage.find((p) => p.user_id === message.user_id);
-    feed.textContent = `${message.emoji} ${person ? handleOf(person) : ""}`;
-  }
-
-  stopAudio() {
-    this.connection?.close();
-    this.connection = null;
-    this.setAudioStatus("closed");
-  }
-
-  async refresh() {
-    let detail;
-    try {
-      detail = await state.api.get(`/spaces/${this.spaceId}`);
-    } catch (error) {
-      notify(explain(error));
-      return;
-    }
-    this.detail = detail;
-    this.render();
-    if (this.moderator && detail.state === "live") {
-      const requests = await state.api.get(`/spaces/${this.spaceId}/requests`).catch(() => ({ items: [] }));
-      this.renderRequests(requests.items);
-    }
-  }
-
-  render() {
-    const { detail, view } = this;
-    const live = detail.state === "live";
-    $("[data-state]", view).textContent = detail.state === "live" ? "● Live" : detail.state;
-    $("[data-title]", view).textContent = detail.title;
-    $("[data-host]", view).textContent = `Hosted by ${handleOf(detail.host)}${detail.topics.length ? ` · ${detail.topics.join(", ")}` : ""}`;
-    $("[data-counts]", view).textContent = `${detail.speaker_count + detail.co_host_count + 1} on stage · ${detail.listener_count} listening`;
-    const me = detail.me || {};
-    const show = (name, visible) => { $(`[data-action="${name}"]`, view).hidden = !visible; };
-    const onStage = ON_STAGE.includes(me.role);
-    show("listen", live && !this.connection && me.role !== "removed");
-    show("leave", live && Boolean(me.role) && me.role !== "removed");
-    show("request", live && me.role === "listener" && !me.requested_to_speak && !me.invited_to_speak);
-    show("cancel-request", live && me.role === "listener" && me.requested_to_speak);
-    show("accept-invite", live && me.role === "listener" && me.invited_to_speak);
-    show("mute-self", live && onStage && !me.muted);
-    show("unmute-self", live && onStage && me.muted);
-    show("step-down", live && (me.role === "speaker" || me.role === "co_host"));
-    $("[data-moderation]", view).hidden = !(live && this.moderator);
-    $("[data-cohost-form]", view).hidden = me.role !== "host";
-    show("end", live && me.role === "host");
-    if (!live) this.stopAudio();
-    this.renderStage();
-  }
-
-  renderStage() {
-    if (!this.detail) return;
-    const path = `/spaces/${this.spaceId}`;
-    const items = this.detail.stage.map((person) => {
-      const speaking = this.speaking.has(person.user_id) && !person.muted;
-      const label = `${handleOf(person)} · ${ROLE_NAMES[person.role]}${person.muted ? " · muted" : ""}${speaking ? " · speaking" : ""}`;
-      const item = el("li", { className: speaking ? "speaking" : "" }, el("span", { textContent: label }));
-      item.dataset.userId = person.user_id;
-      const mine = person.user_id === state.session.userId;
-      if (this.moderator && !mine && person.role !== "host" && this.detail.state === "live") {
-        const act = (text, action) => {
-          const button = el("button", { type: "button", textContent: `${text} ${handleOf(person)}` });
-          button.addEventListener("click", () => attempt(async () => { await action(); await this.refresh(); }));
-          item.append(button);
-        };
-        if (!person.muted) act("Mute", () => state.api.post(`${path}/members/${person.user_id}/mute`));
-        if (person.role === "speaker" || this.role === "host") {
-          act("Move to audience", () => state.api.post(`${path}/members/${person.user_id}/demote`));
-          act("Remove", () => state.api.post(`${path}/members/${person.user_id}/remove`));
-        }
-        if (this.role === "host" && person.role === "speaker") {
-          act("Make co-host", () => state.api.post(`${path}/co-hosts`, { user_id: person.user_id }));
-        }
-      }
-      return item;
-    });
-    $("[data-stage]", this.view).replaceChildren(...items);
-  }
-
-  renderRequests(requests) {
-    const path = `/spaces/${this.spaceId}/requests`;
-    $("[data-requests]", this.view).replaceChildren(...requests.map((person) => {
-      const item = el("li", {}, el("span", { textContent: handleOf(person) }));
-      for (const [text, verb] of [["Approve", "approve"], ["Deny", "deny"]]) {
-        const button = el("button", { type: "button", textContent: `${text} ${handleOf(person)}` });
-        button.addEventListener("click", () => attempt(async () => {
-          await state.api.post(`${path}/${person.user_id}/${verb}`);
-          await this.refresh();
-        }));
-        item.append(button);
-      }
-      return item;
-    }));
-  }
-
-  close() {
-    clearInterval(this.timer);
-    this.stopAudio();
-  }
-}
-
-function leaveRoom() {
-  state.room?.close();
-  state.room = null;
-  window.parlorRoom = null;
-}
-
-async function showRoom(spaceId) {
-  leaveRoom();
-  const view = render("room-template");
-  const room = new Room(spaceId, view);
-  state.room = room;
-  window.parlorRoom = room; // for the browser tests: the audio statistics of this room
-  await room.refresh();
-  if (state.autoJoin === spaceId) {
-    state.autoJoin = null;
-    await attempt(() => room.join());
-  }
-}
-
-// Start-up
+// Pages by path
 
 async function route() {
-  if (!state.api) return;
-  const match = location.hash.match(/^#\/spaces\/(sp_[a-z0-9]+)$/);
-  if (!match) leaveRoom();
-  // Both views render before their first await: focus moves to the new view then, for
-  // screen readers, and not after its data arrives, when the person may be typing.
-  const shown = match ? showRoom(match[1]) : showHome();
-  $("#view").focus();
+  if (!state.api || !state.me) return;
+  const path = location.pathname;
+  const space = path.match(/^\/spaces\/(sp_[a-z0-9]{20})\/?$/);
+  const person = path.match(/^\/@([A-Za-z0-9_]{1,15})\/?$/);
+  if (!space) leaveRoom();
+  document.title = "Parlor";
+  let shown;
+  if (path === "/") shown = showHome();
+  else if (space) shown = showSpace(space[1]);
+  else if (person) shown = showProfile(person[1]);
+  else if (path === "/settings") shown = showSettings();
+  else shown = Promise.resolve(render("not-found-template"));
+  // Every page renders before its first await: focus moves to it then, for screen
+  // readers, and not after its data arrives, when the person may be typing.
+  $("#view").focus({ preventScroll: true });
   await shown;
 }
 
-async function start() {
-  state.api = new Api(state.config.api_url, state.session.token);
+// Links inside the client change the page without reloading it (the audio goes on).
+function interceptLinks() {
+  document.addEventListener("click", (event) => {
+    const link = event.target.closest("a[href]");
+    if (!link || event.defaultPrevented || event.button !== 0 || event.metaKey || event.ctrlKey
+        || event.shiftKey || event.altKey || link.target || link.origin !== location.origin) return;
+    if (link.pathname.startsWith("/avatars/") || link.pathname.startsWith("/local/")) return;
+    if (link.hash && link.pathname === location.pathname) return; // within the page
+    event.preventDefault();
+    if (link.pathname + link.search !== location.pathname + location.search) go(link.pathname + link.search);
+  });
+}
+
+async function showCreateProfile() {
+  $("#whoami").textContent = state.tokens.userId;
+  const view = render("create-profile-template");
+  $("[data-profile-form]", view).addEventListener("submit", (event) => {
+    event.preventDefault();
+    const data = Object.fromEntries(new FormData(event.target));
+    attempt(async () => { await state.api.put("/me", data); await start(state.tokens.session); });
+  });
+}
+
+async function start(session) {
+  state.tokens?.stop();
+  const tokens = new auth.Tokens(auth.providerOf(state.config), session);
+  state.tokens = tokens;
+  // A renewed token opens a new socket: API Gateway checked the old one's at connect.
+  tokens.addEventListener("refreshed", () => { if (state.tokens === tokens && state.me) connectBar(); });
+  tokens.addEventListener("ended", (event) => { if (state.tokens === tokens) sessionEnded(event.detail); });
+  window.parlorAuth = tokens; // for the browser tests
+  state.api = new Api(state.config.api_url, tokens);
   state.me = await state.api.get("/me").catch((error) => {
     if (error instanceof ApiError && error.code === "profile_not_found") return null;
     throw error;
   });
   $("#account").hidden = false;
   if (!state.me) {
-    $("#whoami").textContent = state.session.userId;
-    const view = render("profile-template");
-    $("[data-profile-form]", view).addEventListener("submit", (event) => {
-      event.preventDefault();
-      const data = Object.fromEntries(new FormData(event.target));
-      attempt(async () => { await state.api.put("/me", data); await start(); });
-    });
+    await showCreateProfile();
     return;
   }
-  $("#whoami").textContent = `@${state.me.handle}`;
-  connectBarUpdates();
+  const whoami = $("#whoami");
+  whoami.textContent = handleOf(state.me);
+  whoami.href = `/@${state.me.handle}`;
+  connectBar();
   await route();
 }
 
 async function boot() {
-  state.config = await (await fetch("config.json")).json();
+  state.config = await (await fetch("/config.json")).json();
+  // Links of the client before it had paths (/#/spaces/...) still work.
+  if (location.hash.startsWith("#/")) history.replaceState(null, "", location.hash.slice(1));
   $("#sign-out").addEventListener("click", signOut);
-  window.addEventListener("hashchange", () => attempt(route));
-  if (state.config.auth.mode === "cognito") {
-    state.session = auth.saved() || await attempt(() => auth.finishCognitoSignIn(state.config.auth.cognito));
-  } else {
-    state.session = auth.saved();
-  }
-  if (state.session) await attempt(start);
+  window.addEventListener("popstate", () => attempt(route));
+  window.addEventListener("parlor:navigate", () => attempt(route));
+  interceptLinks();
+  wireSearch();
+  registerWorker();
+  // A notification clicked while Parlor is open: its page, without a reload.
+  navigator.serviceWorker?.addEventListener("message", (event) => {
+    const url = event.data?.type === "open" ? event.data.url : null;
+    if (typeof url === "string" && url.startsWith("/") && !url.startsWith("//")) go(url);
+  });
+  const session = await attempt(() => auth.finishSignIn(auth.providerOf(state.config))) || auth.saved();
+  if (session) await attempt(() => start(session));
   else await showSignIn();
 }
 
