@@ -20,10 +20,12 @@ export class Api {
     this.tokens = tokens;
   }
 
-  async token(renew) {
+  // `refused`: the token a 401 answered. It is renewed only if it is still the current
+  // one: calls refused together renew once, and the later ones use that renewal.
+  async token(refused) {
     try {
-      return renew ? (await this.tokens.refresh(), this.tokens.session.accessToken)
-        : await this.tokens.fresh();
+      if (refused && refused === this.tokens.session.accessToken) await this.tokens.refresh();
+      return refused ? this.tokens.session.accessToken : await this.tokens.fresh();
     } catch (error) {
       if (error instanceof SessionEnded) {
         throw new ApiError(401, { error: "session_ended", message: "Your session has ended. Sign in again." });
@@ -32,8 +34,8 @@ export class Api {
     }
   }
 
-  async call(method, path, body, renewed = false) {
-    const token = await this.token(renewed);
+  async call(method, path, body, refused = null) {
+    const token = await this.token(refused);
     const headers = { Authorization: `Bearer ${token}`, "Content-Type": "application/json" };
     let response;
     try {
@@ -43,7 +45,7 @@ export class Api {
     } catch (error) {
       throw new ApiError(0, { error: "network", message: "Parlor cannot be reached; check your connection" });
     }
-    if (response.status === 401 && !renewed) return this.call(method, path, body, true);
+    if (response.status === 401 && !refused) return this.call(method, path, body, token);
     const text = await response.text();
     let data = null;
     try { data = text ? JSON.parse(text) : null; } catch (_) { data = null; }
