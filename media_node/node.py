@@ -16,6 +16,7 @@ from .authority import LISTENER, Authority, AuthorityBook
 from .config import Config
 from .errors import SignalingError
 from .events import MediaEvents
+from .hls.service import Packaging
 from .reconcile import Reconciler, Truth
 from .relay import FeedSource, FeedUnavailable, RelayRoom
 from .room import Participant, Room
@@ -43,6 +44,8 @@ class Node:
         self.book = AuthorityBook()
         # The control plane's view, when the node may read its tables (reconcile.py).
         self.reconciler: Reconciler | None = None
+        # HLS of the rooms this worker mixes, when the node has a bucket (hls/).
+        self.hls: Packaging | None = None
 
     def room_count(self) -> int:
         return len(self.rooms)
@@ -119,6 +122,9 @@ class Node:
                 room = RelayRoom(space_id, self.events, self.counters, self._room_closed,
                                  config.fanout, feed, self, config.host)
             self.rooms[space_id] = room
+            room.recording = claims.recording
+            if feed is None and self.hls is not None:
+                room.output = self.hls.open(room, claims.recording)
             log.info("room opened", extra={"space_id": space_id, "relay": feed is not None})
         if isinstance(room, RelayRoom):
             try:
