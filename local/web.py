@@ -1,6 +1,7 @@
 """The browser client's origin on this machine, shaped like CloudFront in AWS: the
-static client at /, the API under /api/*, media-node signaling under /media/*. One origin
-means no CORS, locally as in the cloud.
+static client at /, the API under /api/*, media-node signaling under /media/*, each
+Space's HLS under /hls/* (from the embedded S3, with the headers CloudFront passes on).
+One origin means no CORS, locally as in the cloud.
 
 It also serves what only local mode has: /config.json for the client, and /local/token,
 the local issuer's sign-in (any user id gets a token; there is no password locally)."""
@@ -14,7 +15,9 @@ from collections.abc import Callable
 from typing import Any
 
 import aiohttp
+import boto3
 from aiohttp import web
+from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.validation import USER_ID
 from local import settings
@@ -72,10 +75,46 @@ def _spread(upstreams: list[str]) -> Callable[[web.Request], Any]:
     return forward
 
 
+# What of an HLS object's metadata a player gets, as CloudFront passes it on.
+_HLS_HEADERS = {"ContentType": "Content-Type", "CacheControl": "Cache-Control",
+                "ETag": "ETag", "ContentLength": "Content-Length"}
+
+
+def _hls(bucket: str) -> Callable[[web.Request], Any]:
+    """/hls/* from the bucket the media nodes write to, as CloudFront's /hls/* behavior
+    serves it: the object as stored, with its own Content-Type and Cache-Control (a
+    playlist a second, a segment immutable); 404 for what is not there (yet)."""
+    s3 = boto3.client("s3")
+
+    async def serve(request: web.Request) -> web.StreamResponse:
+        key = "hls/" + request.match_info["tail"]
+        loop = asyncio.get_running_loop()
+
+        def read() -> tuple[dict[str, Any], bytes]:
+            answer = s3.get_object(Bucket=bucket, Key=key)
+            return answer, answer["Body"].read()
+
+        try:
+            answer, body = await loop.run_in_executor(None, read)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                return web.Response(status=404, text="Not Found")
+            return web.Response(status=502, text="Bad Gateway")
+        except BotoCoreError:
+            return web.Response(status=502, text="Bad Gateway")
+        headers = {header: str(answer[field]) for field, header in _HLS_HEADERS.items()
+                   if field in answer}
+        return web.Response(status=200, body=body if request.method != "HEAD" else None,
+                            headers=headers)
+
+    return serve
+
+
 def application(issuer: LocalIssuer, api_url: str, media_urls: list[str],
                 demo_users: list[dict[str, str]],
                 websockets: LocalWebsockets | None = None,
-                api_signature: tuple[str, str] | None = None) -> web.Application:
+                api_signature: tuple[str, str] | None = None,
+                hls_bucket: str | None = None) -> web.Application:
     """`api_signature`: the origin header and secret added to what /api/* forwards (the
     API refuses requests without it, as it does in AWS those that skip CloudFront).
     /media/* goes unsigned: in AWS the load balancer checks CloudFront's header before
@@ -120,6 +159,8 @@ def application(issuer: LocalIssuer, api_url: str, media_urls: list[str],
     app.router.add_post("/local/token", token)
     app.router.add_route("*", "/api/{tail:.*}", _proxy(api_url, "/api", api_signature))
     app.router.add_route("*", "/media/{tail:.*}", _spread(media_urls))
+    if hls_bucket is not None:
+        app.router.add_get("/hls/{tail:.+}", _hls(hls_bucket))
     app.router.add_get("/", index)
     app.router.add_static("/", WEB_ROOT)
     return app

@@ -226,11 +226,12 @@ def test_one_origin_serves_the_client_the_api_and_signaling(template: Template) 
         "PublicAccessBlockConfiguration": {
             "BlockPublicAcls": True, "BlockPublicPolicy": True,
             "IgnorePublicAcls": True, "RestrictPublicBuckets": True}})
-    template.resource_count_is("AWS::CloudFront::OriginAccessControl", 1)
+    # The client's bucket and the HLS bucket (cdk/hls.py, tests/infra/test_hls.py).
+    template.resource_count_is("AWS::CloudFront::OriginAccessControl", 2)
     distribution = _one(template, "AWS::CloudFront::Distribution")
     config = distribution["Properties"]["DistributionConfig"]
     patterns = {b["PathPattern"] for b in config["CacheBehaviors"]}
-    assert patterns == {"/api/*", "/media/*"}
+    assert patterns == {"/api/*", "/media/*", "/hls/*.m3u8", "/hls/*"}
     origins = json.dumps(config["Origins"])
     assert "execute-api" in origins
     assert "X-Parlor-Origin" in origins
