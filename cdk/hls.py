@@ -12,7 +12,8 @@ served by the site's CloudFront at /hls/* (docs/hls.md, docs/media-contract.md s
 - The media nodes may write and read objects under `hls/` (the live playlist is read
   back by a room opened again after a crash), nothing else; the control plane's
   functions that settle a Space's HLS (the replay, or the deletion of its segments) may
-  list `hls/` and write and delete under it."""
+  list `hls/` and read, write and delete under it. Deleting is theirs alone: a node
+  never deletes (a Space's end is the control plane's to know)."""
 
 from __future__ import annotations
 
@@ -98,7 +99,8 @@ class Hls(Construct):
         for function in SETTLERS:
             role = api.roles[function]
             role.add_to_principal_policy(iam.PolicyStatement(
-                actions=["s3:PutObject", "s3:PutObjectTagging", "s3:DeleteObject"],
+                actions=["s3:PutObject", "s3:PutObjectTagging", "s3:DeleteObject",
+                         "s3:GetObject"],
                 resources=[objects]))
             role.add_to_principal_policy(iam.PolicyStatement(
                 actions=["s3:ListBucket"], resources=[self.bucket.bucket_arn],

@@ -7,9 +7,9 @@ serves them at `/hls/*`. When it has ended, its HLS is *settled*, once:
 
 - recorded: the replay playlist (`index.m3u8`, VOD, closed) is written from the
   segments in the bucket, every run of the Space in order (a run per room the nodes
-  opened; a worker that died leaves its run as far as it was written), and the Space
-  records the replay: its length and when it expires (the bucket's lifecycle rule
-  deletes its objects then);
+  opened; a worker that died leaves its run as far as it was written), the live
+  playlist is closed if its node could not close it, and the Space records the replay:
+  its length and when it expires (the bucket's lifecycle rule deletes its objects then);
 - not recorded: its objects are deleted.
 
 The node that held the room says when its last segment is written (`hls_finished`, a
@@ -189,6 +189,7 @@ def settle(space_id: str) -> str:
     if not segments:
         Space(space_id).update(actions=[Space.hls_pending.remove()])
         return NONE
+    _close_live_playlist(space_id)
     _s3().put_object(Bucket=_bucket(), Key=_prefix(space_id) + REPLAY_PLAYLIST,
                      Body=replay_playlist(segments).encode(), ContentType=PLAYLIST_TYPE,
                      CacheControl=PLAYLIST_CACHE, Tagging=f"{RECORDED_TAG}=true")
@@ -207,6 +208,21 @@ def settle(space_id: str) -> str:
         return DELETED
     log.info("space %s: replay of %.1f s from %d segments", space_id, seconds, len(segments))
     return REPLAY
+
+
+def _close_live_playlist(space_id: str) -> None:
+    """Ends the live playlist where its node could not (the room closed before the
+    Space's end reached it): players still following it stop at its last segment."""
+    key = _prefix(space_id) + LIVE_PLAYLIST
+    try:
+        text = _s3().get_object(Bucket=_bucket(), Key=key)["Body"].read().decode()
+    except _s3().exceptions.NoSuchKey:
+        return
+    if "#EXT-X-ENDLIST" in text:
+        return
+    _s3().put_object(Bucket=_bucket(), Key=key, Body=(text + "#EXT-X-ENDLIST\n").encode(),
+                     ContentType=PLAYLIST_TYPE, CacheControl=PLAYLIST_CACHE,
+                     Tagging=f"{RECORDED_TAG}=true")
 
 
 def on_finished(event: Mapping[str, Any]) -> None:

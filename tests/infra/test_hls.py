@@ -135,7 +135,7 @@ def test_the_functions_that_settle_a_spaces_hls_and_only_they_touch_the_bucket(
         s3 = _object_statements(template, role_of(template, name))
         by_action = {a: s for s in s3 for a in actions(s)}
         assert set(by_action) == {"s3:PutObject", "s3:PutObjectTagging", "s3:DeleteObject",
-                                  "s3:ListBucket"}, name
+                                  "s3:GetObject", "s3:ListBucket"}, name
         assert by_action["s3:ListBucket"]["Condition"] == {
             "StringLike": {"s3:prefix": ["hls/*"]}}
         assert by_action["s3:DeleteObject"]["Resource"] == {"Fn::Join": ["", [
