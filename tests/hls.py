@@ -84,7 +84,7 @@ def parse_playlist(text: str) -> Playlist:
 
 def decode(segment: bytes) -> np.ndarray:
     """A TS segment's audio as mono float samples (-1..1) at 48 kHz."""
-    with av.open(io.BytesIO(segment), format="mpegts") as container:
+    with av.open(io.BytesIO(segment), "r", format="mpegts") as container:
         stream = container.streams.audio[0]
         assert stream.codec_context.name == "aac", stream.codec_context.name
         assert stream.codec_context.sample_rate == SAMPLE_RATE

@@ -20,10 +20,12 @@ SAMPLE_RATE = 48000
 TIME_BASE = fractions.Fraction(1, SAMPLE_RATE)
 # AAC-LC codes 1024 samples a frame, whatever the rate.
 AAC_FRAME = 1024
-# FFmpeg's TS muxer gathers an audio stream's frames into one PES packet for up to half
-# of this (microseconds) instead of one PES per 21 ms frame: at speech bitrates a frame
-# barely exceeds a TS packet, and a PES each would nearly double the segment.
-TS_MAX_DELAY_US = 500_000
+# FFmpeg's TS muxer gathers an audio stream's frames into one PES packet, for up to
+# half of `max_delay` (microseconds) and `pes_payload_size` bytes, instead of one PES
+# per 21 ms frame: at speech bitrates a frame barely exceeds a TS packet, and a PES each
+# nearly doubles a segment. With these a 48 kbit/s segment is about 31% overhead (PAT,
+# PMT, ADTS and PES headers, TS packets' padding) against 47% at 0.5 s and 2930 bytes.
+TS_OPTIONS = {"max_delay": "1000000", "pes_payload_size": "4000"}
 
 
 @dataclass(frozen=True)
@@ -118,8 +120,7 @@ class Segmenter:
         # Read before muxing, which rescales each packet to the TS clock (90 kHz).
         first_pts = int(packets[0].pts) if packets[0].pts is not None else 0
         buffer = io.BytesIO()
-        with av.open(buffer, "w", format="mpegts",
-                     container_options={"max_delay": str(TS_MAX_DELAY_US)}) as out:
+        with av.open(buffer, "w", format="mpegts", container_options=TS_OPTIONS) as out:
             stream = out.add_stream_from_template(self._stream)
             for packet in packets:
                 packet.stream = stream
