@@ -292,3 +292,32 @@ def test_hls_settings_that_make_no_sense_stop_the_node(
         start_node: Callable[..., NodeProcess]) -> None:
     with pytest.raises(AssertionError, match="HLS_SEGMENT_SECONDS"):
         start_node(HLS_BUCKET=BUCKET, HLS_SEGMENT_SECONDS="30")
+
+
+def test_a_space_relayed_by_a_second_worker_is_packaged_once_by_its_owner(
+        start_node: Callable[..., NodeProcess], objects: Objects, space: str) -> None:
+    node = start_node(HLS_BUCKET=BUCKET, WORKERS="2", WORKER_LISTENERS="1")
+
+    async def scenario() -> None:
+        host = Peer(node.url, space, tone_hz=440)
+        near = Peer(node.url, space)
+        relayed = Peer(node.url, space)
+        peers = [host, near, relayed]
+        try:
+            await host.join(node.token("u_host", space, "host", rec=True))
+            await near.join(node.token("u_near", space, rec=True))
+            await relayed.join(node.token("u_far", space, rec=True))
+            assert relayed.worker != host.worker, "the third peer is relayed"
+            await asyncio.gather(*(p.connected(timeout=20) for p in peers))
+            await relayed.hear(440, present=True, timeout=10)
+            welcome = next(m for m in relayed.messages if m["type"] == "welcome")
+            assert welcome["recording"] is True
+            await _until(_segments(objects, space, 3), 15, "three segments")
+            await asyncio.sleep(2)
+            runs = {k.split("/")[2] for k in await asyncio.to_thread(objects.keys, space)
+                    if k.endswith(".ts")}
+            assert len(runs) == 1, runs
+        finally:
+            await asyncio.gather(*(p.close() for p in peers))
+
+    asyncio.run(scenario())
