@@ -111,7 +111,7 @@ def test_a_recorded_space_is_heard_over_hls_then_replayed_then_deleted(local: Lo
                 assert headers["Cache-Control"] == "public, max-age=31536000, immutable"
                 samples = decode(body)
                 assert abs(peak_hz(samples) - 440) <= 2
-                assert tone_level(samples, 440) > 0.1
+                assert tone_level(samples, 440) > 0.05
             assert live.date_ranges[-1]["X-STAGE"] == "u-alice=host"
             welcome = next(e for e in events if e["type"] == "welcome")
             assert welcome["recording"] is True
@@ -227,4 +227,4 @@ def test_a_worker_killed_mid_recording_leaves_what_it_uploaded_in_the_replay(
     first_run = [s for s in replay.segments if f"hls/{space_id}/{s.uri}" in before]
     for segment in first_run[1:3]:
         samples = decode(_get(f"{local.web}/hls/{space_id}/{segment.uri}")[1])
-        assert tone_level(samples, 440) > 0.1
+        assert tone_level(samples, 440) > 0.05
