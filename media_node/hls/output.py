@@ -57,6 +57,8 @@ class OutputStats:
     uploaded: int = 0
     retries: int = 0
     abandoned: int = 0
+    # Segments dropped unwritten because too many were waiting (S3 refusing for long).
+    dropped: int = 0
 
 
 class GiveUp(Exception):
@@ -131,8 +133,24 @@ class HlsOutput:
             self._queue.append((item, Entry(name, segment.seconds, began,
                                             discontinuity=segment.index == 0)))
             self.stats.segments += 1
+            if len(self._queue) > self._settings.max_queued_segments:
+                self._drop_oldest_waiting()
         if segments:
             self._wake.set()
+
+    def _drop_oldest_waiting(self) -> None:
+        """The oldest segment not being written goes; the one after it starts with a
+        discontinuity (the replay's settle marks the gap too, from the keys)."""
+        writing = self._queue.popleft()  # perhaps being written now: it stays
+        self._queue.popleft()
+        item, entry = self._queue.popleft()
+        self._queue.appendleft((item, Entry(entry.uri, entry.seconds, entry.program_date,
+                                            discontinuity=True)))
+        self._queue.appendleft(writing)
+        self.stats.dropped += 1
+        if self.stats.dropped == 1 or self.stats.dropped % 60 == 0:
+            log.error("HLS segments dropped: S3 has refused them too long",
+                      extra={"space_id": self.space_id, "dropped": self.stats.dropped})
 
     # -- the end ----------------------------------------------------------------------
 

@@ -37,6 +37,9 @@ class HlsSettings:
     upload_threads: int = 4
     # How long a closing room's uploads keep trying before they are given up.
     close_timeout_seconds: float = 30.0
+    # Segments a room keeps while S3 refuses them (600: ten minutes, about 5 MB); past
+    # it the oldest waiting go, so an outage of hours cannot exhaust the node's memory.
+    max_queued_segments: int = 600
 
     def space_prefix(self, space_id: str) -> str:
         return f"{self.prefix}/{space_id}"
@@ -62,7 +65,9 @@ class HlsSettings:
         return cls(bucket=bucket, prefix=prefix, bitrate=int(bitrate), segment_seconds=seconds,
                    live_segments=live_segments,
                    upload_threads=max(1, int(_number(env, "HLS_UPLOAD_THREADS", 4))),
-                   close_timeout_seconds=_number(env, "HLS_CLOSE_TIMEOUT_SECONDS", 30.0))
+                   close_timeout_seconds=_number(env, "HLS_CLOSE_TIMEOUT_SECONDS", 30.0),
+                   max_queued_segments=max(2, int(_number(env, "HLS_MAX_QUEUED_SEGMENTS",
+                                                          600))))
 
 
 def _number(env: Mapping[str, str], name: str, default: float) -> float:

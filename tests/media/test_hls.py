@@ -321,3 +321,45 @@ def test_a_space_relayed_by_a_second_worker_is_packaged_once_by_its_owner(
             await asyncio.gather(*(p.close() for p in peers))
 
     asyncio.run(scenario())
+
+
+def test_a_long_refusal_drops_the_oldest_waiting_segments_not_the_node(
+        start_node: Callable[..., NodeProcess], objects: Objects, s3_outage: Outage,
+        space: str) -> None:
+    node = start_node(HLS_BUCKET=BUCKET, AWS_ENDPOINT_URL_S3=s3_outage.url,
+                      HLS_MAX_QUEUED_SEGMENTS="3")
+
+    async def scenario() -> None:
+        host = Peer(node.url, space, tone_hz=440)
+        try:
+            await host.join(node.token("u_host", space, "host", rec=True))
+            await host.connected()
+            await _until(_segments(objects, space, 2), 15, "two segments")
+            s3_outage.down()
+            await asyncio.sleep(8)
+            s3_outage.up()
+
+            def resumed() -> Playlist | None:
+                playlist = objects.playlist(space)
+                return playlist if playlist is not None and any(
+                    s.discontinuity for s in playlist.segments) else None
+
+            playlist = await _until(resumed, 20, "a discontinuity where segments went")
+            numbers = sorted(int(k.rsplit("/", 1)[1].split("-")[0])
+                             for k in await asyncio.to_thread(objects.keys, space)
+                             if k.endswith(".ts"))
+            assert len(numbers) < numbers[-1] + 1, "some segments were dropped"
+            gap = next(i for i, s in enumerate(playlist.segments) if s.discontinuity)
+            assert gap > 0, "the window holds what came before the gap"
+            before, after = playlist.segments[gap - 1], playlist.segments[gap]
+            assert before.program_date is not None
+            assert after.program_date is not None
+            assert after.program_date - before.program_date > 2
+            dropped = [line for line in node.log_lines()
+                       if line.get("message") == "HLS segments dropped: S3 has refused "
+                                                 "them too long"]
+            assert dropped
+        finally:
+            await host.close()
+
+    asyncio.run(scenario())
