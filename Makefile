@@ -103,7 +103,8 @@ test: lint typecheck pytest synth
 # moto in server mode; results in bench/results/alerts.json (FOLLOWERS=... to change).
 # Then the media node (docs/performance.md): every path side by side, the SRTP step alone
 # (libsrtp against the stream's own AES-GCM on OpenSSL, one process),
-# sends batched or not, a relayed room against the same room on one worker, a perf
+# sends batched or not, a relayed room against the same room on one worker, HLS (a
+# node's CPU per room with it on and off, its delay to the origin and a player), a perf
 # profile of a listener packet on both paths (root), and a saturation run of a
 # node held to 30% of its core, where the cgroup v1 CPU controller is writable (root):
 # on 2 CPUs the load generator cannot load a whole core's worth of listeners.
@@ -115,6 +116,7 @@ bench: $(STAMP) $(BENCH_DEBIAN_STAMP)
 	$(BIN)/python -m bench.media.protect
 	$(BIN)/python -m bench.media.sends
 	$(BIN)/python -m bench.media.relay
+	$(BIN)/python -m bench.hls
 	if [ "$$(id -u)" = 0 ]; then $(BIN)/python -m bench.media.profile; \
 	else echo "not root: perf cannot record the node's CPU, the profile of a listener packet is skipped"; fi
 	if [ -w /sys/fs/cgroup/cpu ]; then \

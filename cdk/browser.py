@@ -20,7 +20,6 @@ from aws_cdk import (
     Validations,
 )
 from aws_cdk import aws_cloudfront as cloudfront
-from aws_cdk import aws_cloudfront_origins as origins
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_s3 as s3
@@ -68,7 +67,7 @@ class BrowserClient(Construct):
             # People's pictures are their data, as the tables are.
             removal_policy=RemovalPolicy.RETAIN)
         web.distribution.add_behavior(
-            "/avatars/*", self._origin(web),
+            "/avatars/*", web.bucket_origin(self.avatars),
             viewer_protocol_policy=cloudfront.ViewerProtocolPolicy.REDIRECT_TO_HTTPS,
             cache_policy=cloudfront.CachePolicy.CACHING_OPTIMIZED,
             response_headers_policy=cloudfront.ResponseHeadersPolicy.SECURITY_HEADERS)
@@ -82,18 +81,6 @@ class BrowserClient(Construct):
                f"{Stack.of(self).get_logical_id(self.avatars.node.default_child)}"  # type: ignore[arg-type]
                ".Arn>/avatars/*]",
             reason="Each avatar upload has a key of its own under avatars/, made per upload"))
-
-    def _origin(self, web: Web) -> cloudfront.IOrigin:
-        """The avatars bucket as an origin, through the site bucket's origin access
-        control when there is one (one OAC for the client's private buckets)."""
-        made = [c for c in web.node.find_all()
-                if isinstance(c, cloudfront.CfnOriginAccessControl)]
-        if len(made) == 1:
-            control = cloudfront.S3OriginAccessControl.from_origin_access_control_id(
-                self, "SiteAccessControl", made[0].attr_id)
-            return origins.S3BucketOrigin.with_origin_access_control(
-                self.avatars, origin_access_control=control)
-        return origins.S3BucketOrigin.with_origin_access_control(self.avatars)
 
     def _app_paths(self, web: Web) -> None:
         self.app_paths = cloudfront.Function(

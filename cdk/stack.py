@@ -17,6 +17,7 @@ from cdk.browser import BrowserClient
 from cdk.commands import Commands
 from cdk.data import Data
 from cdk.edge import ApiFirewall, CloudFrontFirewall, EdgeStack, OriginSecret
+from cdk.hls import Hls
 from cdk.keys import JoinTokenKeys
 from cdk.media import Media
 from cdk.messaging import Messaging
@@ -131,6 +132,9 @@ class ParlorStack(Stack):
                   load_balancer=media.load_balancer, origin=origin,
                   web_acl_arn=cloudfront_firewall.arn)
         media.container.add_environment("PUBLIC_URL", web.url)
+        Hls(self, "Hls", web=web, media=media, api=api,
+            replay_days=int(context("replay_retention_days") or 30),
+            webrtc_listener_limit=int(context("webrtc_listener_limit") or 0))
 
         domain = api.user_pool.add_domain("SignIn", cognito_domain=cognito.CognitoDomainOptions(
             domain_prefix=Fn.join("-", ["parlor", Fn.select(0, Fn.split("-", stack_uuid))])))

@@ -57,11 +57,15 @@ class Web(Construct):
             load_balancer, protocol_policy=cloudfront.OriginProtocolPolicy.HTTP_ONLY,
             http_port=80, custom_headers=signed,
             vpc_origin_name=f"{Stack.of(self).stack_name}-signaling")
+        # One origin access control for every private bucket the site serves (the
+        # client, avatars, HLS): CloudFront signs its reads, each bucket's policy
+        # admits this distribution alone.
+        self._access_control = cloudfront.S3OriginAccessControl(self, "BucketAccess")
         self.distribution = cloudfront.Distribution(
             self, "Site",
             default_root_object="index.html",
             default_behavior=cloudfront.BehaviorOptions(
-                origin=origins.S3BucketOrigin.with_origin_access_control(self.bucket),
+                origin=self.bucket_origin(self.bucket),
                 viewer_protocol_policy=cloudfront.ViewerProtocolPolicy.REDIRECT_TO_HTTPS),
             additional_behaviors={
                 # API Gateway must see its own Host header, so the viewer's is not sent.
@@ -77,6 +81,11 @@ class Web(Construct):
             web_acl_id=web_acl_arn,
         )
         self.url = f"https://{self.distribution.distribution_domain_name}"
+
+    def bucket_origin(self, bucket: s3.IBucket) -> cloudfront.IOrigin:
+        """A private bucket as an origin of the site, read through its access control."""
+        return origins.S3BucketOrigin.with_origin_access_control(
+            bucket, origin_access_control=self._access_control)
 
     def publish(self, config: dict[str, Any]) -> s3deploy.BucketDeployment:
         """Uploads the client and its config.json, and refreshes CloudFront's copies."""

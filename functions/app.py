@@ -25,6 +25,7 @@ from chalicelib import (
     devices,
     eligibility,
     fanout,
+    hls,
     jointoken,
     logs,
     origin,
@@ -318,17 +319,22 @@ def list_scheduled(user_id: str) -> dict[str, Any]:
     return spaces.list_scheduled(user_id_of(user_id), query())
 
 
+@route("/users/{user_id}/replays", methods=["GET"])
+def list_replays(user_id: str) -> dict[str, Any]:
+    return hls.list_replays(user_id_of(user_id), query())
+
+
 # Spaces
 
 
 @route("/spaces", methods=["POST"])
 def create_space() -> Response:
-    data = body("title", "topics", "scheduled_start")
+    data = body("title", "topics", "scheduled_start", "record")
     title = v.required_string(data, "title", max_len=spaces.TITLE_MAX)
     topics = v.string_list(data, "topics", max_items=spaces.TOPICS_MAX,
                            max_len=spaces.TOPIC_MAX_LEN)
     start = v.number(data, "scheduled_start")
-    space = spaces.create(caller(), title, topics, start)
+    space = spaces.create(caller(), title, topics, start, bool(v.boolean(data, "record")))
     return Response(body=spaces.detail(space, caller()), status_code=201)
 
 
@@ -344,7 +350,8 @@ def get_space(space_id: str) -> dict[str, Any]:
 
 @route("/spaces/{space_id}/start", methods=["POST"])
 def start_space(space_id: str) -> dict[str, Any]:
-    return spaces.detail(spaces.start(caller(), space_id_of(space_id)), caller())
+    record = v.boolean(body("record"), "record")
+    return spaces.detail(spaces.start(caller(), space_id_of(space_id), record), caller())
 
 
 @route("/spaces/{space_id}/end", methods=["POST"])
@@ -369,7 +376,15 @@ def unset_reminder(space_id: str) -> dict[str, Any]:
 
 @route("/spaces/{space_id}/join", methods=["POST"])
 def join_space(space_id: str) -> dict[str, Any]:
-    return placement.join(space_id_of(space_id), caller())
+    transport = v.string(body("transport"), "transport", required=False, max_len=10)
+    if transport is not None and transport not in placement.TRANSPORTS:
+        raise v.InvalidField("transport", "'transport' is 'webrtc' or 'hls'")
+    return placement.join(space_id_of(space_id), caller(), transport or placement.WEBRTC)
+
+
+@route("/spaces/{space_id}/recording", methods=["DELETE"])
+def delete_recording(space_id: str) -> dict[str, Any]:
+    return hls.delete_recording(caller(), space_id_of(space_id))
 
 
 @route("/spaces/{space_id}/leave", methods=["POST"])
@@ -534,6 +549,13 @@ def dispatch_space_commands(event: DynamoDBEvent) -> dict[str, Any]:
 def end_abandoned_spaces(event: CloudWatchEvent) -> dict[str, Any]:
     """Live Spaces nobody on stage is connected to any more end (chalicelib/abandoned.py)."""
     return {"ended": abandoned.sweep()}
+
+
+@app.schedule(Rate(1, unit=Rate.MINUTES))
+def settle_hls(event: CloudWatchEvent) -> dict[str, Any]:
+    """Ended Spaces whose node never said its HLS finished get their replay written, or
+    their segments deleted (chalicelib/hls.py)."""
+    return {"settled": hls.settle_due()}
 
 
 @app.on_ws_connect()

@@ -37,6 +37,8 @@ from local.websockets import LocalWebsockets
 # timeout (six minutes in the stack) before it tries again; here a developer watching
 # a retry should not wait that long, so only this differs from the stack's queues.
 LOCAL_VISIBILITY_SECONDS = 5
+# The bucket the media nodes write each Space's HLS to (cdk/hls.py's, in AWS).
+HLS_BUCKET = "parlor-hls"
 
 
 def _environment(aws_url: str, issuer: LocalIssuer) -> dict[str, str]:
@@ -59,7 +61,21 @@ def _environment(aws_url: str, issuer: LocalIssuer) -> dict[str, str]:
         "WEB_PUSH_VAPID_PRIVATE_KEY": vapid_key(settings.VAPID_KEY),
         # The browsers' push services, and push services on this machine (the tests').
         "WEB_PUSH_HOSTS": ",".join((*DEFAULT_HOSTS, "127.0.0.1", "localhost")),
+        # The API and the media nodes both read these (the nodes inherit them).
+        "HLS_BUCKET": HLS_BUCKET,
+        "HLS_BASE_URL": f"http://{settings.HOST}:{settings.WEB_PORT}/hls",
     }
+
+
+def _make_hls_bucket() -> None:
+    """The HLS bucket with the stack's lifecycle rules (which moto keeps, not runs)."""
+    from chalicelib.hls import lifecycle_rules
+
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket=HLS_BUCKET)
+    s3.put_bucket_lifecycle_configuration(
+        Bucket=HLS_BUCKET, LifecycleConfiguration={"Rules": lifecycle_rules(
+            "hls", int(os.environ.get("REPLAY_RETENTION_DAYS", "30")))})
 
 
 def _make_queues() -> dict[str, str]:
@@ -143,6 +159,7 @@ def _start_pumps(handlers: Any, urls: dict[str, str]) -> list[Any]:
                                 on_failure_queue_url=urls[queues.COMMAND_FAILURES.name]))
     pumps.append(Schedule("abandoned-spaces", handlers.end_abandoned_spaces,
                           settings.SWEEP_SECONDS))
+    pumps.append(Schedule("settle-hls", handlers.settle_hls, settings.SWEEP_SECONDS))
     return [pump.start() for pump in pumps]
 
 
@@ -257,6 +274,7 @@ def main() -> None:
     public_keys_arn, coturn = _edge()
     create_tables()
     boto3.client("s3").create_bucket(Bucket=settings.AVATARS_BUCKET)
+    _make_hls_bucket()
     urls = _make_queues()
     _make_push_applications()
 
@@ -281,7 +299,7 @@ def main() -> None:
         LocalAuthorizationServer(issuer, settings.STATE),
         f"http://{settings.HOST}:{settings.API_PORT}", media_urls, demo, websockets,
         api_signature=(settings.ORIGIN_HEADER, os.environ["ORIGIN_SECRET"]),
-        avatars_bucket=settings.AVATARS_BUCKET),
+        avatars_bucket=settings.AVATARS_BUCKET, hls_bucket=HLS_BUCKET),
         settings.HOST, settings.WEB_PORT).start()
     nodes = [_start_media_node(index, public_keys_arn, events_url)
              for index in range(settings.MEDIA_NODES)]

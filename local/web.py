@@ -1,6 +1,7 @@
 """The browser client's origin on this machine, shaped like CloudFront in AWS: the
-static client at /, the API under /api/*, media-node signaling under /media/*. One origin
-means no CORS, locally as in the cloud.
+static client at /, the API under /api/*, media-node signaling under /media/*, each
+Space's HLS under /hls/* (from the embedded S3, with the headers CloudFront passes on).
+One origin means no CORS, locally as in the cloud.
 
 It also serves what only local mode has: /config.json for the client, and under /local/
 the local authorization server (local/oauth.py), which stands in for Cognito's hosted
@@ -17,7 +18,7 @@ import aiohttp
 import boto3
 import yarl
 from aiohttp import web
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from local import settings
 from local.oauth import LocalAuthorizationServer
@@ -75,28 +76,40 @@ def _spread(upstreams: list[str]) -> Callable[[web.Request], Any]:
     return forward
 
 
-def _avatar(bucket: str) -> Callable[[web.Request], Any]:
-    """The avatars bucket's `avatars/` prefix at /avatars/*, as CloudFront serves it in
-    AWS. Read with a signed GetObject: the embedded S3 cannot tell an unsigned request
-    for S3 from one for another service."""
+# What of an object's metadata a browser gets, as CloudFront passes it on.
+_OBJECT_HEADERS = {"ContentType": "Content-Type", "CacheControl": "Cache-Control",
+                   "ETag": "ETag", "ContentLength": "Content-Length"}
+
+
+def _objects(bucket: str, prefix: str) -> Callable[[web.Request], Any]:
+    """`prefix`* of a bucket of the embedded S3, as a CloudFront behavior serves it: the
+    object as stored, with its own Content-Type and Cache-Control (an HLS playlist a
+    second, a segment immutable); 404 for what is not there (yet). Read with a signed
+    GetObject: the embedded S3 cannot tell an unsigned request for S3 from one for
+    another service."""
     s3 = boto3.client("s3")
 
-    def fetch(key: str) -> dict[str, Any] | None:
-        try:
-            found: dict[str, Any] = s3.get_object(Bucket=bucket, Key=key)
-        except ClientError:
-            return None
-        found["Body"] = found["Body"].read()
-        return found
+    async def serve(request: web.Request) -> web.StreamResponse:
+        key = prefix + request.match_info["tail"]
 
-    async def serve(request: web.Request) -> web.Response:
-        key = request.path.lstrip("/")
-        found = await asyncio.get_running_loop().run_in_executor(None, fetch, key)
-        if found is None:
-            return web.Response(status=404)
-        return web.Response(body=found["Body"], content_type=found.get("ContentType"),
-                            headers={"Cache-Control": found.get("CacheControl", "no-cache"),
-                                     "X-Content-Type-Options": "nosniff"})
+        def read() -> tuple[dict[str, Any], bytes]:
+            answer = s3.get_object(Bucket=bucket, Key=key)
+            return answer, answer["Body"].read()
+
+        try:
+            answer, body = await asyncio.get_running_loop().run_in_executor(None, read)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                return web.Response(status=404, text="Not Found")
+            return web.Response(status=502, text="Bad Gateway")
+        except BotoCoreError:
+            return web.Response(status=502, text="Bad Gateway")
+        headers = {header: str(answer[field]) for field, header in _OBJECT_HEADERS.items()
+                   if field in answer}
+        headers.setdefault("Cache-Control", "no-cache")
+        headers["X-Content-Type-Options"] = "nosniff"
+        return web.Response(status=200, body=body if request.method != "HEAD" else None,
+                            headers=headers)
 
     return serve
 
@@ -105,7 +118,8 @@ def application(oauth: LocalAuthorizationServer, api_url: str, media_urls: list[
                 demo_users: list[dict[str, str]],
                 websockets: LocalWebsockets | None = None,
                 api_signature: tuple[str, str] | None = None,
-                avatars_bucket: str | None = None) -> web.Application:
+                avatars_bucket: str | None = None,
+                hls_bucket: str | None = None) -> web.Application:
     """`api_signature`: the origin header and secret added to what /api/* forwards (the
     API refuses requests without it, as it does in AWS those that skip CloudFront).
     /media/* goes unsigned: in AWS the load balancer checks CloudFront's header before
@@ -138,7 +152,9 @@ def application(oauth: LocalAuthorizationServer, api_url: str, media_urls: list[
     app.router.add_route("*", "/api/{tail:.*}", _proxy(api_url, "/api", api_signature))
     app.router.add_route("*", "/media/{tail:.*}", _spread(media_urls))
     if avatars_bucket is not None:
-        app.router.add_get("/avatars/{tail:.*}", _avatar(avatars_bucket))
+        app.router.add_get("/avatars/{tail:.+}", _objects(avatars_bucket, "avatars/"))
+    if hls_bucket is not None:
+        app.router.add_get("/hls/{tail:.+}", _objects(hls_bucket, "hls/"))
     app.router.add_get("/", index)
     # The client's own paths, which CloudFront's viewer-request function (cdk/browser.py)
     # also answers with index.html.

@@ -14,6 +14,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from . import logs
 from .config import Config, ConfigError
+from .hls_config import HlsSettings
 from .ice import DISCOVER_ON_ECS, discover_ecs_public_address, ecs_private_address
 from .identity import NODE_ID_FROM_AWS
 from .supervisor import main as supervisor
@@ -59,6 +60,7 @@ def identity(config: Config) -> Config:
 def main() -> int:
     try:
         config = identity(Config.from_env())
+        HlsSettings.from_env()  # the workers read it; a bad value stops the node here
     except ConfigError as exc:
         print(f"media_node: {exc}", file=sys.stderr)
         return 2

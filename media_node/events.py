@@ -37,6 +37,8 @@ EVENT_TYPES = frozenset(
         "speaking_started",
         "speaking_stopped",
         "node_draining",
+        # A room's HLS run wrote its last segment (hls/service.py).
+        "hls_finished",
     }
 )
 

@@ -60,6 +60,8 @@ class JoinClaims:
     origin: str | None = None
     # The version of the member's authority that `role` and `muted` are (authority.py).
     version: int = 0
+    # The Space is recorded (claim `rec`): everyone in it is told (welcome).
+    recording: bool = False
 
     @property
     def may_publish(self) -> bool:
@@ -238,6 +240,7 @@ class TokenVerifier:
             expires_at=float(claims["exp"]) + LEEWAY_SECONDS,
             origin=str(origin) if origin else None,
             version=version,
+            recording=claims.get("rec") is True,
         )
 
     def verify_feed(self, authorization: str | None, space_id: str) -> JoinClaims:

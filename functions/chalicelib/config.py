@@ -70,6 +70,18 @@ class Settings:
     # The secret before the latest rotation, accepted while the edge takes up the new one.
     origin_previous_secret_arn: str | None = None
     origin_secret: str | None = None
+    # HLS (hls.py): the bucket the media nodes write each Space's HLS to, and the URL
+    # players fetch it from (CloudFront's /hls/* of the site, the web origin locally).
+    hls_bucket: str | None = None
+    hls_prefix: str = "hls"
+    hls_base_url: str = "/hls"
+    # WebRTC listeners one Space takes before further listeners get HLS (0: no limit
+    # but the nodes' own capacity).
+    webrtc_listener_limit: int = 0
+    # How long a replay is kept (the bucket's lifecycle rule deletes it then), and how
+    # long after a Space's end its HLS is settled even when no node said it finished.
+    replay_retention_days: int = 30
+    hls_settle_seconds: int = 30
 
 
 def _turn_urls(raw: str) -> list[str]:
@@ -127,4 +139,10 @@ def settings() -> Settings:
         origin_secret_arn=os.environ.get("ORIGIN_SECRET_ARN") or None,
         origin_previous_secret_arn=os.environ.get("ORIGIN_PREVIOUS_SECRET_ARN") or None,
         origin_secret=os.environ.get("ORIGIN_SECRET") or None,
+        hls_bucket=os.environ.get("HLS_BUCKET") or None,
+        hls_prefix=(os.environ.get("HLS_PREFIX") or "hls").strip("/"),
+        hls_base_url=(os.environ.get("HLS_BASE_URL") or "/hls").rstrip("/"),
+        webrtc_listener_limit=_int("WEBRTC_LISTENER_LIMIT", 0),
+        replay_retention_days=_int("REPLAY_RETENTION_DAYS", 30),
+        hls_settle_seconds=_int("HLS_SETTLE_SECONDS", 30),
     )

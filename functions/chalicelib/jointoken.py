@@ -134,7 +134,7 @@ current_key = _CurrentKey()
 
 
 def mint(user_id: str, space_id: str, role: str, node_id: str, muted: bool, version: int,
-         origin: str | None = None) -> tuple[str, int]:
+         origin: str | None = None, recording: bool = False) -> tuple[str, int]:
     """`version`: the member's authority version that `role` and `muted` are of (a node
     that knows a later one acts on that instead). `origin`: the node that mixes the
     Space, when `node_id` is to relay it."""
@@ -155,6 +155,9 @@ def mint(user_id: str, space_id: str, role: str, node_id: str, muted: bool, vers
     }
     if origin is not None:
         claims["origin"] = origin
+    if recording:
+        # The node tells everyone in a recorded Space (docs/media-contract.md).
+        claims["rec"] = True
     signing = current_key.get()
     token = jwt.encode(claims, signing.key, algorithm="EdDSA", headers={"kid": signing.kid})
     return token, expires_at

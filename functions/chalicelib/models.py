@@ -120,7 +120,32 @@ class ScheduledIndex(GlobalSecondaryIndex["Space"]):
     scheduled_start = NumberAttribute(range_key=True)
 
 
+class HlsPendingIndex(GlobalSecondaryIndex["Space"]):
+    """Sparse: ended Spaces whose HLS is not settled yet (hls.py): only those carry both
+    `hls_pending` and `ended_at`."""
+
+    class Meta:
+        index_name = "hls_pending"
+        projection = KeysOnlyProjection()
+
+    hls_pending = UnicodeAttribute(hash_key=True)
+    ended_at = NumberAttribute(range_key=True)
+
+
+class ReplaysIndex(GlobalSecondaryIndex["Space"]):
+    """Sparse: a host's replays (only Spaces with a replay carry `replay_host_id`),
+    newest first by `ended_at`."""
+
+    class Meta:
+        index_name = "replays"
+        projection = AllProjection()
+
+    replay_host_id = UnicodeAttribute(hash_key=True)
+    ended_at = NumberAttribute(range_key=True)
+
+
 LIVE_PARTITION = "live"
+HLS_PENDING = "pending"
 
 
 class Space(Model):
@@ -149,8 +174,19 @@ class Space(Model):
     # Since when nobody on stage has been connected (absent while someone is): a live
     # Space left so for ABANDONED_SPACE_SECONDS ends by itself (abandoned.py).
     stage_empty_since = NumberAttribute(null=True)
+    # HLS and the replay (hls.py). `record`: the Space is kept as a replay when it ends.
+    # `hls_pending` (HLS_PENDING): set when it goes live, removed once its HLS is
+    # settled after the end (the replay written, or the segments deleted).
+    record = BooleanAttribute(null=True)
+    hls_pending = UnicodeAttribute(null=True)
+    replay_state = UnicodeAttribute(null=True)  # ready | deleted
+    replay_seconds = NumberAttribute(null=True)
+    replay_expires_at = NumberAttribute(null=True)
+    replay_host_id = UnicodeAttribute(null=True)
     live = LiveIndex()
     scheduled = ScheduledIndex()
+    hls_settling = HlsPendingIndex()
+    replays = ReplaysIndex()
 
 
 class StageIndex(GlobalSecondaryIndex["Member"]):
@@ -204,8 +240,24 @@ class Member(Model):
     connected = BooleanAttribute(default=False)
     speaking = BooleanAttribute(default=False)
     presence_at = NumberAttribute(null=True)
+    # A listener seated through HLS is counted in this shard of ListenerCount, not in
+    # the Space's `listener_count` (audience.py).
+    listener_shard = NumberAttribute(null=True)
     stage = StageIndex()
     requests = RequestsIndex()
+
+
+class ListenerCount(Model):
+    """One shard of a Space's count of listeners seated through HLS (audience.py): a
+    join adds to one shard picked at random, a read sums them, so joins by the
+    hundred thousand never meet one hot item (the Space's own)."""
+
+    class Meta:
+        table_name = _name("LISTENER_COUNTS_TABLE", "parlor-listener-counts")
+
+    space_id = UnicodeAttribute(hash_key=True)
+    shard = NumberAttribute(range_key=True)
+    listeners = NumberAttribute(default=0)
 
 
 class MediaNode(Model):
@@ -356,7 +408,7 @@ class AlertLog(Model):
 
 
 ALL_MODELS: tuple[type[Model], ...] = (
-    User, PeopleIndexEntry, Handle, Follow, Space, Member, MediaNode,
+    User, PeopleIndexEntry, Handle, Follow, Space, Member, ListenerCount, MediaNode,
     TimelineEntry, Restriction, AlertSettings, DeviceClaim, Connection, Reminder, AlertLog,
 )
 
@@ -397,6 +449,7 @@ _ENV_VARS: dict[type[Model], str] = {
     Follow: "FOLLOWS_TABLE",
     Space: "SPACES_TABLE",
     Member: "MEMBERS_TABLE",
+    ListenerCount: "LISTENER_COUNTS_TABLE",
     MediaNode: "NODES_TABLE",
     TimelineEntry: "TIMELINE_TABLE",
     Restriction: "RESTRICTIONS_TABLE",

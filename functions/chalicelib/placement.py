@@ -10,19 +10,32 @@ in `full_spaces`, or the node is at capacity), a listener is placed on another h
 node as a relay of the owner: the join token names that node and, as `origin`, the
 owner, from which that node gets the Space's feed (docs/media-contract.md). A node that
 already relays the Space is filled first. Speakers always join the owner: they publish
-into its mix."""
+into its mix.
+
+Listeners may ask for HLS instead (`transport: "hls"`), and get it when WebRTC has no
+room for them: the Space's nodes and relays are full, or it has WEBRTC_LISTENER_LIMIT
+WebRTC listeners. An HLS seat is counted without a write to the Space's item
+(audience.py), and the answer carries the playlist's URL and no token."""
 
 from __future__ import annotations
 
 import time
 from typing import Any
 
-from . import authority, jointoken, preferences, spaces, turn
+from . import audience, authority, hls, jointoken, preferences, spaces, turn
 from .config import settings
 from .db import Tx, TxFailed
 from .errors import Conflict, Forbidden, Unavailable
-from .models import MediaNode, Member, Space
+from .models import ListenerCount, MediaNode, Member, Space
 from .spaces import LISTENER, REMOVED, STAGE_ROLES
+
+WEBRTC, HLS = "webrtc", "hls"
+TRANSPORTS = (WEBRTC, HLS)
+REQUESTED, WEBRTC_FULL = "requested", "webrtc_full"
+
+
+class WebrtcFull(Exception):
+    """The Space has as many WebRTC listeners as it takes."""
 
 
 def healthy(node: MediaNode, now: float) -> bool:
@@ -86,53 +99,124 @@ def _node_of(space: Space, nodes: dict[str, MediaNode], now: float) -> MediaNode
     return chosen
 
 
+def _webrtc_seat_condition() -> Any:
+    condition = Space.state == spaces.LIVE
+    limit = settings().webrtc_listener_limit
+    if limit and hls.enabled():
+        condition &= Space.listener_count < limit
+    return condition
+
+
+def _space_refused(space_id: str) -> Exception:
+    """Why a seat's condition on the Space failed: not live (raised), or full."""
+    spaces.require_live(spaces.load(space_id))
+    return WebrtcFull()
+
+
 def _seat(space_id: str, user_id: str) -> Member:
-    """The caller's membership, created as a listener on their first join."""
+    """The caller's membership, created as a listener on their first join. A listener
+    seated through HLS before moves to a WebRTC seat. WebrtcFull when the Space takes
+    no more WebRTC listeners."""
     member = spaces.find_member(space_id, user_id)
     if member is not None:
         if member.role == REMOVED:
             raise Forbidden("You were removed from this Space", code="removed")
+        if audience.counted_on_space(member) is None:
+            return _to_webrtc_seat(member)
         return member
     member = Member(space_id, user_id, role=LISTENER, muted=False, invited=False,
                     joined_at=time.time(), authority=authority.now_version())
     tx = (Tx().put("member", member, condition=Member.user_id.does_not_exist())
           .update("space", Space(space_id), [Space.listener_count.add(1)],
-                  condition=Space.state == spaces.LIVE))
+                  condition=_webrtc_seat_condition()))
     try:
         tx.commit()
     except TxFailed as exc:
-        if "space" in exc.failed:
-            spaces.require_live(spaces.load(space_id))
         existing = spaces.find_member(space_id, user_id)
         if existing is None:
+            if "space" in exc.failed:
+                raise _space_refused(space_id) from None
             raise Conflict("The Space changed meanwhile; try again",
                            code="space_state_changed") from exc
         return _seat(space_id, user_id)
     return member
 
 
-def join(space_id: str, user_id: str) -> dict[str, Any]:
+def _to_webrtc_seat(member: Member) -> Member:
+    """An HLS listener's seat becomes a WebRTC one: off its shard, onto the Space."""
+    shard = int(member.listener_shard)
+    tx = (Tx().update("member", Member(member.space_id, member.user_id),
+                      [Member.listener_shard.remove()],
+                      condition=(Member.listener_shard == shard) & (Member.role == LISTENER))
+          .update("count", ListenerCount(member.space_id, shard),
+                  [ListenerCount.listeners.add(-1)])
+          .update("space", Space(member.space_id), [Space.listener_count.add(1)],
+                  condition=_webrtc_seat_condition()))
+    try:
+        tx.commit()
+    except TxFailed as exc:
+        if "space" in exc.failed:
+            raise _space_refused(member.space_id) from None
+        # Its seat changed meanwhile (a promotion, a leave): as it is now.
+        return _seat(member.space_id, member.user_id)
+    member.listener_shard = None
+    return member
+
+
+def _hls_answer(space: Space, member: Member, reason: str) -> dict[str, Any]:
+    return {
+        "space_id": space.space_id,
+        "transport": HLS,
+        "role": member.role,
+        "reason": reason,
+        "hls_url": hls.url(space.space_id, hls.LIVE_PLAYLIST),
+        "recording": bool(space.record),
+    }
+
+
+def _join_hls(space: Space, user_id: str, reason: str) -> dict[str, Any]:
+    member = audience.seat(space.space_id, user_id)
+    if member.role == REMOVED:
+        raise Forbidden("You were removed from this Space", code="removed")
+    if member.role in STAGE_ROLES:
+        raise Conflict("People on stage join over WebRTC, to be heard", code="on_stage",
+                       role=member.role)
+    return _hls_answer(space, member, reason)
+
+
+def join(space_id: str, user_id: str, transport: str = WEBRTC) -> dict[str, Any]:
+    if transport == HLS and not hls.enabled():
+        raise Unavailable("This deployment has no HLS; join over WebRTC",
+                          code="hls_unavailable")
     space = spaces.load(space_id)
     spaces.require_live(space)
     if preferences.is_blocked(space.host_id, user_id):
         raise Forbidden("The host has blocked you", code="blocked")
-    member = _seat(space_id, user_id)
+    if transport == HLS:
+        return _join_hls(space, user_id, REQUESTED)
+    try:
+        member = _seat(space_id, user_id)
+    except WebrtcFull:
+        return _join_hls(space, user_id, WEBRTC_FULL)
     now = time.time()
     # The registry holds one small item per node: a scan is a few reads.
     nodes = {n.node_id: n for n in MediaNode.scan(consistent_read=True)}
     owner = _node_of(space, nodes, now)
     node, origin = owner, None
     # A relay subscribes to the owner at its private address: without one, no relay.
-    if member.role not in STAGE_ROLES and owner.private_url and \
-            not _takes_listeners(owner, space_id):
-        relay = _relay_for(space_id, owner, nodes, now)
+    if member.role not in STAGE_ROLES and not _takes_listeners(owner, space_id):
+        relay = _relay_for(space_id, owner, nodes, now) if owner.private_url else None
         if relay is not None:
             node, origin = relay, owner.node_id
+        elif hls.enabled():
+            # Every node that could carry this listener is full for the Space.
+            return _hls_answer(space, member, WEBRTC_FULL)
     token, expires_at = jointoken.mint(user_id, space_id, member.role, node.node_id,
                                        bool(member.muted), int(member.authority or 0),
-                                       origin=origin)
+                                       origin=origin, recording=bool(space.record))
     return {
         "space_id": space_id,
+        "transport": WEBRTC,
         "role": member.role,
         "muted": bool(member.muted),
         "token": token,

@@ -122,10 +122,22 @@ def _mark_stage_empty(space_id: str, at: float) -> None:
             & Space.stage_empty_since.does_not_exist())
 
 
+HLS_FINISHED = "hls_finished"
+
+
 def record_from_sqs(record: Any) -> None:
     """One SQS record of the media-events queue (a Powertools SQSRecord)."""
     try:
         body = json.loads(record.body)
     except ValueError as exc:
         raise InvalidEvent("the message body is not JSON") from exc
+    if isinstance(body, dict) and body.get("v") == 1 and body.get("type") == HLS_FINISHED:
+        # Not presence: a room's HLS is written to its end (hls.py settles it).
+        from . import hls
+
+        try:
+            hls.on_finished(body)
+        except ValueError as exc:
+            raise InvalidEvent(str(exc)) from exc
+        return
     apply(MediaEvent.parse(body))

@@ -18,7 +18,7 @@ from pynamodb.attributes import NumberAttribute
 from pynamodb.exceptions import PutError, UpdateError
 from pynamodb.expressions.condition import Condition
 
-from . import authority, preferences, spaces
+from . import audience, authority, preferences, spaces
 from .db import Tx, TxFailed
 from .errors import Conflict, Forbidden, InvalidField, NotFound
 from .models import Member, Space
@@ -82,14 +82,17 @@ def _move(member: Member, to_role: str, *, member_condition: Condition | None = 
     condition = (Member.role == member.role) & unchanged
     if member_condition is not None:
         condition &= member_condition
-    space_actions = _counter_actions(member.role, to_role)
+    # A listener seated through HLS is counted in a shard, not on the Space.
+    space_actions = _counter_actions(audience.counted_on_space(member), to_role)
     # Keep "speaking in the Space" (connected and on stage) in step with the role.
     if to_role not in STAGE_ROLES:
         space_actions.append(Space.on_stage_connected.delete({member.user_id}))
     elif member.connected:
         space_actions.append(Space.on_stage_connected.add({member.user_id}))
         condition &= Member.connected == True  # noqa: E712
-    tx = Tx().update("member", Member(space_id, member.user_id), actions, condition=condition)
+    tx = Tx()
+    actions += audience.release(tx, member)
+    tx.update("member", Member(space_id, member.user_id), actions, condition=condition)
     if space_actions:
         tx.update("space", Space(space_id), space_actions,
                   condition=_space_condition(to_role))
@@ -378,7 +381,8 @@ def leave(space_id: str, user_id: str) -> dict[str, Any]:
     if member is None or member.role == REMOVED or space.state != spaces.LIVE:
         return {"space_id": space_id, "left": True, "state": space.state}
     tx = Tx().delete("member", Member(space_id, user_id), condition=Member.role == member.role)
-    space_actions = _counter_actions(member.role, None)
+    audience.release(tx, member)
+    space_actions = _counter_actions(audience.counted_on_space(member), None)
     space_actions.append(Space.on_stage_connected.delete({user_id}))
     if space_actions:
         tx.update("space", Space(space_id), space_actions)

@@ -14,10 +14,11 @@ from typing import Any
 from pynamodb.exceptions import DoesNotExist
 from pynamodb.expressions.condition import Condition
 
-from . import authority, avatars, eligibility, pagination, social
+from . import audience, authority, avatars, eligibility, pagination, social
+from .config import settings
 from .db import Tx, TxFailed
 from .errors import Conflict, Forbidden, InvalidField, NotFound
-from .models import LIVE_PARTITION, Member, Space, User
+from .models import HLS_PENDING, LIVE_PARTITION, Member, Space, User
 
 TITLE_MAX = 70
 TOPICS_MAX = 3
@@ -71,13 +72,20 @@ def _commit_going_live(tx: Tx, host: User) -> None:
             from exc
 
 
-def create(host_id: str, title: str, topics: list[str], scheduled_start: float | None) -> Space:
+def _hls_pending() -> str | None:
+    """A Space going live has HLS to settle after its end, where HLS is configured."""
+    return HLS_PENDING if settings().hls_bucket else None
+
+
+def create(host_id: str, title: str, topics: list[str], scheduled_start: float | None,
+           record: bool = False) -> Space:
     host = social.find_user(host_id)
     eligibility.require_host_eligible(host)
     assert host is not None
     now = time.time()
     space = Space(new_space_id(), host_id=host_id, title=title, topics=topics, created_at=now,
-                  co_host_count=0, speaker_count=0, listener_count=0)
+                  co_host_count=0, speaker_count=0, listener_count=0,
+                  record=True if record else None)
     if scheduled_start is not None:
         if scheduled_start <= now:
             raise InvalidField("scheduled_start", "'scheduled_start' must be in the future")
@@ -93,13 +101,16 @@ def create(host_id: str, title: str, topics: list[str], scheduled_start: float |
     space.started_at = now
     space.live_partition = LIVE_PARTITION
     space.stage_empty_since = now
+    space.hls_pending = _hls_pending()
     tx = Tx().put("space", space, condition=Space.space_id.does_not_exist())
     _go_live(tx, space, now)
     _commit_going_live(tx, host)
     return space
 
 
-def start(caller_id: str, space_id: str) -> Space:
+def start(caller_id: str, space_id: str, record: bool | None = None) -> Space:
+    """`record`: whether to keep it as a replay, if the host decides now (else as
+    it was scheduled)."""
     space = load(space_id)
     if space.host_id != caller_id:
         raise Forbidden("Only the host starts a Space", code="not_host")
@@ -110,11 +121,14 @@ def start(caller_id: str, space_id: str) -> Space:
     eligibility.require_host_eligible(host)
     assert host is not None
     now = time.time()
-    tx = Tx().update(
-        "space", Space(space_id),
-        [Space.state.set(LIVE), Space.started_at.set(now), Space.stage_empty_since.set(now),
-         Space.live_partition.set(LIVE_PARTITION), Space.scheduled_host_id.remove()],
-        condition=Space.state == SCHEDULED)
+    actions = [Space.state.set(LIVE), Space.started_at.set(now),
+               Space.stage_empty_since.set(now), Space.live_partition.set(LIVE_PARTITION),
+               Space.scheduled_host_id.remove()]
+    if record is not None:
+        actions.append(Space.record.set(True) if record else Space.record.remove())
+    if _hls_pending():
+        actions.append(Space.hls_pending.set(HLS_PENDING))
+    tx = Tx().update("space", Space(space_id), actions, condition=Space.state == SCHEDULED)
     space.started_at = now
     _go_live(tx, space, now)
     _commit_going_live(tx, host)
@@ -175,8 +189,13 @@ def _person(user_id: str, people: Mapping[str, User]) -> dict[str, Any]:
     }
 
 
-def summary(space: Space, people: Mapping[str, User] | None = None) -> dict[str, Any]:
+def summary(space: Space, people: Mapping[str, User] | None = None,
+            hls_listeners: Mapping[str, int] | None = None) -> dict[str, Any]:
+    """`hls_listeners`: Space id -> listeners seated through HLS (audience.py), read
+    for this Space alone when not given."""
     people = people if people is not None else _people([space.host_id])
+    if hls_listeners is None:
+        hls_listeners = _hls_listeners([space])
     return {
         "space_id": space.space_id,
         "title": space.title,
@@ -188,8 +207,13 @@ def summary(space: Space, people: Mapping[str, User] | None = None) -> dict[str,
         "ended_at": space.ended_at,
         "co_host_count": int(space.co_host_count),
         "speaker_count": int(space.speaker_count),
-        "listener_count": int(space.listener_count),
+        "listener_count": int(space.listener_count) + hls_listeners.get(space.space_id, 0),
     }
+
+
+def _hls_listeners(spaces: list[Space]) -> dict[str, int]:
+    live = [s.space_id for s in spaces if s.state == LIVE]
+    return audience.counts(live) if live and settings().hls_bucket else {}
 
 
 def member_view(member: Member | None) -> dict[str, Any] | None:
@@ -220,6 +244,9 @@ def detail(space: Space, viewer_id: str) -> dict[str, Any]:
         {**_person(m.user_id, people), "role": m.role, "muted": bool(m.muted)} for m in stage
     ]
     view["me"] = member_view(find_member(space.space_id, viewer_id))
+    from . import hls
+
+    view["playback"] = hls.playback(space)
     return view
 
 
@@ -233,7 +260,9 @@ def list_live(query: Mapping[str, str] | None) -> dict[str, Any]:
                               limit=pagination.limit(query), last_evaluated_key=cursor)
     spaces = list(result)
     people = _people(list({s.host_id for s in spaces}))
-    return pagination.page([summary(s, people) for s in spaces], result.last_evaluated_key)
+    counts = _hls_listeners(spaces)
+    return pagination.page([summary(s, people, counts) for s in spaces],
+                           result.last_evaluated_key)
 
 
 def list_scheduled(user_id: str, query: Mapping[str, str] | None) -> dict[str, Any]:
@@ -243,4 +272,4 @@ def list_scheduled(user_id: str, query: Mapping[str, str] | None) -> dict[str, A
                                    last_evaluated_key=cursor)
     spaces = list(result)
     people = _people([user_id])
-    return pagination.page([summary(s, people) for s in spaces], result.last_evaluated_key)
+    return pagination.page([summary(s, people, {}) for s in spaces], result.last_evaluated_key)

@@ -105,6 +105,7 @@ class Participant:
                 "role": self.role,
                 "muted": self.muted,
                 "speaking": self.room.speaking_users(),
+                "recording": self.room.recording,
             }
         )
 

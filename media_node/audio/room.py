@@ -63,6 +63,17 @@ class RelayOutlet(Protocol):
     def close(self) -> None: ...
 
 
+class MixOutput(Protocol):
+    """The room's mix in another form (HLS, media_node/hls): fed each tick after the
+    sends, told when the Space itself ends, closed with the room."""
+
+    def push(self, mix: Mix) -> None: ...
+
+    def space_ended(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
 class Room:
     """A Space: every 20 ms, mix the audible speakers and send each participant its mix.
 
@@ -107,6 +118,10 @@ class Room:
         self._upkeep_due: list[Participant] = []
         # When the room's latest reactions were passed on (for its cap, a sliding second).
         self._passed_reactions: deque[float] = deque()
+        # HLS (set by the node when it opens the room): whether the Space is recorded,
+        # and the mix's packager, on the room that mixes it only.
+        self.recording = False
+        self.output: MixOutput | None = None
 
     def add(self, participant: Participant) -> None:
         self.participants[participant.session_id] = participant
@@ -201,6 +216,8 @@ class Room:
         self.counters.packets_out += sent
         self._ticks += 1
         self._upkeep_streams(pts)
+        if self.output is not None:
+            self.output.push(total)
 
     def _send_own(self, participant: Participant, packets: list[Packet], pts: int) -> int:
         # Until ICE and DTLS are up there is no stream (or started sender) to take them.
@@ -360,6 +377,8 @@ class Room:
 
     async def end(self, notice: dict[str, Any], reason: str) -> None:
         """Close every participant, after telling them why."""
+        if self.output is not None and reason == "ended":
+            self.output.space_ended()
         self.broadcast(notice)
         await asyncio.sleep(FAREWELL_SECONDS)
         for participant in list(self.participants.values()):
@@ -376,4 +395,6 @@ class Room:
                 await self._clock
         for relay in self.relays:
             relay.close()
+        if self.output is not None:
+            self.output.close()
         self._on_closed(self)

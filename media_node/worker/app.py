@@ -33,6 +33,7 @@ from ..audio.relay import FeedEndpoint, RelayRoom, serve_feed
 from ..config import Config, ConfigError
 from ..errors import error_response, json_errors
 from ..events import SQS_CLIENT_CONFIG, MediaEvents
+from ..hls.service import Packaging
 from ..internal import (
     COMMANDS_PATH,
     FEED_PATH,
@@ -152,6 +153,7 @@ async def serve(
                          config.media_events_queue_url, config.node_id)
     events.start()
     node = Rooms(config, events, index)
+    node.hls = Packaging.from_env(events)
     reconciling: asyncio.Task[None] | None = None
     if config.spaces_table and config.members_table:
         tables = ControlPlaneTables(boto3.client("dynamodb"), config.spaces_table,
@@ -204,6 +206,9 @@ async def serve(
     await runner.cleanup()
     endpoint.close()
     mux.close()
+    if node.hls is not None:
+        # The closed rooms' last segments and playlists, before their events go.
+        await node.hls.close(node.hls.settings.close_timeout_seconds)
     await events.close()
     if last_status is not None:
         _tell_last_status(last_status, node.status())

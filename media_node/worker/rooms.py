@@ -23,6 +23,7 @@ from ..commands import authority_of
 from ..config import Config
 from ..errors import NodeError
 from ..events import MediaEvents
+from ..hls.service import Packaging
 from ..internal import FeedSource
 from ..sessions import new_session_id
 from ..tokens import JoinClaims, TokenVerifier
@@ -51,6 +52,8 @@ class Rooms:
         self.book = AuthorityBook()
         # The control plane's view, when the node may read its tables (reconcile.py).
         self.reconciler: Reconciler | None = None
+        # HLS of the rooms this worker mixes, when the node has a bucket (hls/).
+        self.hls: Packaging | None = None
 
     def room_count(self) -> int:
         return len(self.rooms)
@@ -127,6 +130,9 @@ class Rooms:
                 room = RelayRoom(space_id, self.events, self.counters, self._room_closed,
                                  self.sender, feed, self, config.host)
             self.rooms[space_id] = room
+            room.recording = claims.recording
+            if feed is None and self.hls is not None:
+                room.output = self.hls.open(room, claims.recording)
             log.info("room opened", extra={"space_id": space_id, "relay": feed is not None})
         if isinstance(room, RelayRoom):
             try:

@@ -9,7 +9,7 @@ from aws_cdk.assertions import Template
 FUNCTIONS = {"APIHandler", "HandleMediaEvents", "HandleSpaceChanges", "FanOutAlerts",
              "DeliverAlerts", "WebsocketConnect", "WebsocketDisconnect",
              "ProvisionJoinTokenKeys", "DispatchMemberCommands", "DispatchSpaceCommands",
-             "EndAbandonedSpaces"}
+             "EndAbandonedSpaces", "SettleHls"}
 
 
 def one(template: Template, kind: str, props: dict[str, Any] | None = None) -> dict[str, Any]:

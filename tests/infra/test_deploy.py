@@ -226,11 +226,13 @@ def test_one_origin_serves_the_client_the_api_and_signaling(template: Template) 
         "PublicAccessBlockConfiguration": {
             "BlockPublicAcls": True, "BlockPublicPolicy": True,
             "IgnorePublicAcls": True, "RestrictPublicBuckets": True}})
+    # One for every private bucket the site serves: the client's, avatars, HLS.
     template.resource_count_is("AWS::CloudFront::OriginAccessControl", 1)
     distribution = _one(template, "AWS::CloudFront::Distribution")
     config = distribution["Properties"]["DistributionConfig"]
     patterns = {b["PathPattern"] for b in config["CacheBehaviors"]}
-    assert patterns == {"/api/*", "/media/*", "/avatars/*"}  # avatars: cdk/browser.py
+    # avatars: cdk/browser.py; hls: cdk/hls.py
+    assert patterns == {"/api/*", "/media/*", "/avatars/*", "/hls/*.m3u8", "/hls/*"}
     origins = json.dumps(config["Origins"])
     assert "execute-api" in origins
     assert "X-Parlor-Origin" in origins

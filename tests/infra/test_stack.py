@@ -50,7 +50,7 @@ def test_every_function_gets_table_names_and_the_issuer(template: Template) -> N
                               "FanOutAlerts", "DeliverAlerts", "WebsocketConnect",
                               "WebsocketDisconnect", "ProvisionJoinTokenKeys",
                               "DispatchMemberCommands", "DispatchSpaceCommands",
-                              "EndAbandonedSpaces"}
+                              "EndAbandonedSpaces", "SettleHls"}
     for function in functions.values():
         variables = function["Properties"]["Environment"]["Variables"]
         for spec in table_specs():

@@ -2,6 +2,7 @@
 loads the worker stack, and no layer imports one above it.
 
     shared (media_node/*.py)  <-  transport  <-  audio  <-  worker
+    shared                    <-  hls                   <-  worker
     shared                    <-  supervisor
 """
 
@@ -19,7 +20,8 @@ ALLOWED = {
     "shared": {"shared"},
     "transport": {"shared", "transport"},
     "audio": {"shared", "transport", "audio"},
-    "worker": {"shared", "transport", "audio", "worker"},
+    "hls": {"shared", "hls"},
+    "worker": {"shared", "transport", "audio", "hls", "worker"},
     "supervisor": {"shared", "supervisor"},
 }
 WORKER_STACK = ("aiortc", "aioice", "av", "pylibsrtp", "numpy")
