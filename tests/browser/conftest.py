@@ -4,13 +4,22 @@ the tests, with a fake microphone that beeps."""
 from __future__ import annotations
 
 import itertools
+import os
+import tempfile
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from tests.localrun import LocalRun
+
+# The README's screenshots are taken by the browser tests, and written into docs/images
+# only when asked (PARLOR_SCREENSHOTS=1 make test): a test run leaves the tree as it was.
+SCREENSHOTS = (Path(__file__).resolve().parents[2] / "docs" / "images"
+               if os.environ.get("PARLOR_SCREENSHOTS") == "1"
+               else Path(tempfile.gettempdir()) / "parlor-screenshots")
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [

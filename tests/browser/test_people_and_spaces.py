@@ -9,18 +9,17 @@ import base64
 import contextlib
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, expect
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from tests.browser.checks import DESKTOP, PHONE, Hum, accessible, fits_the_window
-from tests.browser.conftest import Person
+from tests.browser.conftest import SCREENSHOTS, Person
 from tests.localrun import LocalRun
 
 pytestmark = pytest.mark.slow
-IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
+IMAGES = SCREENSHOTS
 
 
 @pytest.fixture(scope="module")

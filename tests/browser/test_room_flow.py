@@ -3,16 +3,14 @@ listens, is brought on stage, is muted, and sees the end."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import Person
+from tests.browser.conftest import SCREENSHOTS, Person
 from tests.localrun import LocalRun
 
 pytestmark = pytest.mark.slow
-SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "images" / "room.png"
+SCREENSHOT = SCREENSHOTS / "room.png"
 
 
 def test_a_host_goes_live_and_a_follower_hears_speaks_and_sees_the_end(
