@@ -85,30 +85,41 @@ def apply(event: MediaEvent) -> bool:
         actions.append(Member.speaking.set(False))
     present = Member.user_id.exists() & (Member.role != "removed") & _newer(event.at)
     if not connected:
-        # Whoever leaves leaves the set, whatever their role.
-        tx = (Tx().update("member", member_key, actions, condition=present)
-              .update("space", Space(event.space_id),
-                      [Space.on_stage_connected.delete({event.user_id})]))
-    else:
-        # Only someone on stage joins it.
-        tx = (Tx().update("member", member_key, actions,
-                          condition=present & Member.role.is_in(*STAGE_ROLES))
-              .update("space", Space(event.space_id),
-                      [Space.on_stage_connected.add({event.user_id}),
-                       Space.stage_empty_since.remove()],
-                      condition=Space.state == "live"))
-    try:
-        tx.commit()
-    except TxFailed:
-        if not connected:
-            return False
-        # A listener connected (or the Space is not live): the member alone records it.
+        # Whoever leaves leaves the stage's set, whatever their role. Two writes, no
+        # transaction: both are idempotent, so a retried event completes what a failed
+        # one began.
         try:
             member_key.update(actions=actions, condition=present)
         except UpdateError:
             return False
-    if not connected:
+        with contextlib.suppress(UpdateError):  # a Space that is gone keeps no set
+            Space(event.space_id).update(
+                actions=[Space.on_stage_connected.delete({event.user_id})],
+                condition=Space.space_id.exists())
         _mark_stage_empty(event.space_id, event.at)
+        return True
+    # Most who connect are listeners: the member alone records it (a transaction costs
+    # twice the writes, and a Space's whole audience reconnects at once after a fault).
+    try:
+        member_key.update(actions=actions, condition=present & ~Member.role.is_in(*STAGE_ROLES))
+        return True
+    except UpdateError:
+        pass
+    # Someone on stage joins the stage's set, in the same transaction as their member.
+    tx = (Tx().update("member", member_key, actions,
+                      condition=present & Member.role.is_in(*STAGE_ROLES))
+          .update("space", Space(event.space_id),
+                  [Space.on_stage_connected.add({event.user_id}),
+                   Space.stage_empty_since.remove()],
+                  condition=Space.state == "live"))
+    try:
+        tx.commit()
+    except TxFailed:
+        # The Space is not live (or the role changed meanwhile): the member alone.
+        try:
+            member_key.update(actions=actions, condition=present)
+        except UpdateError:
+            return False
     return True
 
 

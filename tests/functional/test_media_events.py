@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 
+from pynamodb.exceptions import PutError
+
 from chalicelib.models import Member, Space
 from tests.events import sqs_event
 from tests.functional.conftest import Caller, World
@@ -103,3 +105,42 @@ def test_a_poison_record_fails_alone(world: World, live: tuple[Caller, Caller, s
     failed = {f["itemIdentifier"] for f in response.payload["batchItemFailures"]}
     assert failed == {event["Records"][0]["messageId"], event["Records"][1]["messageId"]}
     assert _present(space_id) == {"u-bob"}
+
+
+def test_a_leave_that_failed_halfway_is_completed_by_its_retry(
+    world: World, live: tuple[Caller, Caller, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Leaving is two writes, the member then the stage's set: when the second fails
+    the record fails, and SQS's redelivery of the same event finishes the job."""
+    _, _, space_id = live
+    _deliver(world, _event("participant_connected", space_id, "u-bob"))
+    assert _present(space_id) == {"u-bob"}
+    left = _event("participant_left", space_id, "u-bob")
+    real_update = Space.update
+
+    def refused(self: Space, *args: Any, **kwargs: Any) -> Any:
+        raise PutError("DynamoDB refused the write")
+
+    monkeypatch.setattr(Space, "update", refused)
+    # With a record that goes through: a batch whose every record fails is an error.
+    response = _deliver(world, left, _event("speaking_started", space_id, "u-alice"))
+    assert len(response["batchItemFailures"]) == 1
+    assert Member.get(space_id, "u-bob", consistent_read=True).connected is False
+    assert _present(space_id) == {"u-bob"}
+    monkeypatch.setattr(Space, "update", real_update)
+    assert _deliver(world, left)["batchItemFailures"] == []
+    assert _present(space_id) == set()
+
+
+def test_listeners_reconnecting_in_a_crowd_leave_the_stage_alone(
+    world: World, live: tuple[Caller, Caller, str]
+) -> None:
+    alice, _, space_id = live
+    fans = [world.user(f"fan{n}") for n in range(5)]
+    for fan in fans:
+        fan.post(f"/spaces/{space_id}/join")
+    _deliver(world, *(_event("participant_connected", space_id, f.user_id) for f in fans))
+    _deliver(world, *(_event("participant_left", space_id, f.user_id) for f in fans))
+    _deliver(world, *(_event("participant_connected", space_id, f.user_id) for f in fans))
+    assert all(Member.get(space_id, f.user_id, consistent_read=True).connected for f in fans)
+    assert _present(space_id) == set()
