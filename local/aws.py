@@ -1,10 +1,21 @@
 """The embedded AWS: moto in server mode on a local port, and the tables created from
-the same model definitions the CDK stack reads (chalicelib.models.table_specs)."""
+the same model definitions the CDK stack reads (chalicelib.models.table_specs).
+
+`make up` runs it as a process of its own (`python -m local.aws`): moto spends much of
+its time serializing answers, and in the API's process that time would be taken from
+the API under the GIL. Tests that want it beside them run it in a thread."""
 
 from __future__ import annotations
 
+import argparse
 import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -60,6 +71,47 @@ class EmbeddedAws:
         self._server.server_close()
 
 
+class AwsProcess:
+    """The embedded AWS in a process of its own, on a fixed port."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        # A session of its own, like the media nodes: Ctrl-C reaches it through `make
+        # up`, which stops it last, after everything that still talks to it.
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "local.aws", "--host", host, "--port", str(port)],
+            start_new_session=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid
+
+    def start(self, timeout: float = 30) -> AwsProcess:
+        deadline = time.monotonic() + timeout
+        while True:
+            if self._process.poll() is not None:
+                raise RuntimeError(f"the embedded AWS exited with {self._process.returncode}")
+            try:
+                socket.create_connection((self.host, self.port), timeout=1).close()
+                return self
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the embedded AWS never listened on {self.url}") from None
+                time.sleep(0.1)
+
+    def stop(self) -> None:
+        self._process.terminate()
+        try:
+            self._process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+
+
 def _key_schema(hash_key: tuple[str, str], range_key: tuple[str, str] | None) -> list[Any]:
     schema = [{"AttributeName": hash_key[0], "KeyType": "HASH"}]
     if range_key is not None:
@@ -109,3 +161,17 @@ def create_tables(endpoint_url: str | None = None) -> list[str]:
             create_table(client, spec)
             made.append(spec.table_name)
     return made
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Serve the embedded AWS (moto)")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=4566)
+    args = parser.parse_args()
+    server = EmbeddedAws(args.host, args.port)
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+    server._server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

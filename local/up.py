@@ -10,6 +10,7 @@ dies is reported, and the rest keeps running, as in AWS while ECS replaces a tas
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -37,6 +38,10 @@ from local.websockets import LocalWebsockets
 # timeout (six minutes in the stack) before it tries again; here a developer watching
 # a retry should not wait that long, so only this differs from the stack's queues.
 LOCAL_VISIBILITY_SECONDS = 5
+# Ctrl-C gives the media nodes this long to drain, together, before they are killed.
+STOP_SECONDS = 15
+# The process groups this run started (media nodes, coturn), one per line.
+CHILDREN = settings.STATE / "children.pids"
 # The bucket the media nodes write each Space's HLS to (cdk/hls.py's, in AWS).
 HLS_BUCKET = "parlor-hls"
 
@@ -262,16 +267,30 @@ def _log_to_the_terminal() -> None:
         logging.getLogger(name).setLevel(logging.INFO)
 
 
+def _remember(*groups: int) -> None:
+    """The embedded AWS, the media nodes and coturn run in sessions of their own (Ctrl-C
+    reaches them through this process, which drains the nodes first): their groups are
+    written down, so that whoever has to SIGKILL this process can still stop them
+    (tests/localrun.py)."""
+    with CHILDREN.open("a") as out:
+        out.writelines(f"{group}\n" for group in groups)
+
+
 def main() -> None:
     _log_to_the_terminal()
     settings.STATE.mkdir(exist_ok=True)
     issuer = LocalIssuer.load_or_create(settings.ISSUER_KEY)
 
-    from local.aws import EmbeddedAws, create_tables
+    from local.aws import AwsProcess, create_tables
 
-    aws = EmbeddedAws(settings.HOST, settings.AWS_PORT).start()
+    CHILDREN.unlink(missing_ok=True)
+    aws = AwsProcess(settings.HOST, settings.AWS_PORT)
+    _remember(aws.pid)
+    aws.start()
     os.environ.update(_environment(aws.url, issuer))
     public_keys_arn, coturn = _edge()
+    if coturn is not None:
+        _remember(coturn.pid)
     create_tables()
     boto3.client("s3").create_bucket(Bucket=settings.AVATARS_BUCKET)
     _make_hls_bucket()
@@ -303,6 +322,7 @@ def main() -> None:
         settings.HOST, settings.WEB_PORT).start()
     nodes = [_start_media_node(index, public_keys_arn, events_url)
              for index in range(settings.MEDIA_NODES)]
+    _remember(*(node.pid for node in nodes))
     _wait_for_nodes(nodes)
     print(_banner(users, issuer), flush=True)
 
@@ -324,14 +344,22 @@ def main() -> None:
     for node in nodes:
         if node.poll() is None:
             node.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + STOP_SECONDS
     for node in nodes:
         try:
-            node.wait(timeout=15)
+            node.wait(timeout=max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            node.kill()
+            # The supervisor and its workers: the node's whole group.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(node.pid, signal.SIGKILL)
+            node.wait()
     if coturn is not None:
         coturn.terminate()
-        coturn.wait(timeout=10)
+        try:
+            coturn.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            coturn.kill()
+    CHILDREN.unlink(missing_ok=True)
     for pump in pumps:
         pump.stop()
     web_server.stop()

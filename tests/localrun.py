@@ -3,6 +3,7 @@ its own state folder, and a way to call its API as any user."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -157,9 +158,10 @@ class LocalRun:
 
     def kill(self) -> None:
         """Ctrl-C, and SIGKILL only if that does not stop it: `make up` runs the media
-        node in a session of its own (so that Ctrl-C drains it), which a SIGKILL of
-        `make up` would leave running."""
+        nodes and coturn in sessions of their own (so that Ctrl-C drains them), so after
+        a SIGKILL their groups, which `make up` wrote down, are killed too."""
         if self.process is None or self.process.poll() is not None:
+            self._kill_children()
             return
         self.process.send_signal(signal.SIGINT)
         try:
@@ -167,6 +169,16 @@ class LocalRun:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+        self._kill_children()
+
+    def _kill_children(self) -> None:
+        children = self.state / "children.pids"
+        if not children.exists():
+            return
+        for line in children.read_text().split():
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(int(line), signal.SIGKILL)
+        children.unlink(missing_ok=True)
 
     def call(self, method: str, path: str, user: str, body: Any = None) -> tuple[int, Any]:
         request = urllib.request.Request(
