@@ -1,7 +1,7 @@
 """`make bench`: crash to audio. A Space of one host and LISTENERS listeners under `make
 up` (real processes), each a reconnecting participant (peer/participant.py). A fault is
 injected with SIGKILL, and for each listener the time from the kill to the first audio
-frame of its new connection is taken:
+packet of its new connection is taken (listeners count packets; only the host decodes):
 
 - worker: one node of two workers; the worker holding the Space is killed. Listeners
   notice within two seconds and join again; the node's other worker takes the Space.
@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 GOALS = {"worker": 5.0, "node": 15.0}
 SETTLE_SECONDS = 10.0
 RECOVERY_TIMEOUT_SECONDS = 60.0
+JOINED_TIMEOUT_SECONDS = 120.0
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -54,6 +55,33 @@ def cpu_seconds(pids: list[int]) -> float:
     return total
 
 
+def machine_busy() -> tuple[float, float]:
+    """(busy, total) CPU ticks of the whole machine so far (/proc/stat)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]
+    return sum(fields) - idle, sum(fields)
+
+
+class LoopLag:
+    """How late this process's event loop runs a callback due every 50 ms: while it
+    lags, every client in it (WebRTC, its API calls' timing) waits too."""
+
+    def __init__(self) -> None:
+        self.lags: list[float] = []
+        self._task = asyncio.create_task(self._watch())
+
+    async def _watch(self) -> None:
+        while True:
+            asked = time.monotonic()
+            await asyncio.sleep(0.05)
+            self.lags.append(time.monotonic() - asked - 0.05)
+
+    def stop(self) -> dict[str, float]:
+        self._task.cancel()
+        return {"client_loop_lag_ms_p95": round(1000 * percentile(self.lags, 0.95), 1),
+                "client_loop_lag_ms_max": round(1000 * max(self.lags), 1)}
+
+
 def node_pids(run: LocalRun, index: int) -> list[int]:
     health = run.node_health(index)
     return [int(health["pid"]), *(int(w["pid"]) for w in health["workers"])]
@@ -71,16 +99,24 @@ async def one_fault(fault: str, listeners: int) -> dict[str, Any]:
         space_id = space["space_id"]
 
         def participant(user: str, tone: float | None = None) -> Participant:
+            # Listeners count the packets they get rather than decode them: fifty Opus
+            # decoders would take this process most of a core on a two-core machine,
+            # which the node and the API need during the storm.
             return Participant(run.api, lambda: run.issuer.mint(user), space_id, tone_hz=tone,
-                               give_up_seconds=RECOVERY_TIMEOUT_SECONDS)
+                               give_up_seconds=RECOVERY_TIMEOUT_SECONDS,
+                               decode=tone is not None)
 
         host = participant("u-alice", 440)
         audience = [participant(f"u-fan{n:03d}") for n in range(listeners)]
         await host.start()
         for person in audience:
             await person.start()
+        # Fifty first joins each write a membership; on one machine they take a while.
+        deadline = time.monotonic() + JOINED_TIMEOUT_SECONDS
+        while not all(p.session and p.session.frames for p in audience):
+            assert time.monotonic() < deadline, "not all listening"
+            await asyncio.sleep(0.5)
         await asyncio.sleep(SETTLE_SECONDS)
-        assert all(p.session and p.session.frames for p in audience), "not all listening"
         holder = run.node_index(str(host.node_id))
         taker = holder if fault == "worker" else 1 - holder
         victims = node_pids(run, holder)
@@ -92,6 +128,16 @@ async def one_fault(fault: str, listeners: int) -> dict[str, Any]:
         await asyncio.sleep(SETTLE_SECONDS)
         quiet_cpu = cpu_seconds(node_pids(run, taker)) - quiet_cpu
 
+        assert run.process is not None
+        # `make up`'s own process: the API, the web origin, the embedded AWS and the
+        # pumps; and this one, every participant's WebRTC client.
+        local_pids = [run.process.pid]
+        local_cpu, client_cpu = cpu_seconds(local_pids), time.process_time()
+        # Everything else `make up` started: the embedded AWS, the nodes, coturn.
+        children = [int(pid) for pid in (run.state / "children.pids").read_text().split()]
+        aws_pid = children[0]
+        aws_cpu, busy_before = cpu_seconds([aws_pid]), machine_busy()
+        lag = LoopLag()
         killed = time.monotonic()
         for pid in victims:
             os.kill(pid, signal.SIGKILL)
@@ -105,6 +151,13 @@ async def one_fault(fault: str, listeners: int) -> dict[str, Any]:
                      if p.session is not None and p.session.first_frame_at is not None
                      and p.session.first_frame_at > killed]
         storm_seconds = time.monotonic() - killed
+        lags = lag.stop()
+        local_cpu = cpu_seconds(local_pids) - local_cpu
+        client_cpu = time.process_time() - client_cpu
+        aws_cpu = cpu_seconds([aws_pid]) - aws_cpu
+        busy_after = machine_busy()
+        machine_percent = 100 * (busy_after[0] - busy_before[0]) / max(
+            1, busy_after[1] - busy_before[1])
         # The taker's workers may have restarted (the worker fault): read them now.
         storm_cpu = cpu_seconds(node_pids(run, taker)) - storm_start_cpu \
             if fault == "node" else None
@@ -125,6 +178,17 @@ async def one_fault(fault: str, listeners: int) -> dict[str, Any]:
                 "api_join_p50_ms": round(1000 * statistics.median(api), 1) if api else None,
                 "api_join_p95_ms": round(1000 * percentile(api, 0.95), 1) if api else None,
                 "seconds": round(storm_seconds, 1),
+                # CPU in percent of one core over the storm: `make up`'s own process
+                # (the API, the web origin, the pumps), the embedded AWS's, and the
+                # clients (this process).
+                "make_up_cpu_percent": round(100 * local_cpu / storm_seconds, 1),
+                "embedded_aws_cpu_percent": round(100 * aws_cpu / storm_seconds, 1),
+                "clients_cpu_percent": round(100 * client_cpu / storm_seconds, 1),
+                # Of all the machine's CPUs: near 100, the storm waited for a CPU.
+                "machine_busy_percent": round(machine_percent, 1),
+                **lags,
+                "attempts_per_listener_max": max(
+                    (p.outages[-1].attempts for p in audience if p.outages), default=0),
             },
         }
         if storm_cpu is not None:

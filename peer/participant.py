@@ -66,6 +66,8 @@ class Participant:
     give_up_seconds: float = GIVE_UP_SECONDS
     role: str = "listener"
     muted: bool = False
+    # False: audio is only counted as it arrives, not decoded (MediaSession).
+    decode: bool = True
     node_id: str | None = None
     user_id: str | None = None
     session: MediaSession | None = None
@@ -102,10 +104,14 @@ class Participant:
     async def _connect(self) -> None:
         """One join: the API, then the node it names."""
         joined = await self._api_join()
+        if joined.get("transport") == "hls":
+            # The Space answers this listener with HLS (docs/hls.md): a player's job.
+            raise Stopped("hls")
         self.role, self.muted = joined["role"], bool(joined["muted"])
         self.node_id = joined["node_id"]
         microphone = ToneTrack(self.tone_hz) if self.tone_hz and self.may_publish else None
-        session = MediaSession(joined["media"]["ice_servers"], microphone, self._message)
+        session = MediaSession(joined["media"]["ice_servers"], microphone, self._message,
+                               decode=self.decode)
         try:
             await session.open(joined["media"]["url"], joined["token"])
         except BaseException:

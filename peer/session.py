@@ -19,6 +19,8 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av import AudioFrame
 from yarl import URL
 
+from media_node.transport.receive import take_over_receiving
+
 SDP = "application/sdp"
 
 
@@ -56,7 +58,11 @@ class MediaSession:
 
     def __init__(self, ice_servers: list[dict[str, Any]] | None = None,
                  microphone: MediaStreamTrack | None = None,
-                 on_message: Callable[[dict[str, Any]], None] | None = None) -> None:
+                 on_message: Callable[[dict[str, Any]], None] | None = None,
+                 decode: bool = True) -> None:
+        """`decode=False`: the audio is counted as it arrives, never decoded (a crowd of
+        listeners in one process, who only need to know that audio flows): `frames`
+        counts RTP packets then, and `heard` stays empty."""
         ice = [RTCIceServer(**server) for server in ice_servers or []]
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=ice))
         self.channel = self.pc.createDataChannel("events")
@@ -70,8 +76,24 @@ class MediaSession:
         self._on_message = on_message
         self._readers: list[asyncio.Task[None]] = []
         self.channel.on("message", self._message)
-        self.pc.on("track", lambda track: self._readers.append(
-            asyncio.create_task(self._listen(track))))
+        if decode:
+            self.pc.on("track", lambda track: self._readers.append(
+                asyncio.create_task(self._listen(track))))
+        else:
+            self.pc.on("track", self._count)
+
+    def _count(self, track: MediaStreamTrack) -> None:
+        for transceiver in self.pc.getTransceivers():
+            if transceiver.receiver.track is track:
+                # The node's own receive path (transport/receive.py): each packet handed
+                # over as it arrives, without aiortc's jitter buffer and decoder thread.
+                take_over_receiving(transceiver.receiver, lambda _packet, at: self._arrived(at))
+
+    def _arrived(self, now: float) -> None:
+        self.frames += 1
+        if self.first_frame_at is None:
+            self.first_frame_at = now
+        self.last_frame_at = now
 
     def _message(self, raw: str | bytes) -> None:
         try:
@@ -92,10 +114,7 @@ class MediaSession:
             assert isinstance(frame, AudioFrame)
             samples = frame.to_ndarray().reshape(-1, len(frame.layout.channels))[:, 0]
             now = time.monotonic()
-            self.frames += 1
-            if self.first_frame_at is None:
-                self.first_frame_at = now
-            self.last_frame_at = now
+            self._arrived(now)
             self.heard.append((now, samples.astype(np.float64)))
 
     async def offer(self) -> str:
