@@ -118,7 +118,7 @@ def _seed(followers: int, device_every: int) -> tuple[str, int]:
     the number of devices."""
     import boto3
 
-    from chalicelib.models import AlertSettings, Follow, User
+    from chalicelib.platform.models import AlertSettings, Follow, User
 
     host = "u-host"
     User(host, handle="host", display_name="Host", follower_count=followers,
@@ -276,8 +276,8 @@ def main() -> None:
     print(f"  seeded in {time.perf_counter() - seeded:.0f} s", flush=True)
 
     import app as chalice_app
-    from chalicelib import spaces
-    from chalicelib.models import Space, TimelineEntry
+    from chalicelib.platform.models import Space, TimelineEntry
+    from chalicelib.rooms import spaces
 
     space = spaces.create(host, "Benchmark", ["bench"], None)
     fanout = Poller(meter, fanout_url, fanout_arn, 1, chalice_app.fan_out_alerts)

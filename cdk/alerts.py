@@ -1,4 +1,4 @@
-"""The alert pipeline around the Chalice app's handlers (functions/chalicelib/alerts.py):
+"""The alert pipeline around the Chalice app's handlers (functions/chalicelib/alerts/messages.py):
 the Spaces stream feeding HandleSpaceChanges, the fan-out and delivery queues with
 their dead-letter queues, the WebSocket API's id for the delivery's live updates, and
 the SNS platform applications when the operator names a secret that holds push
@@ -23,7 +23,7 @@ from constructs import Construct
 
 from cdk.api import STAGE, Api
 from cdk.messaging import consumed_queue, dead_letter_queue
-from chalicelib.queues import (
+from chalicelib.platform.queues import (
     ALERT_DELIVERY,
     ALERT_FANOUT,
     SPACE_CHANGES_FAILURES,
@@ -109,7 +109,7 @@ class Alerts(Construct):
         websocket_api = chalice.get_resource("WebsocketAPI").ref
         chalice.add_environment_variable("WEBSOCKET_API_ID", websocket_api, "DeliverAlerts")
         # The delivery posts to connections; the connect handler closes a user's oldest
-        # past their limit (chalicelib/connections.py).
+        # past their limit (chalicelib/alerts/connections.py).
         for function in ("DeliverAlerts", "WebsocketConnect"):
             api.roles[function].add_to_principal_policy(iam.PolicyStatement(
                 actions=["execute-api:ManageConnections"],

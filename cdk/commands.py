@@ -18,7 +18,7 @@ from constructs import Construct
 from cdk.api import Api
 from cdk.media import Media
 from cdk.messaging import dead_letter_queue
-from chalicelib.queues import COMMAND_FAILURES, STREAM_MAX_RETRIES
+from chalicelib.platform.queues import COMMAND_FAILURES, STREAM_MAX_RETRIES
 
 # (function, its stream event source, the table whose stream it reads)
 DISPATCHERS = (

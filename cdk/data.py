@@ -1,4 +1,4 @@
-"""The DynamoDB tables, derived from the PynamoDB models (chalicelib.models.table_specs),
+"""The DynamoDB tables, derived from the PynamoDB models (chalicelib.platform.models.table_specs),
 so keys and indexes are defined once for the cloud, the local runtime and the tests."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from aws_cdk import RemovalPolicy
 from aws_cdk import aws_dynamodb as dynamodb
 from constructs import Construct
 
-from chalicelib.models import TableSpec, table_specs
+from chalicelib.platform.models import TableSpec, table_specs
 
 _TYPES = {"S": dynamodb.AttributeType.STRING, "N": dynamodb.AttributeType.NUMBER,
           "B": dynamodb.AttributeType.BINARY}

@@ -28,7 +28,7 @@ from constructs import Construct
 from cdk.api import API_FUNCTION, Api
 from cdk.media import Media
 from cdk.web import Web
-from chalicelib.hls import lifecycle_rules
+from chalicelib.rooms.hls import lifecycle_rules
 
 PREFIX = "hls"
 # The functions that settle a Space's HLS: the media-events consumer (a node said its
@@ -39,7 +39,7 @@ SEGMENT_TTL = Duration.days(365)
 
 
 def _rule(rule: dict[str, Any]) -> s3.LifecycleRule:
-    """One of chalicelib.hls.lifecycle_rules (S3's API terms) as CDK writes it."""
+    """One of chalicelib.rooms.hls.lifecycle_rules (S3's API terms) as CDK writes it."""
     selection = rule["Filter"].get("And", rule["Filter"])
     tags = {tag["Key"]: tag["Value"] for tag in selection.get("Tags", [])}
     expiration = rule.get("Expiration", {}).get("Days")

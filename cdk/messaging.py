@@ -9,7 +9,7 @@ from aws_cdk import Duration
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from chalicelib.queues import MEDIA_EVENTS, VISIBILITY_TIMEOUT_SECONDS, QueueSpec
+from chalicelib.platform.queues import MEDIA_EVENTS, VISIBILITY_TIMEOUT_SECONDS, QueueSpec
 
 
 def dead_letter_queue(scope: Construct, construct_id: str) -> sqs.Queue:

@@ -4,6 +4,7 @@ calls one domain function in chalicelib, and returns its result."""
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any
@@ -16,40 +17,29 @@ from aws_lambda_powertools.utilities.batch import (
 from chalice import Chalice, Rate, Response
 from chalice.app import CloudWatchEvent, DynamoDBEvent, Request, SQSEvent, WebsocketEvent
 
-from chalicelib import (
-    abandoned,
-    avatars,
-    commands,
+from chalicelib.access import origin
+from chalicelib.access.auth import Principal, verify_bearer
+from chalicelib.alerts import (
     connections,
     delivery,
     devices,
-    eligibility,
-    fanout,
-    hls,
-    jointoken,
-    logs,
-    origin,
-    people,
-    placement,
-    preferences,
-    presence,
-    queues,
-    reminders,
-    roles,
-    social,
-    spaces,
+    recipients,
     timeline,
     triggers,
-    upcoming,
     webpush,
 )
-from chalicelib import validation as v
-from chalicelib.auth import Principal, verify_bearer
-from chalicelib.config import ConfigError
-from chalicelib.errors import ApiError, NotFound
+from chalicelib.media import commands, jointoken, placement, presence
+from chalicelib.platform import logs, models, queues
+from chalicelib.platform import validation as v
+from chalicelib.platform.config import ConfigError
+from chalicelib.platform.errors import ApiError, NotFound
+from chalicelib.rooms import abandoned, eligibility, hls, reminders, roles, spaces, upcoming
+from chalicelib.social import avatars, follows, people, preferences
 
-# Logs are Powertools' JSON (chalicelib/logs.py), not Chalice's plain text.
+# Logs are Powertools' JSON (chalicelib/platform/logs.py), not Chalice's plain text.
 app = Chalice(app_name=logs.SERVICE, configure_logs=False)
+# The tables this deployment made (the stack's names), once per process.
+models.use_tables(os.environ)
 logs.structure()
 app.register_middleware(logs.with_lambda_context, "all")
 # Every route takes any Content-Type, so that a request without a body is never judged
@@ -126,19 +116,19 @@ def user_id_of(value: str) -> str:
 
 @route("/me", methods=["GET"])
 def get_me() -> dict[str, Any]:
-    user = social.find_user(caller())
+    user = follows.find_user(caller())
     if user is None:
         raise NotFound("You have no profile yet (PUT /me)", code="profile_not_found")
-    return social.profile_view(user)
+    return follows.profile_view(user)
 
 
 @route("/me", methods=["PUT"])
 def put_me() -> dict[str, Any]:
     data = body("handle", "display_name", "bio")
-    handle = v.required_string(data, "handle", max_len=15, pattern=social.HANDLE)
-    name = v.required_string(data, "display_name", max_len=social.DISPLAY_NAME_MAX)
+    handle = v.required_string(data, "handle", max_len=15, pattern=follows.HANDLE)
+    name = v.required_string(data, "display_name", max_len=follows.DISPLAY_NAME_MAX)
     bio = v.string(data, "bio", required=False, min_len=0, max_len=people.BIO_MAX)
-    return social.profile_view(people.save(caller(), handle, name, bio))
+    return follows.profile_view(people.save(caller(), handle, name, bio))
 
 
 @route("/me/avatar", methods=["POST"])
@@ -150,13 +140,13 @@ def start_avatar_upload() -> Response:
 @route("/me/avatar", methods=["PUT"])
 def set_avatar() -> dict[str, Any]:
     avatars.confirm(caller(), v.required_string(body("key"), "key", max_len=300))
-    return social.profile_view(social.get_user(caller()))
+    return follows.profile_view(follows.get_user(caller()))
 
 
 @route("/me/avatar", methods=["DELETE"])
 def remove_avatar() -> dict[str, Any]:
     avatars.remove(caller())
-    return social.profile_view(social.get_user(caller()))
+    return follows.profile_view(follows.get_user(caller()))
 
 
 @route("/users", methods=["GET"])
@@ -175,41 +165,41 @@ def get_relationship(user_id: str) -> dict[str, Any]:
 
 @route("/me/eligibility", methods=["GET"])
 def get_eligibility() -> dict[str, Any]:
-    return eligibility.evaluate(social.find_user(caller())).view()
+    return eligibility.evaluate(follows.find_user(caller())).view()
 
 
 @route("/users/{user_id}", methods=["GET"])
 def get_user(user_id: str) -> dict[str, Any]:
-    return social.profile_view(social.get_user(user_id_of(user_id)))
+    return follows.profile_view(follows.get_user(user_id_of(user_id)))
 
 
 @route("/users/by-handle/{handle}", methods=["GET"])
 def get_user_by_handle(handle: str) -> dict[str, Any]:
-    return social.profile_view(social.user_by_handle(handle))
+    return follows.profile_view(follows.user_by_handle(handle))
 
 
 @route("/users/{user_id}/follow", methods=["PUT"])
 def follow(user_id: str) -> dict[str, Any]:
     target = user_id_of(user_id)
-    social.follow(caller(), target, blocked=preferences.is_blocked(target, caller()))
-    return {"following": True, "user": social.profile_view(social.get_user(target))}
+    follows.follow(caller(), target, blocked=preferences.is_blocked(target, caller()))
+    return {"following": True, "user": follows.profile_view(follows.get_user(target))}
 
 
 @route("/users/{user_id}/follow", methods=["DELETE"])
 def unfollow(user_id: str) -> dict[str, Any]:
     target = user_id_of(user_id)
-    social.unfollow(caller(), target)
-    return {"following": False, "user": social.profile_view(social.get_user(target))}
+    follows.unfollow(caller(), target)
+    return {"following": False, "user": follows.profile_view(follows.get_user(target))}
 
 
 @route("/users/{user_id}/followers", methods=["GET"])
 def list_followers(user_id: str) -> dict[str, Any]:
-    return social.followers(user_id_of(user_id), query())
+    return follows.followers(user_id_of(user_id), query())
 
 
 @route("/users/{user_id}/following", methods=["GET"])
 def list_following(user_id: str) -> dict[str, Any]:
-    return social.following(user_id_of(user_id), query())
+    return follows.following(user_id_of(user_id), query())
 
 
 @route("/users/{user_id}/suspension", methods=["PUT"])
@@ -218,8 +208,8 @@ def suspend(user_id: str) -> dict[str, Any]:
     flag = v.boolean(data, "suspended")
     if flag is None:
         raise v.InvalidField("suspended", "'suspended' is required")
-    user = social.set_suspended(_caller.get().is_admin, user_id_of(user_id), flag)
-    return social.profile_view(user)
+    user = follows.set_suspended(_caller.get().is_admin, user_id_of(user_id), flag)
+    return follows.profile_view(user)
 
 
 @route("/users/{user_id}/hosting", methods=["PUT"])
@@ -227,7 +217,7 @@ def allow_hosting(user_id: str) -> dict[str, Any]:
     flag = v.boolean(body("allowed"), "allowed")
     if flag is None:
         raise v.InvalidField("allowed", "'allowed' is required")
-    user = social.set_hosting_allowed(_caller.get().is_admin, user_id_of(user_id), flag)
+    user = follows.set_hosting_allowed(_caller.get().is_admin, user_id_of(user_id), flag)
     return {"user_id": user.user_id, "allowed": bool(user.hosting_allowed),
             "eligibility": eligibility.evaluate(user).view()}
 
@@ -335,7 +325,7 @@ def create_space() -> Response:
                            max_len=spaces.TOPIC_MAX_LEN)
     start = v.number(data, "scheduled_start")
     space = spaces.create(caller(), title, topics, start, bool(v.boolean(data, "record")))
-    return Response(body=spaces.detail(space, caller()), status_code=201)
+    return Response(body=hls.detail(space, caller()), status_code=201)
 
 
 @route("/spaces/live", methods=["GET"])
@@ -345,18 +335,18 @@ def list_live() -> dict[str, Any]:
 
 @route("/spaces/{space_id}", methods=["GET"])
 def get_space(space_id: str) -> dict[str, Any]:
-    return spaces.detail(spaces.load(space_id_of(space_id)), caller())
+    return hls.detail(spaces.load(space_id_of(space_id)), caller())
 
 
 @route("/spaces/{space_id}/start", methods=["POST"])
 def start_space(space_id: str) -> dict[str, Any]:
     record = v.boolean(body("record"), "record")
-    return spaces.detail(spaces.start(caller(), space_id_of(space_id), record), caller())
+    return hls.detail(spaces.start(caller(), space_id_of(space_id), record), caller())
 
 
 @route("/spaces/{space_id}/end", methods=["POST"])
 def end_space(space_id: str) -> dict[str, Any]:
-    return spaces.detail(spaces.end(caller(), space_id_of(space_id)), caller())
+    return hls.detail(spaces.end(caller(), space_id_of(space_id)), caller())
 
 
 @route("/spaces/{space_id}/reminder", methods=["GET"])
@@ -481,7 +471,7 @@ def handle_media_events(event: SQSEvent) -> dict[str, Any]:
         event=event.to_dict(), record_handler=presence.record_from_sqs, processor=_media_events))
 
 
-# Alerts (chalicelib/alerts.py has the picture). As for the media events, the CDK stack
+# Alerts (chalicelib/alerts/messages.py has the picture). As for the media events, the CDK stack
 # points each event source at the stream or queue it creates (cdk/alerts.py) and asks
 # for partial batch responses; the names here are the local runtime's.
 
@@ -506,7 +496,7 @@ def handle_space_changes(event: DynamoDBEvent) -> dict[str, Any]:
 def fan_out_alerts(event: SQSEvent) -> dict[str, Any]:
     """One page of recipients per message (hence a batch of one: a short invocation)."""
     return dict(process_partial_response(
-        event=event.to_dict(), record_handler=fanout.record_from_sqs,
+        event=event.to_dict(), record_handler=recipients.record_from_sqs,
         processor=_fanout_pages))
 
 
@@ -519,7 +509,7 @@ def deliver_alerts(event: SQSEvent) -> dict[str, Any]:
         processor=_delivery_pages))
 
 
-# Commands to the media nodes, derived from committed changes (chalicelib/commands.py).
+# Commands to the media nodes, derived from committed changes (chalicelib/media/commands.py).
 # A record whose command cannot be sent fails alone and is retried; the CDK stack points
 # both sources at the tables' streams and at an on-failure queue (cdk/commands.py).
 
@@ -547,14 +537,14 @@ def dispatch_space_commands(event: DynamoDBEvent) -> dict[str, Any]:
 
 @app.schedule(Rate(1, unit=Rate.MINUTES))
 def end_abandoned_spaces(event: CloudWatchEvent) -> dict[str, Any]:
-    """Live Spaces nobody on stage is connected to any more end (chalicelib/abandoned.py)."""
+    """Live Spaces nobody on stage is connected to any more end (chalicelib/rooms/abandoned.py)."""
     return {"ended": abandoned.sweep()}
 
 
 @app.schedule(Rate(1, unit=Rate.MINUTES))
 def settle_hls(event: CloudWatchEvent) -> dict[str, Any]:
     """Ended Spaces whose node never said its HLS finished get their replay written, or
-    their segments deleted (chalicelib/hls.py)."""
+    their segments deleted (chalicelib/rooms/hls.py)."""
     return {"settled": hls.settle_due()}
 
 

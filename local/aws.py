@@ -1,5 +1,5 @@
 """The embedded AWS: moto in server mode on a local port, and the tables created from
-the same model definitions the CDK stack reads (chalicelib.models.table_specs).
+the same model definitions the CDK stack reads (chalicelib.platform.models.table_specs).
 
 `make up` runs it as a process of its own (`python -m local.aws`): moto spends much of
 its time serializing answers, and in the API's process that time would be taken from
@@ -23,7 +23,7 @@ import boto3
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from chalicelib.models import TableSpec, table_specs
+from chalicelib.platform.models import TableSpec, table_specs
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from chalicelib.jointoken import (
+from chalicelib.media.jointoken import (
     SigningKey,
     new_signing_key,
     parse_private_set,
@@ -57,7 +57,7 @@ def publish(client: Any, keys: list[SigningKey]) -> tuple[str, str]:
 def vapid_key(path: Path) -> str:
     """The Web Push VAPID private key (PEM), created at `path` on first use: browsers
     subscribed with its public key keep working across restarts."""
-    from chalicelib.webpush import new_key_pair
+    from chalicelib.alerts.webpush import new_key_pair
 
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -33,7 +33,7 @@ from urllib.parse import urlencode, urlsplit
 
 from aiohttp import web
 
-from chalicelib.validation import USER_ID
+from chalicelib.platform.validation import USER_ID
 from local.issuer import LocalIssuer
 
 CLIENT_ID = "parlor-local"

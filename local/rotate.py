@@ -14,7 +14,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from chalicelib.jointoken import rotated
+from chalicelib.media.jointoken import rotated
 from local import settings
 from local.keys import load_key_set, publish, save_key_set
 

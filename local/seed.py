@@ -10,8 +10,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from chalicelib import people, social
-from chalicelib.models import Follow, Handle, User
+from chalicelib.platform.models import Follow, Handle, User
+from chalicelib.social import follows, people
 
 
 @dataclass(frozen=True)
@@ -38,10 +38,10 @@ FANS = 600
 def seed() -> list[DemoUser]:
     for user in DEMO_USERS:
         people.save(user.user_id, user.handle, user.display_name, user.bio)
-    social.follow("u-bob", "u-alice")
-    social.follow("u-carol", "u-alice")
-    social.follow("u-carol", "u-bob")
-    if not social.is_following("u-fan000", "u-alice"):
+    follows.follow("u-bob", "u-alice")
+    follows.follow("u-carol", "u-alice")
+    follows.follow("u-carol", "u-bob")
+    if not follows.is_following("u-fan000", "u-alice"):
         _fans("u-alice")
     return list(DEMO_USERS)
 

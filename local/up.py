@@ -1,7 +1,7 @@
 """`make up`: Parlor on one machine.
 
 Starts the embedded AWS (moto server), creates the tables from the models and the queues
-from their specs (chalicelib/queues.py, as the CDK stack does), loads demo data, serves
+from their specs (chalicelib/platform/queues.py, as the CDK stack does), loads demo data, serves
 the API and the web client, runs the pumps that stand in for Lambda's event sources
 (the media events, the Spaces stream, the alert fan-out and delivery queues), the
 WebSocket API, and the media nodes (one, or PARLOR_MEDIA_NODES of them, on ports from
@@ -48,7 +48,7 @@ HLS_BUCKET = "parlor-hls"
 
 def _environment(aws_url: str, issuer: LocalIssuer) -> dict[str, str]:
     """What the CDK stack passes the app as stage environment variables, locally."""
-    from chalicelib.webpush import DEFAULT_HOSTS
+    from chalicelib.alerts.webpush import DEFAULT_HOSTS
 
     return {
         "AWS_ENDPOINT_URL": aws_url,
@@ -74,7 +74,7 @@ def _environment(aws_url: str, issuer: LocalIssuer) -> dict[str, str]:
 
 def _make_hls_bucket() -> None:
     """The HLS bucket with the stack's lifecycle rules (which moto keeps, not runs)."""
-    from chalicelib.hls import lifecycle_rules
+    from chalicelib.rooms.hls import lifecycle_rules
 
     s3 = boto3.client("s3")
     s3.create_bucket(Bucket=HLS_BUCKET)
@@ -84,9 +84,9 @@ def _make_hls_bucket() -> None:
 
 
 def _make_queues() -> dict[str, str]:
-    """Every queue of chalicelib/queues.py: name -> URL. The app's settings get the URLs
+    """Every queue of chalicelib/platform/queues.py: name -> URL. The app's settings get the URLs
     of the queues it sends to, as the stack gives them in AWS."""
-    from chalicelib import queues
+    from chalicelib.platform import queues
 
     urls = {spec.name: queue_with_dlq(spec.name, spec.max_receives,
                                       LOCAL_VISIBILITY_SECONDS)[0]
@@ -143,8 +143,8 @@ def _edge() -> tuple[str, subprocess.Popen[bytes] | None]:
 def _start_pumps(handlers: Any, urls: dict[str, str]) -> list[Any]:
     """Lambda's event sources, locally: each feeds the handler the stack wires to it, and
     the schedule calls the abandoned-Space sweep (every minute in AWS) more often."""
-    from chalicelib import queues
-    from chalicelib.models import Member, Space
+    from chalicelib.platform import queues
+    from chalicelib.platform.models import Member, Space
 
     consumers = {
         queues.MEDIA_EVENTS: (handlers.handle_media_events, 10),
@@ -176,7 +176,7 @@ def _start_media_node(index: int, public_keys_arn: str,
                       events_url: str) -> subprocess.Popen[bytes]:
     """Media node `index` (of PARLOR_MEDIA_NODES): its own port, id, registry entry and
     command queue (named after its id)."""
-    from chalicelib.models import Member, Space
+    from chalicelib.platform.models import Member, Space
 
     env = {
         **os.environ,
@@ -213,7 +213,7 @@ def _post_to_local_websockets(websocket_api: Any) -> None:
 
 def _wait_for_nodes(nodes: list[subprocess.Popen[bytes]], timeout: float = 60) -> None:
     """Returns once every node answers and has registered, so the first join finds it."""
-    from chalicelib.models import MediaNode
+    from chalicelib.platform.models import MediaNode
 
     deadline = time.monotonic() + timeout
     waiting = set(range(len(nodes)))
@@ -305,7 +305,7 @@ def main() -> None:
     api = server(settings.HOST, settings.API_PORT)
     threading.Thread(target=api.serve_forever, daemon=True, name="api").start()
     import app as handlers
-    from chalicelib.queues import MEDIA_EVENTS
+    from chalicelib.platform.queues import MEDIA_EVENTS
 
     events_url = urls[MEDIA_EVENTS.name]
     pumps = _start_pumps(handlers, urls)

@@ -19,8 +19,8 @@ import app as _chalice_app
 
 assert hasattr(_chalice_app.app, "routes"), "the Chalice app must be the one imported as app"
 
-from chalicelib import webpush  # noqa: E402
-from chalicelib.jointoken import new_key_pair  # noqa: E402
+from chalicelib.alerts import webpush  # noqa: E402
+from chalicelib.media.jointoken import new_key_pair  # noqa: E402
 from local.issuer import LocalIssuer  # noqa: E402
 
 os.environ.update({

@@ -13,7 +13,7 @@ from moto.apigatewaymanagementapi.models import apigatewaymanagementapi_backends
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.sns.models import sns_backends
 
-from chalicelib.models import Space, TimelineEntry
+from chalicelib.platform.models import Space, TimelineEntry
 from tests.events import dynamodb_stream_event, sqs_event
 from tests.functional.conftest import Caller, World
 

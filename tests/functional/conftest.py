@@ -13,9 +13,9 @@ import pytest
 from chalice.test import Client
 from moto import mock_aws
 
-from chalicelib.config import settings
-from chalicelib.models import MediaNode, Member, Space, User
-from chalicelib.queues import STREAM_MAX_RETRIES
+from chalicelib.platform.config import settings
+from chalicelib.platform.models import MediaNode, Member, Space, User
+from chalicelib.platform.queues import STREAM_MAX_RETRIES
 from local.aws import create_tables
 from local.pumps import StreamPump
 from tests import openapi

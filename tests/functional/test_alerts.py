@@ -9,7 +9,7 @@ import time
 import boto3
 import pytest
 
-from chalicelib.models import AlertSettings, Member, TimelineEntry
+from chalicelib.platform.models import AlertSettings, Member, TimelineEntry
 from tests.events import sqs_event
 from tests.functional.alerting import Pipeline
 from tests.functional.conftest import Caller, World
@@ -256,7 +256,7 @@ def test_reminders_reach_non_followers_and_followers_once(
 def test_a_failed_push_is_retried_alone(
     world: World, alerts: Pipeline, alice: Caller, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from chalicelib import devices
+    from chalicelib.alerts import devices
 
     bob, carol = _followers(world, alice, "bob", "carol")
     alerts.device(bob)
@@ -285,7 +285,7 @@ def test_a_failed_push_is_retried_alone(
 def test_a_page_held_by_a_live_delivery_is_left_for_later(
     world: World, alerts: Pipeline, alice: Caller
 ) -> None:
-    from chalicelib.models import AlertLog
+    from chalicelib.platform.models import AlertLog
 
     bob, = _followers(world, alice, "bob")
     alerts.device(bob)
@@ -352,7 +352,7 @@ def test_a_gone_connection_is_forgotten(
 def test_device_and_preference_errors_keep_the_error_shape(
     world: World, alerts: Pipeline, alice: Caller, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from chalicelib.config import settings
+    from chalicelib.platform.config import settings
 
     bob = world.user("bob")
     assert bob.post("/me/devices", {"platform": "sms", "token": "x"}).json["field"] == "platform"

@@ -13,10 +13,10 @@ import boto3
 import jwt
 import pytest
 
-from chalicelib import abandoned, roles, spaces
-from chalicelib.config import settings
-from chalicelib.errors import Conflict
-from chalicelib.models import Connection, MediaNode, Member, Space
+from chalicelib.platform.config import settings
+from chalicelib.platform.errors import Conflict
+from chalicelib.platform.models import Connection, MediaNode, Member, Space
+from chalicelib.rooms import abandoned, roles, spaces
 from tests.events import websocket_event
 from tests.functional.alerting import Pipeline
 from tests.functional.conftest import Caller, World
@@ -189,7 +189,7 @@ def test_a_space_nobody_on_stage_is_connected_to_ends_after_the_limit(
 def test_a_connected_host_keeps_the_space_and_leaving_starts_the_clock(
     room: tuple[World, Caller, str, str],
 ) -> None:
-    from chalicelib import presence
+    from chalicelib.media import presence
 
     _world, _alice, space_id, _ = room
     now = time.time()
@@ -209,7 +209,7 @@ def test_a_connected_host_keeps_the_space_and_leaving_starts_the_clock(
 def test_the_spaces_of_a_dead_node_end_and_leave_the_bar(
     world: World, alerts: Pipeline,
 ) -> None:
-    from chalicelib import presence
+    from chalicelib.media import presence
 
     world.node("node-a")
     alice = world.host()
@@ -234,7 +234,7 @@ def test_the_spaces_of_a_dead_node_end_and_leave_the_bar(
 
 
 def test_a_space_whose_node_left_the_registry_ends(room: tuple[World, Caller, str, str]) -> None:
-    from chalicelib import presence
+    from chalicelib.media import presence
 
     _world, _alice, space_id, _ = room
     presence.apply(presence.MediaEvent("participant_connected", "node-a", time.time(),

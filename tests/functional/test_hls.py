@@ -14,10 +14,10 @@ import jwt
 import numpy as np
 import pytest
 
-from chalicelib import hls
-from chalicelib.audience import SHARDS
-from chalicelib.config import settings
-from chalicelib.models import ListenerCount, Member, Space
+from chalicelib.platform.config import settings
+from chalicelib.platform.models import ListenerCount, Member, Space
+from chalicelib.rooms import hls
+from chalicelib.rooms.audience import SHARDS
 from media_node.hls.segments import Segmenter
 from tests.events import sqs_event
 from tests.functional.conftest import World

@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from chalicelib import auth
-from chalicelib.config import settings
-from chalicelib.errors import Unauthorized, Unavailable
+from chalicelib.access import auth
+from chalicelib.platform.config import settings
+from chalicelib.platform.errors import Unauthorized, Unavailable
 from local.issuer import LocalIssuer
 from tests.conftest import ISSUER
 from tests.functional.conftest import World

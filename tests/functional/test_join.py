@@ -7,8 +7,8 @@ import time
 import jwt
 import pytest
 
-from chalicelib.jointoken import new_key_pair
-from chalicelib.models import MediaNode
+from chalicelib.media.jointoken import new_key_pair
+from chalicelib.platform.models import MediaNode
 from tests.conftest import ICE_SERVERS, JOIN_PUBLIC_KEY
 from tests.functional.conftest import World
 

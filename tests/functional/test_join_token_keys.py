@@ -10,8 +10,8 @@ import jwt
 import pytest
 from moto import mock_aws
 
-from chalicelib.config import ConfigError, settings
-from chalicelib.jointoken import mint, new_key_pair, parse_private_set, provision_key_pair
+from chalicelib.media.jointoken import mint, new_key_pair, parse_private_set, provision_key_pair
+from chalicelib.platform.config import ConfigError, settings
 from media_node.tokens import TokenError, TokenVerifier
 
 

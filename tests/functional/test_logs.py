@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from chalicelib import logs
-from chalicelib.config import settings
+from chalicelib.platform import logs
+from chalicelib.platform.config import settings
 from tests.events import sqs_event
 from tests.functional.conftest import World
 

@@ -7,10 +7,9 @@ import time
 from typing import Any
 
 import pytest
-
 from pynamodb.exceptions import PutError
 
-from chalicelib.models import Member, Space
+from chalicelib.platform.models import Member, Space
 from tests.events import sqs_event
 from tests.functional.conftest import Caller, World
 
@@ -135,7 +134,7 @@ def test_a_leave_that_failed_halfway_is_completed_by_its_retry(
 def test_listeners_reconnecting_in_a_crowd_leave_the_stage_alone(
     world: World, live: tuple[Caller, Caller, str]
 ) -> None:
-    alice, _, space_id = live
+    _, _, space_id = live
     fans = [world.user(f"fan{n}") for n in range(5)]
     for fan in fans:
         fan.post(f"/spaces/{space_id}/join")

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 import boto3
 import pytest
 
-from chalicelib import origin
-from chalicelib.config import settings
+from chalicelib.access import origin
+from chalicelib.platform.config import settings
 from tests.functional.conftest import World
 
 HEADER = "x-origin-check"

@@ -15,8 +15,8 @@ import boto3
 import pytest
 import requests
 
-from chalicelib import avatars
-from chalicelib.models import PeopleIndexEntry, User
+from chalicelib.platform.models import PeopleIndexEntry, User
+from chalicelib.social import avatars
 from tests.functional.conftest import Caller, World
 
 PNG = base64.b64decode(
@@ -254,7 +254,7 @@ def test_avatars_reach_the_stage_and_the_bar(world: World, bucket: str) -> None:
 def test_the_bar_says_who_of_the_follows_on_stage_is_speaking(
     world: World, alerts: Any
 ) -> None:
-    from chalicelib.presence import SPEAKING_STARTED, SPEAKING_STOPPED, MediaEvent, apply
+    from chalicelib.media.presence import SPEAKING_STARTED, SPEAKING_STOPPED, MediaEvent, apply
 
     alice, bob = world.host(), world.user("bob")
     bob.put("/users/u-alice/follow")

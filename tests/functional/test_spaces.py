@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from chalicelib.config import settings
+from chalicelib.platform.config import settings
 from tests.conftest import ISSUER
 from tests.functional.conftest import World
 

@@ -15,8 +15,8 @@ from collections.abc import Iterator
 import boto3
 import pytest
 
-from chalicelib import turn
-from chalicelib.config import ConfigError, settings
+from chalicelib.media import turn
+from chalicelib.platform.config import ConfigError, settings
 from tests.conftest import ICE_SERVERS
 from tests.functional.conftest import World
 

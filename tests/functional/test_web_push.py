@@ -12,7 +12,7 @@ from typing import Any
 import boto3
 import pytest
 
-from chalicelib import webpush
+from chalicelib.alerts import webpush
 from tests.functional.alerting import Pipeline
 from tests.functional.conftest import Caller, World
 from tests.pushservice import PushService

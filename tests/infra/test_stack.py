@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from aws_cdk.assertions import Match, Template
 
-from chalicelib.models import table_specs
+from chalicelib.platform.models import table_specs
 
 pytestmark = pytest.mark.slow
 

@@ -15,7 +15,7 @@ import pytest
 import requests
 from aiohttp import web
 
-from chalicelib.auth import verify_bearer
+from chalicelib.access.auth import verify_bearer
 from local.oauth import CLIENT_ID, LocalAuthorizationServer
 from local.web import WebServer
 from tests.conftest import ISSUER

@@ -1,26 +1,30 @@
-"""The control plane's placement (functions/chalicelib/placement.py), run in a process
+"""The control plane's placement (functions/chalicelib/media/placement.py), run in a process
 of its own against the media tests' embedded AWS:
 
     python -m tests.media.control_plane tables
     python -m tests.media.control_plane space <space id> <host id>
     python -m tests.media.control_plane join <space id> <user id>      # prints the reply
 
-A process of its own because the models read their table names from the environment
-when first imported, and this package's moto server must not leak into the in-process
-mocks of other test packages."""
+A process of its own because this package's moto server (AWS_ENDPOINT_URL) must not
+leak into the in-process mocks of other test packages; the tables are the ones its
+environment names, as the app's are (models.use_tables)."""
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 
-from chalicelib import placement, spaces
-from chalicelib.models import LIVE_PARTITION, Space
+from chalicelib.media import placement
+from chalicelib.platform import models
+from chalicelib.platform.models import LIVE_PARTITION, Space
+from chalicelib.rooms import spaces
 from local.aws import create_tables
 
 
 def main(argv: list[str]) -> None:
+    models.use_tables(os.environ)
     command, *args = argv
     if command == "tables":
         create_tables()

@@ -13,7 +13,7 @@ import boto3
 import jwt
 import pytest
 
-from chalicelib.jointoken import (
+from chalicelib.media.jointoken import (
     SigningKey,
     new_signing_key,
     public_set_document,

@@ -1,0 +1,1 @@
+"""People and their graph: profiles, follows, blocks and mutes, avatars, search."""
