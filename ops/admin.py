@@ -1,6 +1,6 @@
 """Makes an administrator of a deployed Parlor: adds a user of the stack's Cognito user
 pool to the `admin` group, which the API reads from the access token's
-`cognito:groups` (functions/chalicelib/auth.py).
+`cognito:groups` (functions/chalicelib/access/auth.py).
 
     python -m ops.admin alice@example.org              # the stack "Parlor"'s pool
     python -m ops.admin alice@example.org --stack MyParlor
