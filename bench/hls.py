@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import fractions
 import itertools
 import logging
 import os
 import statistics
+import sys
 import tempfile
 import time
 import urllib.error
@@ -35,19 +35,17 @@ from typing import Any
 import boto3
 import jwt
 import numpy as np
-from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
-from av import AudioFrame
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from bench.media.harness import RESULTS, Aws, MediaNode, process_cpu, write_results
 from peer.session import MediaSession
+from peer.tones import BurstTrack
 from tests.hls import decode, parse_playlist
 from tests.localrun import LocalRun
 
 BUCKET = "parlor-hls-bench"
 SAMPLE_RATE = 48000
-FRAME = 960
 # A burst of 440 Hz, 200 ms, every 2 s: far apart enough that no two share a segment's
 # onset search, near enough for 30 onsets a minute.
 BURST_EVERY_FRAMES = 100
@@ -87,7 +85,8 @@ async def _rooms(node: MediaNode, key: Ed25519PrivateKey, rooms: int) -> list[Me
     speakers = []
     for index in range(rooms):
         space = f"sp_bench_{node.node_id[-6:]}_{index}"
-        speaker = MediaSession(microphone=Bursts())
+        speaker = MediaSession(microphone=BurstTrack(
+            440, tone_frames=BURST_FRAMES, cycle_frames=BURST_EVERY_FRAMES, clock=time.time))
         await speaker.open(f"{node.url}/media/spaces/{space}/sessions",
                            _token(key, node.node_id, f"u_speaker{index}", space, "host"))
         speakers.append(speaker)
@@ -147,40 +146,6 @@ def node_cpu(rooms: int, windows: int, window_seconds: float, log_dir: Path) -> 
 
 
 # -- 2. latency under make up -------------------------------------------------------------------
-
-
-class Bursts(MediaStreamTrack):
-    """A microphone of 440 Hz bursts, paced in real time; each onset's wall time is
-    noted as its frame leaves."""
-
-    kind = "audio"
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.onsets: list[float] = []
-        self._sent = 0
-        self._start: float | None = None
-
-    async def recv(self) -> AudioFrame:
-        if self.readyState != "live":
-            raise MediaStreamError
-        if self._start is None:
-            self._start = time.monotonic()
-        await asyncio.sleep(max(0.0, self._start + self._sent * FRAME / SAMPLE_RATE
-                                - time.monotonic()))
-        position = self._sent % BURST_EVERY_FRAMES
-        t = (self._sent * FRAME + np.arange(FRAME)) / SAMPLE_RATE
-        loud = position < BURST_FRAMES
-        wave = 0.3 * 32767 * np.sin(2 * np.pi * 440 * t) if loud else np.zeros(FRAME)
-        frame = AudioFrame.from_ndarray(wave.astype(np.int16).reshape(1, -1), format="s16",
-                                        layout="mono")
-        frame.sample_rate = SAMPLE_RATE
-        frame.pts = self._sent * FRAME
-        frame.time_base = fractions.Fraction(1, SAMPLE_RATE)
-        self._sent += 1
-        if position == 0:
-            self.onsets.append(time.time())
-        return frame
 
 
 def _fetch(url: str) -> bytes | None:
@@ -311,10 +276,11 @@ def latency(seconds: float, state: Path) -> dict[str, Any]:
         assert status == 201, space
         space_id, url = space["space_id"], space["playback"]["hls_url"]
 
-        async def scenario() -> tuple[Bursts, Watcher, list[CachedClient]]:
+        async def scenario() -> tuple[BurstTrack, Watcher, list[CachedClient]]:
             status, joined = local.call("POST", f"/spaces/{space_id}/join", "u-alice")
             assert status == 200, joined
-            track = Bursts()
+            track = BurstTrack(440, tone_frames=BURST_FRAMES, cycle_frames=BURST_EVERY_FRAMES,
+                               clock=time.time)
             session = MediaSession(joined["media"]["ice_servers"], track)
             await session.open(joined["media"]["url"], joined["token"])
             watcher = Watcher(url)
@@ -376,6 +342,7 @@ def main() -> None:
     parser.add_argument("--latency-seconds", type=float, default=60.0)
     parser.add_argument("--latency-only", action="store_true",
                         help="skip the CPU comparison (its figures are left out)")
+    parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     # The embedded S3 would log every segment written.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
@@ -386,7 +353,7 @@ def main() -> None:
         print("cpu:", cpu, flush=True)
         delay = latency(args.latency_seconds, Path(scratch) / "local")
         print("latency:", delay, flush=True)
-    write_results(RESULTS, "hls.json", "python -m bench.hls", started,
+    write_results(args.out, "hls.json", " ".join(["python -m bench.hls", *sys.argv[1:]]), started,
                   {"node_cpu": cpu, "latency": delay}, pinned=False)
 
 

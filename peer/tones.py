@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import fractions
 import time
+from collections.abc import Callable
 
 import av
 import numpy as np
@@ -79,9 +80,12 @@ def opus_tone(
     frames: int,
     bursts: bool = True,
     options: dict[str, str] | None = None,
+    tone_frames: int = TONE_FRAMES,
+    cycle_frames: int = CYCLE_FRAMES,
 ) -> list[bytes]:
-    """`frames` 20 ms frames of a tone at 0.3 of full scale (in bursts, or steady),
-    encoded as mono 32 kbit/s Opus; `options` go to libopus (e.g. its frame duration)."""
+    """`frames` 20 ms frames of a tone at 0.3 of full scale (in bursts of `tone_frames`
+    every `cycle_frames`, or steady), encoded as mono 32 kbit/s Opus; `options` go to
+    libopus (e.g. its frame duration)."""
     codec = av.CodecContext.create("libopus", "w")
     assert isinstance(codec, av.AudioCodecContext)
     codec.sample_rate = SAMPLE_RATE
@@ -94,7 +98,7 @@ def opus_tone(
     payloads: list[bytes] = []
     for index in range(frames):
         t = (index * FRAME + np.arange(FRAME)) / SAMPLE_RATE
-        loud = not bursts or index % CYCLE_FRAMES < TONE_FRAMES
+        loud = not bursts or index % cycle_frames < tone_frames
         wave = 0.3 * 32767 * np.sin(2 * np.pi * hz * t) if loud else np.zeros(FRAME)
         frame = av.AudioFrame.from_ndarray(
             wave.astype(np.int16).reshape(1, -1), format="s16", layout="mono"
@@ -106,24 +110,31 @@ def opus_tone(
     return payloads
 
 
-def burst_cycle(hz: float, cycles: int = 2) -> list[bytes]:
+def burst_cycle(hz: float, cycles: int = 2, tone_frames: int = TONE_FRAMES,
+                cycle_frames: int = CYCLE_FRAMES) -> list[bytes]:
     """One cycle of bursts, to send over and over: the last of `cycles` encoded (the
     first ones warm the encoder up)."""
-    return opus_tone(hz, cycles * CYCLE_FRAMES)[-CYCLE_FRAMES:]
+    return opus_tone(hz, cycles * cycle_frames, tone_frames=tone_frames,
+                     cycle_frames=cycle_frames)[-cycle_frames:]
 
 
 class BurstTrack(MediaStreamTrack):
     """A microphone of tone bursts, Opus-encoded once up front so that aiortc only
     packetizes them: each burst's first packet leaves as `recv()` returns it, which is
     when its onset is noted (`onsets`). How late each packet left (the process being
-    busy) is noted too (`lateness`): jitter the receiving end has to absorb."""
+    busy) is noted too (`lateness`): jitter the receiving end has to absorb. Onsets
+    are on `clock` (the monotonic clock; wall time to compare with HLS's program
+    dates)."""
 
     kind = "audio"
 
     def __init__(self, hz: float = 440, onsets: list[float] | None = None,
-                 warmup_cycles: int = 2) -> None:
+                 warmup_cycles: int = 2, tone_frames: int = TONE_FRAMES,
+                 cycle_frames: int = CYCLE_FRAMES,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__()
-        self._payloads = burst_cycle(hz, cycles=warmup_cycles)
+        self._payloads = burst_cycle(hz, warmup_cycles, tone_frames, cycle_frames)
+        self._clock = clock
         self.onsets: list[float] = onsets if onsets is not None else []
         self.lateness: list[tuple[float, float]] = []
         self._sent = 0
@@ -138,11 +149,11 @@ class BurstTrack(MediaStreamTrack):
         await asyncio.sleep(max(0.0, due - time.monotonic()))
         now = time.monotonic()
         self.lateness.append((now, now - due))
-        position = self._sent % CYCLE_FRAMES
+        position = self._sent % len(self._payloads)
         packet = av.Packet(self._payloads[position])
         packet.pts = self._sent * FRAME
         packet.time_base = TIME_BASE
         self._sent += 1
         if position == 0:
-            self.onsets.append(now)
+            self.onsets.append(now if self._clock is time.monotonic else self._clock())
         return packet
