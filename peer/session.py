@@ -14,7 +14,13 @@ from typing import Any
 
 import aiohttp
 import numpy as np
-from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
+from aiortc import (
+    RTCConfiguration,
+    RTCIceServer,
+    RTCIceTransportPolicy,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av import AudioFrame
 from yarl import URL
@@ -59,12 +65,15 @@ class MediaSession:
     def __init__(self, ice_servers: list[dict[str, Any]] | None = None,
                  microphone: MediaStreamTrack | None = None,
                  on_message: Callable[[dict[str, Any]], None] | None = None,
-                 decode: bool = True) -> None:
+                 decode: bool = True, relay_only: bool = False) -> None:
         """`decode=False`: the audio is counted as it arrives, never decoded (a crowd of
         listeners in one process, who only need to know that audio flows): `frames`
-        counts RTP packets then, and `heard` stays empty."""
+        counts RTP packets then, and `heard` stays empty. `relay_only`: ICE through the
+        TURN servers alone, as on a network that lets nothing else through."""
         ice = [RTCIceServer(**server) for server in ice_servers or []]
-        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=ice))
+        self.pc = RTCPeerConnection(RTCConfiguration(
+            iceServers=ice, iceTransportPolicy=RTCIceTransportPolicy.RELAY if relay_only
+            else RTCIceTransportPolicy.ALL))
         self.channel = self.pc.createDataChannel("events")
         self.messages: list[dict[str, Any]] = []
         self.heard: list[tuple[float, np.ndarray]] = []

@@ -17,20 +17,17 @@ from collections.abc import Iterator
 from typing import Any
 
 import jwt
-import numpy as np
 import pytest
 from aiortc import (
     RTCConfiguration,
     RTCIceServer,
     RTCPeerConnection,
-    RTCSessionDescription,
 )
-from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtcconfiguration import RTCIceTransportPolicy
-from av import AudioFrame
 
 from local import settings
 from media_node.transport import aiortc_seams as seams
+from peer.session import MediaSession
 from peer.tones import tone_level
 from tests.localrun import ROOT, LocalRun
 from tests.media.peers import Peer
@@ -224,36 +221,19 @@ async def _relay_candidates(server: dict[str, Any]) -> int:
 
 async def _listen_through_relay(joined: dict[str, Any], space_id: str) -> dict[str, Any]:
     (turn,) = [s for s in joined["media"]["ice_servers"] if "username" in s]
-    pc = _relay_only(turn)
-    heard: list[np.ndarray] = []
-
-    async def listen(track: MediaStreamTrack) -> None:
-        while True:
-            try:
-                frame = await track.recv()
-            except MediaStreamError:
-                return
-            assert isinstance(frame, AudioFrame)
-            heard.append(frame.to_ndarray().reshape(-1, len(frame.layout.channels))[:, 0])
-
-    readers: list[asyncio.Task[None]] = []
-    pc.on("track", lambda track: readers.append(asyncio.create_task(listen(track))))
-    pc.addTransceiver("audio", direction="recvonly")
-    pc.createDataChannel("events")
+    # UDP to the TURN server only: the relay-only client a UDP-hostile network leaves.
+    udp = {**turn, "urls": [u for u in _urls(turn) if u.endswith("transport=udp")]}
+    session = MediaSession([udp], relay_only=True)
     try:
-        await pc.setLocalDescription(await pc.createOffer())
+        await session.open(joined["media"]["url"], joined["token"])
         offered = {line.split(" typ ")[1].split(" ")[0]
-                   for line in pc.localDescription.sdp.splitlines()
+                   for line in session.pc.localDescription.sdp.splitlines()
                    if line.startswith("a=candidate:")}
-        status, answer = await asyncio.to_thread(
-            _post_offer, joined["media"]["url"], joined["token"], pc.localDescription.sdp)
-        assert status == 201, answer
-        await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
         deadline = time.monotonic() + 20
-        while sum(chunk.size for chunk in heard) < 48000 * 2 and time.monotonic() < deadline:
+        while session.frames < 100 and time.monotonic() < deadline:
             await asyncio.sleep(0.2)
-        samples = np.concatenate(heard[-50:]).astype(np.float64) if heard else np.zeros(0)
-        connection = seams.ice_connection(pc.getTransceivers()[0].receiver.transport)
+        samples = session.heard_since(0.0)
+        connection = seams.ice_connection(session.pc.getTransceivers()[0].receiver.transport)
         pair = seams.nominated_pair(connection)
         return {
             "offered": offered,
@@ -261,19 +241,7 @@ async def _listen_through_relay(joined: dict[str, Any], space_id: str) -> dict[s
             "level": tone_level(samples[-4800:], 440) if samples.size >= 4800 else 0.0,
         }
     finally:
-        for reader in readers:
-            reader.cancel()
-        await pc.close()
-
-
-def _post_offer(url: str, token: str, sdp: str) -> tuple[int, str]:
-    request = urllib.request.Request(url, method="POST", data=sdp.encode(), headers={
-        "Authorization": f"Bearer {token}", "Content-Type": "application/sdp"})
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
+        await session.close(leave=False)
 
 
 def _request(base: str, method: str, path: str, token: str, body: Any = None,
