@@ -208,7 +208,7 @@ def test_s3_refusing_for_a_while_stalls_neither_the_room_nor_the_recording(
 
             await _until(caught_up, 20, "the playlist to catch up")
             # The listener's audio came every 20 ms throughout: no tick waited on S3.
-            arrivals = [at for at, _ in listener._heard if at >= refused_at - 1]
+            arrivals = [at for at, _ in listener.heard if at >= refused_at - 1]
             gaps = [b - a for a, b in itertools.pairwise(arrivals)]
             assert max(gaps) < 0.2, max(gaps)
             assert len(arrivals) > 45 * (arrivals[-1] - arrivals[0])
