@@ -1,9 +1,11 @@
-"""The synthesized CloudFormation templates, synthesized once per test session (the
+"""The synthesized CloudFormation templates, synthesized once per test run (the
 Chalice construct packages the app each time: about ten seconds)."""
 
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,19 @@ FULL_CONTEXT: dict[str, Any] = {
 }
 
 
+@pytest.fixture(scope="package", autouse=True)
+def kept_environment() -> Iterator[None]:
+    """Chalice's packager imports the app with the stage's variables put in os.environ
+    (USERS_TABLE and the rest, as unresolved CDK tokens) and leaves them there. Every
+    process the suite starts later would inherit them: a media node would reconcile
+    against tables named by those tokens. The environment is put back after this
+    package (whose syntheses are package-scoped, so they run inside it)."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
 def _synth(outdir: str, context: dict[str, object] | None = None,
            region: str = "us-east-1") -> Template:
     app = cdk.App(outdir=outdir, context=context)
@@ -32,28 +47,28 @@ def _synth(outdir: str, context: dict[str, object] | None = None,
     return Template.from_stack(stack)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def template_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("cdk.out")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def template(template_dir: Path) -> Template:
     return _synth(str(template_dir))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def assets(template: Template, template_dir: Path) -> dict[str, Any]:
     """The cloud assembly's asset manifest of the default synthesis."""
     return json.loads((template_dir / "Parlor.assets.json").read_text())  # type: ignore[no-any-return]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def full_template(tmp_path_factory: pytest.TempPathFactory) -> Template:
     return _synth(str(tmp_path_factory.mktemp("cdk.out")), FULL_CONTEXT)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def elsewhere(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Template]:
     """A stack in eu-west-1 and the companion stack it makes in us-east-1."""
     outdir = tmp_path_factory.mktemp("cdk.out")

@@ -271,7 +271,7 @@ def test_operators_get_alarms_and_a_dashboard(template: Template) -> None:
     template.resource_count_is("AWS::CloudWatch::Dashboard", 1)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def nag_report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """cdk-nag over the stack with every optional part on (push, SES, TURN over TLS,
     alarm e-mail, a rotated origin secret)."""

@@ -68,6 +68,9 @@ class Aws:
         return str(sts.get_caller_identity()["UserId"])
 
 
+RECONCILE_TABLES = ("SPACES_TABLE", "MEMBERS_TABLE")
+
+
 @pytest.fixture(scope="package")
 def aws() -> Iterator[Aws]:
     # moto's server logs every request of the node's heartbeats and long polls.
@@ -224,7 +227,9 @@ def start_node(aws: Aws, keys: Keys) -> Iterator[Callable[..., NodeProcess]]:
         if env_overrides.get("NODE_ID") == "aws":
             node_id = aws.principal()
         env = {
-            **os.environ,
+            # A node reconciles when SPACES_TABLE and MEMBERS_TABLE are set: only the
+            # tests that ask for it (test_authority.py), whatever this process holds.
+            **{k: v for k, v in os.environ.items() if k not in RECONCILE_TABLES},
             **aws.env,
             "NODE_ID": node_id,
             "HOST": "127.0.0.1",
