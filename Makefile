@@ -48,7 +48,7 @@ $(BENCH_DEBIAN_STAMP): | $(STAMP)
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(BENCH_DEBIAN_PACKAGES); }
 	touch $(BENCH_DEBIAN_STAMP)
 
-up: $(STAMP)
+up: $(STAMP) node_modules/.package-lock.json
 	$(BIN)/python -m local.up
 
 # Checked again when the Makefile changes: a machine that installed an earlier list gets
@@ -86,10 +86,12 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/mypy app.py
 
-pytest: $(STAMP) $(DEBIAN_STAMP)
+# node_modules: the browser tests load hls.js from it, the infra tests publish it.
+pytest: $(STAMP) $(DEBIAN_STAMP) node_modules/.package-lock.json
 	$(BIN)/pytest
 
-# The CDK command line pinned in package.json; `npx cdk synth` as a deployer runs it.
+# What package.json pins: the CDK command line (`npx cdk synth` as a deployer runs it)
+# and hls.js, which the site serves to browsers at /vendor/ (no build step).
 node_modules/.package-lock.json: package.json package-lock.json
 	npm ci --no-audit --no-fund
 	touch $@

@@ -3,7 +3,11 @@ S3 bucket, reached through origin access control), the API (`/api/*`, API Gatewa
 `api` stage, over HTTPS) and media-node signaling (`/media/*`, an internal load balancer
 reached through a CloudFront VPC origin, so join tokens and SDP never cross the
 internet: CloudFront reaches the load balancer's private address inside AWS's network).
-One origin means no CORS and one certificate. AWS WAF (cdk/edge.py) guards it."""
+One origin means no CORS and one certificate. AWS WAF (cdk/edge.py) guards it.
+
+The client has no build step: besides its own files, the site serves the one library it
+loads, hls.js (its ES module from npm, pinned in package-lock.json), at
+`/vendor/hls.min.mjs`."""
 
 from __future__ import annotations
 
@@ -20,7 +24,12 @@ from constructs import Construct
 
 from cdk.edge import OriginSecret
 
-WEB = Path(__file__).resolve().parent.parent / "web"
+ROOT = Path(__file__).resolve().parent.parent
+WEB = ROOT / "web"
+# hls.js's ES module, as `npm ci` installs it, and where the site serves it.
+HLS_JS_DIST = ROOT / "node_modules" / "hls.js" / "dist"
+HLS_JS_FILE = "hls.min.mjs"
+VENDOR_PREFIX = "vendor/"
 
 
 class Web(Construct):
@@ -88,9 +97,22 @@ class Web(Construct):
             bucket, origin_access_control=self._access_control)
 
     def publish(self, config: dict[str, Any]) -> s3deploy.BucketDeployment:
-        """Uploads the client and its config.json, and refreshes CloudFront's copies."""
-        return s3deploy.BucketDeployment(
+        """Uploads the client and its config.json, and refreshes CloudFront's copies;
+        and hls.js under vendor/."""
+        site = s3deploy.BucketDeployment(
             self, "Publish", destination_bucket=self.bucket,
             sources=[s3deploy.Source.asset(str(WEB)),
                      s3deploy.Source.json_data("config.json", config)],
+            # What the vendor deployment uploads is not the client's to prune.
+            exclude=[f"{VENDOR_PREFIX}*"],
             distribution=self.distribution, distribution_paths=["/*"])
+        # A deployment of its own: a module script must arrive as JavaScript, and the
+        # uploader guesses types from extensions, which may not include `.mjs`.
+        s3deploy.BucketDeployment(
+            self, "PublishVendor", destination_bucket=self.bucket,
+            destination_key_prefix=VENDOR_PREFIX,
+            sources=[s3deploy.Source.asset(str(HLS_JS_DIST),
+                                           exclude=["*", f"!{HLS_JS_FILE}"])],
+            content_type="text/javascript; charset=utf-8",
+            distribution=self.distribution, distribution_paths=[f"/{VENDOR_PREFIX}*"])
+        return site

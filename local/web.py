@@ -1,7 +1,8 @@
 """The browser client's origin on this machine, shaped like CloudFront in AWS: the
-static client at /, the API under /api/*, media-node signaling under /media/*, each
-Space's HLS under /hls/* (from the embedded S3, with the headers CloudFront passes on).
-One origin means no CORS, locally as in the cloud.
+static client at /, hls.js at /vendor/ (from node_modules, as cdk/web.py publishes it),
+the API under /api/*, media-node signaling under /media/*, each Space's HLS under
+/hls/* (from the embedded S3, with the headers CloudFront passes on). One origin means
+no CORS, locally as in the cloud.
 
 It also serves what only local mode has: /config.json for the client, and under /local/
 the local authorization server (local/oauth.py), which stands in for Cognito's hosted
@@ -25,6 +26,8 @@ from local.oauth import LocalAuthorizationServer
 from local.websockets import LocalWebsockets
 
 WEB_ROOT = settings.ROOT / "web"
+# What `npm ci` installed (make up depends on it), at the path the deployed site uses.
+HLS_JS = settings.ROOT / "node_modules" / "hls.js" / "dist" / "hls.min.mjs"
 APP_PATHS = ("/spaces/{space_id}", "/@{handle}", "/settings")
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "upgrade", "host",
                "content-length", "content-encoding"}
@@ -145,6 +148,14 @@ def application(oauth: LocalAuthorizationServer, api_url: str, media_urls: list[
     async def index(_: web.Request) -> web.FileResponse:
         return web.FileResponse(WEB_ROOT / "index.html")
 
+    async def hls_js(_: web.Request) -> web.StreamResponse:
+        if not HLS_JS.exists():
+            return web.Response(status=404, text="hls.js is not installed: run make up")
+        # A module script must be served as JavaScript, whatever this machine's MIME
+        # table says of `.mjs`.
+        return web.FileResponse(HLS_JS, headers={
+            "Content-Type": "text/javascript; charset=utf-8"})
+
     if websockets is not None:
         websockets.routes(app)
     app.router.add_get("/config.json", config)
@@ -155,6 +166,7 @@ def application(oauth: LocalAuthorizationServer, api_url: str, media_urls: list[
         app.router.add_get("/avatars/{tail:.+}", _objects(avatars_bucket, "avatars/"))
     if hls_bucket is not None:
         app.router.add_get("/hls/{tail:.+}", _objects(hls_bucket, "hls/"))
+    app.router.add_get(f"/vendor/{HLS_JS.name}", hls_js)
     app.router.add_get("/", index)
     # The client's own paths, which CloudFront's viewer-request function (cdk/browser.py)
     # also answers with index.html.

@@ -154,7 +154,7 @@ def test_the_bar_lives_orders_and_rings_who_speaks(
         # Pressing the avatar opens the Space; listening, carol sees who speaks there too.
         alice_item.get_by_role("link").click()
         expect(page.get_by_role("heading", name="Two you follow")).to_be_visible()
-        page.get_by_role("button", name="Listen").click()
+        page.get_by_role("button", name="Listen", exact=True).click()
         expect(page.get_by_text("You are in the audio.")).to_be_visible(timeout=20_000)
         expect(page.locator("[data-stage] li.speaking", has_text="@alice")).to_be_visible(
             timeout=10_000)
@@ -232,7 +232,7 @@ def test_a_scheduled_space_its_link_remind_me_and_start_now(
     # The host starts it now: she is in the room, and bob's page becomes the room.
     alice.page.get_by_role("button", name="Start now").click()
     expect(alice.page.get_by_text("You are in the audio.")).to_be_visible(timeout=20_000)
-    expect(bob.page.get_by_role("button", name="Listen")).to_be_visible(timeout=15_000)
+    expect(bob.page.get_by_role("button", name="Listen", exact=True)).to_be_visible(timeout=15_000)
     space_id = link.rsplit("/", 1)[-1]
     # Bob follows alice: the Space is in his bar now.
     expect(bob.page.locator(f"#bar-list li[data-space-id='{space_id}']")).to_be_visible(
@@ -261,7 +261,7 @@ def test_block_then_the_blocked_cannot_follow_or_join(
         expect(bob.page.get_by_role("button", name="Follow", exact=True)).to_be_visible()
         space_id = _live(local, "u-alice", "Not for bob")
         bob.page.goto(f"{local.web}/spaces/{space_id}")
-        bob.page.get_by_role("button", name="Listen").click()
+        bob.page.get_by_role("button", name="Listen", exact=True).click()
         expect(bob.page.get_by_role("alert")).to_have_text("The host has blocked you.")
         assert bob.page.evaluate("window.parlorRoom.connection") is None
 
@@ -402,7 +402,7 @@ def test_a_profile_with_its_spaces_for_the_readme(
         fits_the_window(bob.page)
         accessible(bob.page)
         bob.page.goto(f"{local.web}/spaces/{live}")
-        expect(bob.page.get_by_role("button", name="Listen")).to_be_visible()
+        expect(bob.page.get_by_role("button", name="Listen", exact=True)).to_be_visible()
         fits_the_window(bob.page)
     finally:
         local.call("POST", f"/spaces/{live}/end", "u-alice")

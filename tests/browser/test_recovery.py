@@ -84,7 +84,7 @@ def room(people: dict[str, Person], local: LocalRun) -> Iterator[str]:
 def _listen(person: Person, handle: str, room: str) -> Person:
     person.sign_in(handle)
     person.page.goto(room)
-    person.page.get_by_role("button", name="Listen").click()
+    person.page.get_by_role("button", name="Listen", exact=True).click()
     expect(person.page.get_by_text("You are in the audio.")).to_be_visible(timeout=20_000)
     return person
 
@@ -260,6 +260,6 @@ def test_when_the_node_stays_unreachable_the_client_backs_off_and_says_so(
 
     # The network is back; one press of Listen and bob hears again.
     bob.context.unroute("**/media/**")
-    bob.page.get_by_role("button", name="Listen").click()
+    bob.page.get_by_role("button", name="Listen", exact=True).click()
     expect(bob.page.get_by_text("You are in the audio.")).to_be_visible(timeout=20_000)
     bob.hears_audio()

@@ -52,7 +52,7 @@ def test_a_relayed_listener_hears_and_is_brought_on_stage(
     for user, handle in (("u-carol", "carol"), ("u-bob", "bob")):
         person = people[user].sign_in(handle)
         person.page.goto(room)
-        person.page.get_by_role("button", name="Listen").click()
+        person.page.get_by_role("button", name="Listen", exact=True).click()
         expect(person.page.get_by_text("You are in the audio.")).to_be_visible(timeout=20_000)
     assert [w["participants"] for w in _workers(local)] in ([2, 1], [1, 2])
     bob, carol = people["u-bob"], people["u-carol"]

@@ -30,7 +30,7 @@ def test_a_host_goes_live_and_a_follower_hears_speaks_and_sees_the_end(
     expect(in_bar).to_be_visible(timeout=20_000)
     assert bob.page.evaluate("window.parlorBar.messages") >= 1
     in_bar.click()
-    bob.page.get_by_role("button", name="Listen").click()
+    bob.page.get_by_role("button", name="Listen", exact=True).click()
     expect(bob.page.get_by_text("You are in the audio.")).to_be_visible(timeout=20_000)
     bob.hears_audio()
 

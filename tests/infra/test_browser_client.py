@@ -1,17 +1,20 @@
-"""What the browser client needs of the stack (cdk/browser.py): the avatars bucket and
-its CloudFront behavior, the client's paths answered with index.html, and the Web Push
-VAPID keys made at deploy time (the `template` fixture: conftest.py)."""
+"""What the browser client needs of the stack (cdk/browser.py, cdk/web.py): the avatars
+bucket and its CloudFront behavior, the client's paths answered with index.html, the
+Web Push VAPID keys made at deploy time, and hls.js published beside the client (the
+`template` fixture: conftest.py)."""
 
 from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
 from aws_cdk.assertions import Match, Template
 
 from cdk.browser import APP_PATHS
+from cdk.web import HLS_JS_DIST, HLS_JS_FILE, VENDOR_PREFIX, WEB
 from tests.infra.templates import role_of, statements_of
 
 pytestmark = pytest.mark.slow
@@ -135,3 +138,34 @@ def test_vapid_keys_are_made_at_deploy_time_and_read_by_the_app(template: Templa
         assert "secretsmanager:GetSecretValue" in _statements(template, function)
         variables = _variables(template, function)
         assert variables["WEB_PUSH_SECRET_ARN"] == {"Ref": secret_id}
+
+
+def _deployments(template: Template) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The client's deployment and hls.js's."""
+    found = template.find_resources("Custom::CDKBucketDeployment")
+    vendor = [d["Properties"] for d in found.values()
+              if d["Properties"].get("DestinationBucketKeyPrefix") == VENDOR_PREFIX]
+    site = [d["Properties"] for d in found.values()
+            if "DestinationBucketKeyPrefix" not in d["Properties"]]
+    assert (len(site), len(vendor)) == (1, 1), list(found)
+    return site[0], vendor[0]
+
+
+def test_hls_js_is_published_under_vendor_as_javascript(
+    template: Template, assets: dict[str, Any], template_dir: Path
+) -> None:
+    site, vendor = _deployments(template)
+    assert vendor["DestinationBucketName"] == site["DestinationBucketName"]
+    # A module script is refused unless it is served as JavaScript.
+    assert vendor["SystemMetadata"]["content-type"] == "text/javascript; charset=utf-8"
+    assert vendor["DistributionPaths"] == [f"/{VENDOR_PREFIX}*"]
+    # The client's deployment prunes what it did not upload, but never vendor/.
+    assert site["Exclude"] == [f"{VENDOR_PREFIX}*"]
+    assert site.get("Prune", True) is True
+    # The asset holds the one file the client imports, as npm installed it.
+    (key,) = vendor["SourceObjectKeys"]
+    (asset,) = [entry for digest, entry in assets["files"].items() if digest in json.dumps(key)]
+    staged = template_dir / asset["source"]["path"]
+    assert sorted(path.name for path in staged.iterdir()) == [HLS_JS_FILE]
+    assert (staged / HLS_JS_FILE).read_bytes() == (HLS_JS_DIST / HLS_JS_FILE).read_bytes()
+    assert f'"/{VENDOR_PREFIX}{HLS_JS_FILE}"' in (WEB / "js" / "player.js").read_text()

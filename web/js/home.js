@@ -52,6 +52,7 @@ export async function showHome() {
     const topics = String(data.get("topics") || "").split(",").map((t) => t.trim()).filter(Boolean);
     const body = { title: String(data.get("title")), topics };
     if (data.get("start")) body.scheduled_start = new Date(String(data.get("start"))).getTime() / 1000;
+    if (data.get("record")) body.record = true;
     attempt(async () => {
       const space = await state.api.post("/spaces", body);
       if (space.state === "live") state.autoJoin = space.space_id;

@@ -1,9 +1,11 @@
 // A person's page, /@handle: avatar, name, bio, follower and following counts and lists,
-// their live and scheduled Spaces, and Follow (which becomes Following), Mute Spaces
-// and Block. Your own page edits your name, bio and avatar; the avatar goes from the
-// browser straight to S3 (a presigned POST: the API never sees the bytes).
+// their live and scheduled Spaces, their replays, and Follow (which becomes Following),
+// Mute Spaces and Block. Your own page edits your name, bio and avatar (the avatar goes
+// from the browser straight to S3, a presigned POST: the API never sees the bytes) and
+// deletes your replays.
 
 import { ApiError } from "./api.js";
+import { clock } from "./replay.js";
 import {
   $, attempt, avatar, el, handleOf, notify, personLink, render, state, when,
 } from "./ui.js";
@@ -61,6 +63,47 @@ async function spacesOf(view, user) {
   }
   $("[data-spaces]", view).replaceChildren(...items);
   $("[data-spaces-empty]", view).hidden = items.length > 0;
+}
+
+function replayItem(replay, mine) {
+  const item = el("li", { className: "space-item" },
+    el("span", { className: "space-text" },
+      el("a", { href: `/spaces/${replay.space_id}`, textContent: replay.title }),
+      el("span", { className: "hint",
+        textContent: ` · ${when(replay.started_at || replay.ended_at)} · ${clock(replay.duration_seconds)}` })));
+  if (!mine) return item;
+  const remove = el("button", { type: "button", className: "secondary" }, "Delete replay",
+    el("span", { className: "visually-hidden", textContent: `: ${replay.title}` }));
+  remove.addEventListener("click", () => {
+    // It cannot be undone: the recording's every segment goes.
+    if (!window.confirm(`Delete the replay of "${replay.title}"? This cannot be undone.`)) return;
+    attempt(async () => {
+      await state.api.delete(`/spaces/${replay.space_id}/recording`);
+      const list = item.parentElement;
+      item.remove();
+      if (list && !list.children.length) list.closest("[data-replays-section]").hidden = true;
+      notify(`The replay of "${replay.title}" is deleted.`, "info");
+    });
+  });
+  item.append(remove);
+  return item;
+}
+
+// The person's replays, a page at a time; the section shows only when there are some.
+async function replays(view, user, cursor) {
+  const query = cursor ? `?cursor=${encodeURIComponent(cursor)}` : "";
+  const page = await state.api.get(`/users/${user.user_id}/replays${query}`);
+  const mine = user.user_id === state.tokens.userId;
+  const target = $("[data-replays]", view);
+  const items = page.items.map((replay) => replayItem(replay, mine));
+  if (cursor) target.append(...items);
+  else target.replaceChildren(...items);
+  // A page may come back empty while more follow.
+  if (!target.children.length && page.next_cursor) return replays(view, user, page.next_cursor);
+  $("[data-replays-section]", view).hidden = target.children.length === 0;
+  const more = $('[data-more="replays"]', view);
+  more.hidden = !page.next_cursor;
+  more.onclick = () => attempt(() => replays(view, user, page.next_cursor));
 }
 
 function actions(view, user, relation, redraw) {
@@ -193,5 +236,5 @@ export async function showProfile(handle) {
   };
   head(view, user);
   if (mine) editor(view, user, redraw);
-  await attempt(() => Promise.all([redraw(user), spacesOf(view, user)]));
+  await attempt(() => Promise.all([redraw(user), spacesOf(view, user), replays(view, user)]));
 }

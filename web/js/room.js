@@ -3,9 +3,15 @@
 // audio connection, which heals itself: when it is lost (media.js notices within about
 // two seconds) the room joins again through the API, backing off with jitter, unless
 // the person was removed or the Space ended.
+//
+// A listener may hear the Space over HLS instead (player.js), by choice or because
+// WebRTC has no room for them (the join answers `transport: "hls"`): the stage then
+// comes from the playlist's date ranges, in step with what they hear, and once brought
+// on stage they join again over WebRTC, to be heard.
 
 import { ApiError } from "./api.js";
 import { AudioConnection, MediaError } from "./media.js";
+import { HlsPlayer } from "./player.js";
 import {
   $, ERROR_TEXT, attempt, avatar, copyLink, el, explain, handleOf, notify, personLink, state,
 } from "./ui.js";
@@ -66,7 +72,18 @@ export class Room {
     this.spareMicrophone = null;
     this.audio = el("audio", { autoplay: true });
     this.audio.hidden = true;
-    view.append(this.audio);
+    // HLS plays in an element of its own: a MediaSource and a WebRTC stream never
+    // share one.
+    this.hlsAudio = el("audio");
+    this.hlsAudio.hidden = true;
+    this.hlsAudio.dataset.hls = "";
+    view.append(this.audio, this.hlsAudio);
+    // Listening over HLS: the player, and the stage its date ranges say (null until
+    // the first arrives). People named there are looked up once (`people`).
+    this.player = null;
+    this.hlsStage = null;
+    this.people = new Map();
+    this.recording = false;
     this.timer = setInterval(() => this.refresh(), 3000);
     this.wire();
   }
@@ -80,6 +97,7 @@ export class Room {
       .addEventListener("click", () => attempt(action));
     const path = `/spaces/${this.spaceId}`;
     on("listen", () => this.listen());
+    on("listen-hls", () => this.listen({ transport: "hls" }));
     on("leave", async () => { await state.api.post(`${path}/leave`); this.onLeave?.(); });
     on("copy-link", () => copyLink(`${location.origin}${path}`, $("[data-copied]", this.view)));
     on("request", () => state.api.post(`${path}/requests`).then(() => this.refresh()));
@@ -115,15 +133,20 @@ export class Room {
   }
 
   // The person asks for the audio (again): whatever ended the last connection is past.
-  listen() {
+  listen({ transport } = {}) {
     this.finished = false;
-    return this.join();
+    return this.join(transport);
   }
 
-  async join() {
-    if (this.connection) return;
-    const joined = await state.api.post(`/spaces/${this.spaceId}/join`);
+  async join(transport) {
+    if (this.connection || this.player) return;
+    const joined = await state.api.post(`/spaces/${this.spaceId}/join`,
+      transport ? { transport } : undefined);
     if (this.closed) return;
+    if (joined.transport === "hls") {
+      await this.listenOverHls(joined);
+      return;
+    }
     // The join answer says the role and mute of this moment: a speaker who rejoins comes
     // back on stage with the microphone, muted as they were.
     const connection = new AudioConnection(joined, this.audio, { microphone: this.spareMicrophone });
@@ -143,6 +166,55 @@ export class Room {
     }
     connection.setMicrophoneEnabled(!joined.muted);
     await this.refresh();
+  }
+
+  async listenOverHls(joined) {
+    const player = new HlsPlayer(this.hlsAudio);
+    this.player = player;
+    this.recording ||= joined.recording;
+    const current = () => player === this.player;
+    player.addEventListener("playing", () => { if (current()) this.setAudioStatus("hls"); });
+    player.addEventListener("blocked", () => { if (current()) this.setAudioStatus("blocked"); });
+    player.addEventListener("stage", (event) => {
+      if (!current()) return;
+      this.hlsStage = event.detail;
+      this.renderStage();
+    });
+    player.addEventListener("failed", () => { if (current()) this.hlsFailed(); });
+    this.setAudioStatus("connecting");
+    this.renderControls();
+    try {
+      await player.load(joined.hls_url, { live: true, autoplay: true });
+    } catch (error) {
+      if (current()) this.hlsFailed(error.message);
+      return;
+    }
+    await this.refresh();
+  }
+
+  // `reason`: what kept the player from starting, said instead of the usual words.
+  hlsFailed(reason) {
+    this.stopHls();
+    this.setAudioStatus("hls-failed");
+    if (reason) $("[data-audio]", this.view).textContent = `${reason} Press Listen to try again.`;
+    this.renderControls();
+    this.renderStage();
+  }
+
+  stopHls() {
+    this.player?.close();
+    this.player = null;
+    this.hlsStage = null;
+  }
+
+  // An HLS listener hears nothing from the node, so it learns that it was brought on
+  // stage from the API: the room reads the Space every few seconds anyway (the API's
+  // WebSocket carries only the Spaces bar's events), and `me.role` there changes with
+  // the approval. It then joins again, over WebRTC, with its microphone.
+  async comeOnStage() {
+    this.stopHls();
+    this.setAudioStatus("connecting");
+    await attempt(() => this.join());
   }
 
   // The audio is gone (the node or its worker died, the transport failed, or the node
@@ -205,6 +277,8 @@ export class Room {
       reconnecting: "Reconnecting…",
       "gave-up": "The audio could not be restored. Press Listen to try again.",
       blocked: "Press Listen again to allow sound.", closed: "",
+      hls: "You are listening over HLS, a few seconds behind the room.",
+      "hls-failed": "The broadcast could not be loaded. Press Listen to try again.",
     }[status];
     if (text !== undefined) $("[data-audio]", this.view).textContent = text;
   }
@@ -212,7 +286,11 @@ export class Room {
   async onRoomEvent(message) {
     const me = state.tokens.userId;
     switch (message.type) {
-      case "welcome": this.speaking = new Set(message.speaking); break;
+      case "welcome":
+        this.speaking = new Set(message.speaking);
+        this.recording ||= Boolean(message.recording);
+        this.renderRecording();
+        break;
       case "speaking_started": this.speaking.add(message.user_id); break;
       case "speaking_stopped": this.speaking.delete(message.user_id); break;
       case "reaction": this.showReaction(message); return;
@@ -254,6 +332,7 @@ export class Room {
   }
 
   stopAudio() {
+    this.stopHls();
     this.recovering = false;
     this.connection?.close();
     this.connection = null;
@@ -288,11 +367,18 @@ export class Room {
     $("[data-counts]", view).textContent = `${detail.speaker_count + detail.co_host_count + 1} on stage · ${detail.listener_count} listening`;
     // What the API says ends the audio as a data-channel notice would (the node holding
     // it may be gone): no rejoin after an end or a removal.
-    const inAudio = Boolean(this.connection) || this.recovering;
+    const inAudio = Boolean(this.connection || this.player) || this.recovering;
     if (!this.finished && detail.me?.role === "removed" && inAudio) this.finish(ERROR_TEXT.removed());
     else if (!live && !this.finished) this.finish(inAudio ? "This Space has ended." : null, "info");
+    else if (live && this.player && ON_STAGE.includes(detail.me?.role)) this.comeOnStage();
+    this.renderRecording();
     this.renderControls();
     this.renderStage();
+  }
+
+  renderRecording() {
+    const recorded = this.recording || Boolean(this.detail?.playback?.recording);
+    $("[data-recording]", this.view).hidden = !recorded;
   }
 
   renderControls() {
@@ -302,7 +388,10 @@ export class Room {
     const me = detail.me || {};
     const show = (name, visible) => { $(`[data-action="${name}"]`, view).hidden = !visible; };
     const onStage = ON_STAGE.includes(me.role);
-    show("listen", live && !this.connection && !this.recovering && me.role !== "removed");
+    const idle = live && !this.connection && !this.player && !this.recovering && me.role !== "removed";
+    show("listen", idle);
+    // People on stage join over WebRTC, to be heard.
+    show("listen-hls", idle && !onStage && detail.playback?.state === "live");
     show("leave", live && Boolean(me.role) && me.role !== "removed");
     show("request", live && me.role === "listener" && !me.requested_to_speak && !me.invited_to_speak);
     show("cancel-request", live && me.role === "listener" && me.requested_to_speak);
@@ -315,11 +404,38 @@ export class Room {
     show("end", live && me.role === "host");
   }
 
+  // Over HLS, the stage the date ranges say, which is the one heard now (the API's is a
+  // few seconds ahead); otherwise the API's, with the node's speaking events.
+  stageNow() {
+    if (!this.player || !this.hlsStage) {
+      return this.detail.stage.map((person) => ({
+        ...person, speaking: this.speaking.has(person.user_id) && !person.muted,
+      }));
+    }
+    const { stage, speaking, muted } = this.hlsStage;
+    return stage.map(({ user_id: userId, role }) => ({
+      ...this.personOf(userId), user_id: userId, role, muted: muted.has(userId),
+      speaking: speaking.has(userId) && !muted.has(userId),
+    }));
+  }
+
+  // Who a user id on the HLS stage is: from the API's stage, or asked for once.
+  personOf(userId) {
+    const known = this.detail.stage.find((person) => person.user_id === userId) || this.people.get(userId);
+    if (known) return known;
+    this.people.set(userId, { user_id: userId });
+    state.api.get(`/users/${encodeURIComponent(userId)}`).then((person) => {
+      this.people.set(userId, person);
+      this.renderStage();
+    }).catch(() => {});
+    return this.people.get(userId);
+  }
+
   renderStage() {
     if (!this.detail) return;
     const path = `/spaces/${this.spaceId}`;
-    const items = this.detail.stage.map((person) => {
-      const speaking = this.speaking.has(person.user_id) && !person.muted;
+    const items = this.stageNow().map((person) => {
+      const { speaking } = person;
       const label = `${handleOf(person)} · ${ROLE_NAMES[person.role]}${person.muted ? " · muted" : ""}${speaking ? " · speaking" : ""}`;
       const ring = el("span", { className: `ring${speaking ? " speaking" : ""}` }, avatar(person, "l"));
       const item = el("li", { className: speaking ? "speaking" : "" }, ring, el("span", { textContent: label }));

@@ -1,7 +1,8 @@
 // A Space's own page, /spaces/{id}, which anyone can link to: the room while it is live;
 // before, when it starts, with Remind me (or, for its host, Start now); after, that it
-// has ended. Every state has Copy link.
+// has ended, and its replay if it was recorded (replay.js). Every state has Copy link.
 
+import { Replay, clock } from "./replay.js";
 import { Room } from "./room.js";
 import {
   $, attempt, copyLink, explain, go, notify, personLink, render, state, timeElement,
@@ -9,10 +10,17 @@ import {
 
 // A scheduled Space's page looks again this often, to become the room when it starts.
 const SCHEDULED_REFRESH_MS = 10000;
+// A recorded Space's replay is written within seconds of its end (or, if its media node
+// died, within about two minutes): until then its page looks again this often.
+const REPLAY_REFRESH_MS = 3000;
+const REPLAY_WAIT_S = 150;
 
 export function leaveRoom() {
   state.room?.close();
   state.room = null;
+  state.replay?.close();
+  state.replay = null;
+  window.parlorReplay = null;
   clearInterval(state.spaceTimer);
   window.parlorRoom = null;
 }
@@ -40,7 +48,19 @@ function showOutsideLive(detail) {
   $("[data-host]", view).replaceChildren("Hosted by ", personLink(detail.host),
     detail.topics.length ? ` · ${detail.topics.join(", ")}` : "");
   const whenLine = $("[data-when]", view);
+  const { playback } = detail;
   if (scheduled) whenLine.replaceChildren("Starts ", timeElement(detail.scheduled_start));
+  else if (playback.state === "replay") {
+    $("[data-state]", view).textContent = "Replay";
+    document.title = `${detail.title} (replay) · Parlor`;
+    whenLine.replaceChildren("Recorded ", timeElement(detail.started_at || detail.ended_at),
+      playback.duration_seconds ? ` · ${clock(playback.duration_seconds)}` : "");
+    const section = $("[data-replay]", view);
+    section.hidden = false;
+    state.replay = new Replay(section, playback);
+    window.parlorReplay = state.replay; // for the browser tests: which player plays it
+    state.replay.load(playback.hls_url);
+  } else if (awaitsReplay(detail)) whenLine.textContent = "This Space has ended. Its replay is being prepared.";
   else whenLine.textContent = "This Space has ended.";
   const button = (name) => $(`[data-action="${name}"]`, view);
   button("copy-link").addEventListener("click",
@@ -74,6 +94,22 @@ function showOutsideLive(detail) {
   }));
 }
 
+function awaitsReplay(detail) {
+  return detail.state === "ended" && detail.playback.recording && detail.playback.state === "none"
+    && Date.now() / 1000 - (detail.ended_at || 0) < REPLAY_WAIT_S;
+}
+
+// Looks at the Space again every `ms` while `unchanged` says so, and then shows it as
+// it is now (if its page is still the one shown).
+function watch(spaceId, ms, unchanged) {
+  state.spaceTimer = setInterval(async () => {
+    const now = await state.api.get(`/spaces/${spaceId}`).catch(() => null);
+    if (now && !unchanged(now) && location.pathname === `/spaces/${spaceId}`) {
+      await showSpace(spaceId);
+    }
+  }, ms);
+}
+
 export async function showSpace(spaceId) {
   leaveRoom();
   let detail;
@@ -90,11 +126,8 @@ export async function showSpace(spaceId) {
   }
   showOutsideLive(detail);
   if (detail.state === "scheduled") {
-    state.spaceTimer = setInterval(async () => {
-      const now = await state.api.get(`/spaces/${spaceId}`).catch(() => null);
-      if (now && now.state !== "scheduled" && location.pathname === `/spaces/${spaceId}`) {
-        await showSpace(spaceId);
-      }
-    }, SCHEDULED_REFRESH_MS);
+    watch(spaceId, SCHEDULED_REFRESH_MS, (now) => now.state === "scheduled");
+  } else if (awaitsReplay(detail)) {
+    watch(spaceId, REPLAY_REFRESH_MS, (now) => awaitsReplay(now));
   }
 }

@@ -4,7 +4,8 @@
 import { ApiError } from "./api.js";
 
 export const state = {
-  config: null, tokens: null, api: null, me: null, room: null, barTimer: null, barSocket: null,
+  config: null, tokens: null, api: null, me: null, room: null, replay: null, barTimer: null,
+  barSocket: null,
 };
 
 export const $ = (selector, root = document) => root.querySelector(selector);
