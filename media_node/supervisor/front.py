@@ -182,14 +182,15 @@ class Front:
         try:
             placement = await self._place(claims, authorization or "")
             feed = placement.feed
+            self._admissions += 1
+            admission = self._admissions
             reservation = placement.worker.reserve(
                 space_id,
                 listener=not claims.may_publish,
                 relay=feed is not None,
                 origin=feed.origin if feed is not None else None,
+                admission=admission,
             )
-            self._admissions += 1
-            admission = self._admissions
             headers = {"Authorization": authorization or "", ADMISSION_HEADER: str(admission)}
             known = self.book.known(space_id, claims.user_id)
             if known is not None:

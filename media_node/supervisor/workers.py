@@ -49,6 +49,8 @@ class Reservation:
     listener: bool
     relay: bool
     origin: str | None
+    # The supervisor's number for this join (the admission header the worker keeps).
+    admission: int = 0
     # monotonic time the worker answered 201; None while the join is in flight.
     done_at: float | None = None
 
@@ -156,9 +158,14 @@ class WorkerProcess:
             for space_id, room in status["rooms"].items()
         }
         self.snapshot_at = asked_at
-        # Joins answered before this status was asked for are in it.
+        # Joins answered before this status was asked for are in it, and so is a join
+        # the worker admitted while the status was on its way, though its answer came
+        # after: counting that one twice would refuse a join to a worker with room.
+        present = {int(a) for room in status["rooms"].values()
+                   for a in room.get("admissions", ())}
         self.reservations = [
-            r for r in self.reservations if r.done_at is None or r.done_at > asked_at
+            r for r in self.reservations
+            if (r.done_at is None or r.done_at > asked_at) and r.admission not in present
         ]
         self.counters = Counters.parse(status["counters"])
         self.cpu = float(status["cpu_seconds"])
@@ -222,9 +229,10 @@ class WorkerProcess:
     # -- load, as placement sees it ---------------------------------------------------
 
     def reserve(
-        self, space_id: str, listener: bool, relay: bool, origin: str | None
+        self, space_id: str, listener: bool, relay: bool, origin: str | None,
+        admission: int = 0,
     ) -> Reservation:
-        reservation = Reservation(space_id, listener, relay, origin)
+        reservation = Reservation(space_id, listener, relay, origin, admission)
         self.reservations.append(reservation)
         return reservation
 

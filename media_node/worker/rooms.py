@@ -283,6 +283,9 @@ class Rooms:
                 # supervisor tells it they left (reason worker_lost).
                 "connected": [[p.session_id, p.user_id, p.role]
                               for p in participants if p.connected],
+                # The supervisor's number for each join this room holds: a join it
+                # still counts as in flight is already here if its number is.
+                "admissions": [p.admission for p in participants],
             }
         return {
             "rooms": rooms,

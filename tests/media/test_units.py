@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 
 import pytest
 
@@ -151,3 +152,24 @@ def test_a_status_asked_after_a_join_was_answered_replaces_its_reservation() -> 
     assert worker.view("sp_x") is None
     assert worker.totals().packets_out == 7
     assert worker.cpu_seconds() == 1.5
+
+
+def test_a_join_admitted_while_a_status_was_on_its_way_counts_once() -> None:
+    """The worker admits a join, then answers a status asked before the join's answer
+    reached the supervisor: the status holds the join, so its reservation goes."""
+    worker = _worker(1, {})
+    other = _worker(0, {"sp_x": RoomView(2, 3, relay=False, origin=None)})
+    first = worker.reserve("sp_x", listener=True, relay=True, origin=None, admission=7)
+    asked_at = time.monotonic()
+    status = {
+        "rooms": {"sp_x": {"listeners": 1, "participants": 1, "relay": True, "origin": None,
+                           "admissions": [7]}},
+        "counters": {"packets_in": 0, "packets_out": 0, "late_ticks": 0},
+        "cpu_seconds": 0.1,
+        "draining": False,
+    }
+    worker.settle(first, admitted=True)
+    worker.absorb(status, asked_at=asked_at)
+    assert worker.view("sp_x") == RoomView(1, 1, relay=True, origin=None)
+    # So the relay's second seat is free: counted twice, the Space would read as full.
+    assert listener_target("sp_x", [other, worker], limit=2) == (worker, True)
