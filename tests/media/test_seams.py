@@ -18,6 +18,9 @@ from pylibsrtp import Session
 from media_node.transport import aiortc_seams as seams
 from peer.tones import ToneTrack
 
+# aiortc closes a loopback pair in well under a second.
+CLOSE_SECONDS = 15.0
+
 
 class Pair:
     """Two peer connections on loopback: `caller` sends a tone to `callee`."""
@@ -49,7 +52,18 @@ class Pair:
         return self.callee.getTransceivers()[0].receiver
 
     async def close(self) -> None:
-        await asyncio.gather(self.caller.close(), self.callee.close())
+        try:
+            await asyncio.wait_for(
+                asyncio.gather(self.caller.close(), self.callee.close()), CLOSE_SECONDS)
+        except TimeoutError:
+            # Seen once in CI (a close that never returned, the loop idle): name what
+            # each task waits on, in place of pytest-timeout's dump of threads.
+            stacks = []
+            for task in asyncio.all_tasks():
+                frames = task.get_stack(limit=8)
+                stacks.append(f"{task.get_name()}: " + " <- ".join(
+                    f"{f.f_code.co_name}:{f.f_lineno}" for f in reversed(frames)))
+            raise AssertionError("the pair did not close:\n" + "\n".join(stacks)) from None
 
 
 def run(scenario: Callable[[Pair], Awaitable[None]], connect: bool = True) -> None:
