@@ -63,6 +63,9 @@ def test_a_kept_speaker_token_after_a_demotion_admits_a_listener(
             await kept.join(token)
             await kept.connected()
             await kept.wait_told("welcome", role="listener")
+            # The token said speaker: the node welcomed a listener, and only that.
+            assert _count(kept, "welcome") == 1
+            assert _count(kept, "welcome", role="speaker") == 0
             await asyncio.sleep(0.5)
             await listener.hear(660, present=True, timeout=1)
             await listener.hear(440, present=False, timeout=0.1)
@@ -88,6 +91,8 @@ def test_a_kept_token_after_a_mute_admits_the_speaker_muted(
             await kept.join(token)
             await kept.connected()
             await kept.wait_told("welcome", role="speaker", muted=True)
+            # The token carried no mute: the welcome is the node's current state.
+            assert _count(kept, "welcome", muted=False) == 0
             await asyncio.sleep(0.5)
             await listener.hear(440, present=False, timeout=0.1)
             # Their own unmute (a later version) lets them be heard.
