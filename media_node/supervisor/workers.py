@@ -50,7 +50,7 @@ class Reservation:
     relay: bool
     origin: str | None
     # The supervisor's number for this join (the admission header the worker keeps).
-    admission: int = 0
+    admission: int
     # monotonic time the worker answered 201; None while the join is in flight.
     done_at: float | None = None
 
@@ -229,8 +229,7 @@ class WorkerProcess:
     # -- load, as placement sees it ---------------------------------------------------
 
     def reserve(
-        self, space_id: str, listener: bool, relay: bool, origin: str | None,
-        admission: int = 0,
+        self, space_id: str, listener: bool, relay: bool, origin: str | None, admission: int
     ) -> Reservation:
         reservation = Reservation(space_id, listener, relay, origin, admission)
         self.reservations.append(reservation)

@@ -110,13 +110,13 @@ def test_listeners_fill_the_owner_then_one_relay_at_a_time() -> None:
     workers = [owner, busy, idle]
     assert listener_target(space, workers, limit=2) == (owner, False)
     # A join in flight counts: the owner's share is taken.
-    reservation = owner.reserve(space, listener=True, relay=False, origin=None)
+    reservation = owner.reserve(space, listener=True, relay=False, origin=None, admission=1)
     assert listener_target(space, workers, limit=2) == (idle, True)
-    relay_join = idle.reserve(space, listener=True, relay=True, origin=None)
+    relay_join = idle.reserve(space, listener=True, relay=True, origin=None, admission=2)
     idle.settle(relay_join, admitted=True)
     # The relay that has the Space fills before another opens.
     assert listener_target(space, workers, limit=2) == (idle, True)
-    idle.reserve(space, listener=True, relay=True, origin=None)
+    idle.reserve(space, listener=True, relay=True, origin=None, admission=3)
     assert listener_target(space, workers, limit=2) == (busy, True)
     busy.rooms[space] = RoomView(listeners=2, participants=2, relay=True, origin=None)
     assert listener_target(space, workers, limit=2) is None
@@ -130,10 +130,10 @@ def test_listeners_fill_the_owner_then_one_relay_at_a_time() -> None:
 
 def test_a_status_asked_after_a_join_was_answered_replaces_its_reservation() -> None:
     worker = _worker(0, {})
-    joined = worker.reserve("sp_x", listener=True, relay=False, origin=None)
+    joined = worker.reserve("sp_x", listener=True, relay=False, origin=None, admission=4)
     worker.settle(joined, admitted=True)
     assert joined.done_at is not None
-    in_flight = worker.reserve("sp_x", listener=True, relay=False, origin=None)
+    in_flight = worker.reserve("sp_x", listener=True, relay=False, origin=None, admission=5)
     assert worker.view("sp_x") == RoomView(2, 2, relay=False, origin=None)
     status = {
         "rooms": {"sp_x": {"listeners": 1, "participants": 1, "relay": False, "origin": None}},
