@@ -154,7 +154,8 @@ def test_a_listener_stays_connected_on_consent_answered_in_c_both_ways(
             assert setup.node_aioice_checks == 0
             # The node's own checks reached the peer's aioice and came back answered.
             assert native.consent_checks - checks >= 12
-            assert setup.peer_aioice_checks >= native.consent_checks - checks
+            # The last check sent may still be in the peer's socket buffer.
+            assert setup.peer_aioice_checks >= native.consent_checks - checks - 1
             assert native.consent_responses >= native.consent_checks - 2
             assert native.consent_age is not None
             assert native.consent_age < 1.0
