@@ -4,6 +4,7 @@ its own state folder, and a way to call its API as any user."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import signal
@@ -88,8 +89,10 @@ class LocalRun:
     def web(self) -> str:
         return f"http://127.0.0.1:{self.port('WEB')}"
 
-    @property
+    @functools.cached_property
     def issuer(self) -> LocalIssuer:
+        # Loaded once: parsing the RSA key takes tens of milliseconds, and a crowd of
+        # participants asks for a token each time they join.
         return LocalIssuer.load_or_create(self.state / "issuer.pem")
 
     def node_health(self, index: int = 0) -> dict[str, Any]:
