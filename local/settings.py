@@ -27,8 +27,11 @@ MEDIA_PORT = int(os.environ.get("PARLOR_MEDIA_PORT", "8700"))
 # How many media nodes `make up` runs, on MEDIA_PORT, MEDIA_PORT + 1, ...
 MEDIA_NODES = int(os.environ.get("PARLOR_MEDIA_NODES", "1"))
 WEB_PORT = int(os.environ.get("PARLOR_WEB_PORT", "8080"))
-# coturn's listening port (UDP and TCP), and the range of its relayed ports.
+# coturn's listening port (UDP and TCP), and the range of its relayed ports. Every
+# participant's client allocates a relay as it gathers candidates, so the range holds an
+# audience of a thousand; it lies above Linux's ephemeral ports (32768-60999), which the
+# media node and the clients take, so coturn need not hunt for a free one.
 TURN_PORT = int(os.environ.get("PARLOR_TURN_PORT", "3478"))
-TURN_RELAY_PORTS = os.environ.get("PARLOR_TURN_RELAY_PORTS", "49160-49200")
+TURN_RELAY_PORTS = os.environ.get("PARLOR_TURN_RELAY_PORTS", "61000-61999")
 # How often the abandoned-Space sweep runs (an EventBridge rule, every minute, in AWS).
 SWEEP_SECONDS = float(os.environ.get("PARLOR_SWEEP_SECONDS", "5"))
