@@ -143,3 +143,28 @@ def test_listeners_reconnecting_in_a_crowd_leave_the_stage_alone(
     _deliver(world, *(_event("participant_connected", space_id, f.user_id) for f in fans))
     assert all(Member.get(space_id, f.user_id, consistent_read=True).connected for f in fans)
     assert _present(space_id) == set()
+
+
+def test_a_listeners_leave_is_one_write_that_needs_no_space(
+    world: World, live: tuple[Caller, Caller, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lost worker's whole audience leaves at once: a listener, never in the stage's
+    set, costs the member's write alone, even while the Space's item refuses writes."""
+    _, _, space_id = live
+    carol = world.user("carol")
+    carol.post(f"/spaces/{space_id}/join")
+    _deliver(world, _event("participant_connected", space_id, "u-carol"),
+             _event("participant_connected", space_id, "u-bob"))
+
+    def refused(self: Space, *args: Any, **kwargs: Any) -> Any:
+        raise PutError("DynamoDB refused the write")
+
+    monkeypatch.setattr(Space, "update", refused)
+    assert _deliver(world, _event("participant_left", space_id, "u-carol")) == {
+        "batchItemFailures": []}
+    assert Member.get(space_id, "u-carol", consistent_read=True).connected is False
+    # A speaker's leave still needs the Space: its record fails, to be retried.
+    response = _deliver(world, _event("participant_left", space_id, "u-bob"),
+                        _event("speaking_started", space_id, "u-alice"))
+    assert len(response["batchItemFailures"]) == 1
+    assert _present(space_id) == {"u-bob"}

@@ -85,13 +85,18 @@ def apply(event: MediaEvent) -> bool:
         actions.append(Member.speaking.set(False))
     present = Member.user_id.exists() & (Member.role != "removed") & _newer(event.at)
     if not connected:
-        # Whoever leaves leaves the stage's set, whatever their role. Two writes, no
-        # transaction: both are idempotent, so a retried event completes what a failed
-        # one began.
+        # Who leaves the stage leaves its set. Two writes, no transaction: both are
+        # idempotent, so a retried event completes what a failed one began.
         try:
             member_key.update(actions=actions, condition=present)
         except UpdateError:
             return False
+        if member_key.role not in STAGE_ROLES:
+            # Every write that adds to the set, or changes a role, is conditioned on the
+            # role in the same transaction: someone whose role is off stage now is not in
+            # it. A listener's leave is one write (a lost worker's whole audience leaves
+            # at once).
+            return True
         with contextlib.suppress(UpdateError):  # a Space that is gone keeps no set
             Space(event.space_id).update(
                 actions=[Space.on_stage_connected.delete({event.user_id})],
