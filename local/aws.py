@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import boto3
+import fasteners
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from werkzeug.serving import BaseWSGIServer, make_server
 
@@ -28,18 +29,32 @@ from chalicelib.platform.models import TableSpec, table_specs
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
+# Requests that only read: any number may run together, never beside a write.
+_READS = frozenset({
+    "GetItem", "BatchGetItem", "Query", "Scan", "TransactGetItems", "DescribeTable",
+    "ListTables", "DescribeTimeToLive", "DescribeStream", "ListStreams",
+    "GetShardIterator", "GetRecords",
+})
+
+
 def atomic_dynamodb(app: WsgiApp) -> WsgiApp:
-    """Applies one DynamoDB request at a time, as DynamoDB applies each conditional write
-    or transaction atomically. moto's in-memory tables are not safe against two threads
-    interleaving inside one transaction, which DynamoDB never allows; without this a
-    concurrency test would measure moto's races instead of the code's. Other services
-    pass through unserialized: an SQS long poll must not stall the tables."""
-    lock = threading.Lock()
+    """Applies each DynamoDB write alone, as DynamoDB applies each conditional write or
+    transaction atomically. moto's in-memory tables are not safe against two threads
+    interleaving inside one transaction, and a read beside a transaction could see the
+    writes of one that is then rolled back, which DynamoDB never allows; without this a
+    concurrency test would measure moto's races instead of the code's. Reads run
+    together (a rejoin storm is mostly reads). Other services pass through unserialized:
+    an SQS long poll must not stall the tables."""
+    # Writer-preferring: a waiting write holds back new reads, so a crowd of reads
+    # cannot starve it.
+    lock = fasteners.ReaderWriterLock()
 
     def wrapped(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        if not environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB"):
+        target = environ.get("HTTP_X_AMZ_TARGET", "")
+        if not target.startswith("DynamoDB"):
             return app(environ, start_response)
-        with lock:
+        held = lock.read_lock() if target.rpartition(".")[2] in _READS else lock.write_lock()
+        with held:
             return list(app(environ, start_response))
 
     return wrapped
