@@ -7,6 +7,7 @@ import contextlib
 import functools
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -36,9 +37,16 @@ def free_port() -> int:
 
 
 def free_ports(count: int) -> int:
-    """The first of `count` consecutive free ports (the media nodes' ports)."""
+    """The first of `count` consecutive free ports (the media nodes' ports), below
+    Linux's ephemeral range: a port the kernel hands out may be taken by any outgoing
+    connection (the first node's, say) before the next node binds it."""
+    low, high = 20000, 32000
+    with contextlib.suppress(OSError, ValueError):
+        low_ephemeral = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+        if low_ephemeral - 1 - count > low:
+            high = min(high, low_ephemeral - 1)
     for _ in range(50):
-        first = free_port()
+        first = random.randrange(low, high - count)
         sockets = []
         try:
             for port in range(first, first + count):
