@@ -1,4 +1,5 @@
-"""The embedded AWS's DynamoDB lock: reads run together, a write runs alone."""
+"""The embedded AWS: DynamoDB reads run together and a write alone; moto finds each
+service's backend once, not on every request."""
 
 from __future__ import annotations
 
@@ -7,7 +8,10 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from local.aws import atomic_dynamodb
+import boto3
+import pytest
+
+from local.aws import EmbeddedAws, atomic_dynamodb
 
 
 class Recorder:
@@ -58,3 +62,31 @@ def test_a_write_never_runs_beside_another_request() -> None:
               if any(a != "GetItem" for a in seen)]
     assert len(writes) >= 12
     assert all(len(seen) == 1 for seen in writes)
+
+
+def test_each_service_is_looked_up_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    import moto.backends
+    listed: list[int] = []
+    real = moto.backends.list_of_moto_modules
+
+    def counting() -> Iterable[str]:
+        listed.append(1)
+        return real()
+
+    monkeypatch.setattr(moto.backends, "list_of_moto_modules", counting)
+    aws = EmbeddedAws().start()
+    try:
+        dynamodb = boto3.client("dynamodb", endpoint_url=aws.url)
+        sqs = boto3.client("sqs", endpoint_url=aws.url)
+        for _ in range(2):
+            dynamodb.list_tables()
+            sqs.list_queues()
+        first = len(listed)
+        for _ in range(5):
+            dynamodb.list_tables()
+            sqs.list_queues()
+        # Ten more requests of the same two services list moto's package no more.
+        assert first >= 1
+        assert len(listed) == first
+    finally:
+        aws.stop()
