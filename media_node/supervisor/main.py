@@ -40,9 +40,26 @@ from .workers import WorkerProcess, worker_env
 log = logging.getLogger("media_node.supervisor")
 
 STATUS_SECONDS = 1.0
-RESTART_BACKOFF_SECONDS = (1.0, 2.0, 5.0, 10.0, 30.0)
-# A worker that ran this long before dying starts again without waiting longer.
+# Waits before starting a dead worker again: none the first time (its listeners rejoin
+# two seconds later, and a worker takes about that long to start), longer for each death
+# that follows soon after the last (a crash loop).
+RESTART_BACKOFF_SECONDS = (0.0, 1.0, 2.0, 5.0, 10.0, 30.0)
+# A worker that ran this long before dying starts again without waiting.
 STABLE_SECONDS = 60.0
+
+
+class RestartBackoff:
+    """How long a worker that died waits before it starts again."""
+
+    def __init__(self) -> None:
+        self.deaths_in_a_row = 0
+
+    def delay(self, ran_seconds: float) -> float:
+        if ran_seconds > STABLE_SECONDS:
+            self.deaths_in_a_row = 0
+        delay = RESTART_BACKOFF_SECONDS[min(self.deaths_in_a_row, len(RESTART_BACKOFF_SECONDS) - 1)]
+        self.deaths_in_a_row += 1
+        return delay
 # Past the workers' own drain timeout, how long to wait before killing them.
 EXIT_GRACE_SECONDS = 15.0
 
@@ -169,7 +186,7 @@ class Supervisor:
 
     async def _watch(self, worker: WorkerProcess, env: dict[str, str]) -> None:
         """Restart a worker that dies, until the node drains (then an exit is the end)."""
-        failures = 0
+        backoff = RestartBackoff()
         while True:
             assert worker.process is not None
             started = time.monotonic()
@@ -180,8 +197,7 @@ class Supervisor:
             if self.draining:
                 log.info("worker exited", extra={"worker": worker.index, "code": code})
                 return
-            failures = 0 if time.monotonic() - started > STABLE_SECONDS else failures + 1
-            delay = RESTART_BACKOFF_SECONDS[min(failures, len(RESTART_BACKOFF_SECONDS) - 1)]
+            delay = backoff.delay(time.monotonic() - started)
             log.error(
                 "worker died: its rooms are gone; restarting it",
                 extra={"worker": worker.index, "code": code, "delay": delay},

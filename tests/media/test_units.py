@@ -14,6 +14,7 @@ from media_node.commands import CommandError, parse
 from media_node.config import DEFAULT_WORKER_LISTENERS, Config, ConfigError
 from media_node.sessions import SessionAddress, address_of, new_session_id
 from media_node.supervisor.front import listener_target
+from media_node.supervisor.main import STABLE_SECONDS, RestartBackoff
 from media_node.supervisor.workers import RoomView, WorkerProcess
 
 
@@ -173,3 +174,16 @@ def test_a_join_admitted_while_a_status_was_on_its_way_counts_once() -> None:
     assert worker.view("sp_x") == RoomView(1, 1, relay=True, origin=None)
     # So the relay's second seat is free: counted twice, the Space would read as full.
     assert listener_target("sp_x", [other, worker], limit=2) == (worker, True)
+
+
+def test_a_dead_worker_starts_again_at_once_and_a_crash_loop_backs_off() -> None:
+    backoff = RestartBackoff()
+    # Its listeners notice within two seconds: the first restart must not wait.
+    assert backoff.delay(ran_seconds=30) == 0
+    # Dying again soon after each start: longer and longer waits, up to a ceiling.
+    waits = [backoff.delay(ran_seconds=1) for _ in range(7)]
+    assert waits == sorted(waits)
+    assert waits[0] > 0
+    assert waits[-1] == waits[-2] >= 30
+    # A worker that ran a while before dying is not in a loop: at once again.
+    assert backoff.delay(ran_seconds=STABLE_SECONDS + 1) == 0
