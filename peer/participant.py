@@ -37,6 +37,43 @@ WATCH_SECONDS = 0.1
 FINAL = {(403, "removed"), (403, "blocked"), (409, "space_not_live"), (404, "space_not_found")}
 
 
+def _credentials_last(servers: list[dict[str, Any]], now: float) -> bool:
+    """Whether every TURN credential in `servers` is good for another minute. They are
+    TURN REST API usernames, `<expiry epoch>:<user>` (docs/media-contract.md); a server
+    with a username of another form counts as not known to last."""
+    for server in servers:
+        username = server.get("username")
+        if username:
+            expiry = str(username).split(":", 1)[0]
+            if not expiry.isdigit() or int(expiry) < now + 60:
+                return False
+    return True
+
+
+@dataclass
+class _Ahead:
+    """A session prepared before the API's answer, and what it was prepared for."""
+
+    task: asyncio.Task[MediaSession]
+    ice_servers: list[dict[str, Any]]
+    publishing: bool
+
+    def fits(self, ice_servers: list[dict[str, Any]], publishing: bool) -> bool:
+        """The same servers (their credentials may be newer) and the same microphone."""
+        def urls(servers: list[dict[str, Any]]) -> list[Any]:
+            return [server.get("urls") for server in servers]
+        return publishing == self.publishing and urls(ice_servers) == urls(self.ice_servers)
+
+    async def discard(self) -> None:
+        if not self.task.done():
+            self.task.cancel()
+        try:
+            session = await self.task
+        except BaseException:  # cancelled or failed: nothing to close
+            return
+        await session.close(leave=False)
+
+
 class Stopped(Exception):
     """The participant is done: told the Space ended, removed, or refused for good."""
 
@@ -74,10 +111,13 @@ class Participant:
     stopped: str | None = None
     outages: list[Outage] = field(default_factory=list)
     joins: int = 0
+    # Joins whose session was prepared while the API answered.
+    joins_prepared_ahead: int = 0
     # How long each call to the API's join took (seconds), failed ones included.
     api_seconds: list[float] = field(default_factory=list)
     _connected_at: float = 0.0
     _watcher: asyncio.Task[None] | None = None
+    _ice_servers: list[dict[str, Any]] | None = None
     _rejoin: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
@@ -101,17 +141,56 @@ class Participant:
                 raise Stopped(str(code))
             raise Refused(response.status, str(body))
 
-    async def _connect(self) -> None:
+    def _new_session(self, ice_servers: list[dict[str, Any]], publishing: bool) -> MediaSession:
+        microphone = ToneTrack(self.tone_hz) if self.tone_hz and publishing else None
+        return MediaSession(ice_servers, microphone, self._message, decode=self.decode)
+
+    def _prepare_ahead(self) -> _Ahead | None:
+        """The next session, its offer made while the API answers (a certificate, ICE
+        gathering and a TURN allocation: a third of a second, more in a crowd), when the
+        last join's ICE servers are still good."""
+        servers = self._ice_servers
+        if servers is None or not _credentials_last(servers, time.time()):
+            return None
+        publishing = self.may_publish
+
+        async def prepare() -> MediaSession:
+            session = self._new_session(servers, publishing)
+            try:
+                await session.offer()
+            except BaseException:
+                await session.close(leave=False)
+                raise
+            return session
+
+        return _Ahead(asyncio.create_task(prepare()), servers, publishing)
+
+    async def _connect(self, ahead: _Ahead | None = None) -> None:
         """One join: the API, then the node it names."""
-        joined = await self._api_join()
-        if joined.get("transport") == "hls":
-            # The Space answers this listener with HLS (docs/hls.md): a player's job.
-            raise Stopped("hls")
+        ahead = ahead or self._prepare_ahead()
+        try:
+            joined = await self._api_join()
+            if joined.get("transport") == "hls":
+                # The Space answers this listener with HLS (docs/hls.md): a player's job.
+                raise Stopped("hls")
+        except BaseException:
+            if ahead is not None:
+                await ahead.discard()
+            raise
         self.role, self.muted = joined["role"], bool(joined["muted"])
         self.node_id = joined["node_id"]
-        microphone = ToneTrack(self.tone_hz) if self.tone_hz and self.may_publish else None
-        session = MediaSession(joined["media"]["ice_servers"], microphone, self._message,
-                               decode=self.decode)
+        servers = joined["media"]["ice_servers"]
+        session: MediaSession | None = None
+        if ahead is not None:
+            if ahead.fits(servers, self.may_publish):
+                with contextlib.suppress(Exception):
+                    session = await ahead.task
+                    self.joins_prepared_ahead += 1
+            else:
+                await ahead.discard()
+        if session is None:
+            session = self._new_session(servers, self.may_publish)
+        self._ice_servers = servers
         try:
             await session.open(joined["media"]["url"], joined["token"])
         except BaseException:
@@ -191,24 +270,32 @@ class Participant:
             # The node may be gone: leave without waiting on it.
             asyncio.create_task(old.close(leave=why == "told to rejoin"))  # noqa: RUF006
         deadline = outage.noticed_at + self.give_up_seconds
-        if why != "told to rejoin":
-            await asyncio.sleep(random.uniform(0, FIRST_ATTEMPT_SPREAD_SECONDS))
-        while self.stopped is None:
-            outage.attempts += 1
-            try:
-                await self._connect()
-                outage.restored_at = time.monotonic()
-                return
-            except Stopped as exc:
-                self.stopped = exc.reason
-                return
-            except (Refused, aiohttp.ClientError, TimeoutError, OSError, KeyError, ValueError):
-                pass
-            if time.monotonic() > deadline:
-                self.stopped = "gave_up"
-                return
-            step = BACKOFF_SECONDS[min(outage.attempts - 1, len(BACKOFF_SECONDS) - 1)]
-            await asyncio.sleep(step * random.uniform(0.5, 1.5))
+        # The first attempt's session is prepared while it waits its turn.
+        ahead = self._prepare_ahead()
+        try:
+            if why != "told to rejoin":
+                await asyncio.sleep(random.uniform(0, FIRST_ATTEMPT_SPREAD_SECONDS))
+            while self.stopped is None:
+                outage.attempts += 1
+                attempt, ahead = ahead, None
+                try:
+                    await self._connect(attempt)
+                    outage.restored_at = time.monotonic()
+                    return
+                except Stopped as exc:
+                    self.stopped = exc.reason
+                    return
+                except (Refused, aiohttp.ClientError, TimeoutError, OSError, KeyError,
+                        ValueError):
+                    pass
+                if time.monotonic() > deadline:
+                    self.stopped = "gave_up"
+                    return
+                step = BACKOFF_SECONDS[min(outage.attempts - 1, len(BACKOFF_SECONDS) - 1)]
+                await asyncio.sleep(step * random.uniform(0.5, 1.5))
+        finally:
+            if ahead is not None:
+                await ahead.discard()
 
     # -- what it heard -----------------------------------------------------------------
 

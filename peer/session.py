@@ -128,9 +128,12 @@ class MediaSession:
 
     async def offer(self) -> str:
         """The offer: sendrecv audio (with the microphone, or none yet, so that a
-        listener who is promoted speaks without renegotiating) and the data channel."""
-        self.pc.addTransceiver(self._microphone or "audio", direction="sendrecv")
-        await self.pc.setLocalDescription(await self.pc.createOffer())
+        listener who is promoted speaks without renegotiating) and the data channel.
+        Made once: ICE gathering (a TURN allocation) may be done before the join token
+        is there, and `open` sends the same offer."""
+        if self.pc.localDescription is None:
+            self.pc.addTransceiver(self._microphone or "audio", direction="sendrecv")
+            await self.pc.setLocalDescription(await self.pc.createOffer())
         return str(self.pc.localDescription.sdp)
 
     async def open(self, sessions_url: str, token: str) -> None:

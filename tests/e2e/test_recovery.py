@@ -133,6 +133,8 @@ def test_a_killed_worker_costs_seconds_of_audio_and_no_click(one_node: LocalRun)
             assert took <= WORKER_LOSS_SECONDS
             # The speaker came back as a speaker, on the same node (its other worker).
             assert room.speaker.role == "speaker"
+            # Each came back through a session made while the API answered.
+            assert [p.joins_prepared_ahead for p in room.everyone] == [1] * len(room.everyone)
         finally:
             await room.stop()
 
