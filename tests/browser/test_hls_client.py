@@ -208,6 +208,15 @@ def test_an_hls_listener_hears_sees_the_stage_and_is_brought_on_stage(
 
         # Bob asks to speak; alice approves: bob's page joins again over WebRTC by itself.
         bob.page.get_by_role("button", name="Request to speak").click()
+        # The click's request is on its way: approve once the API has it.
+        deadline = time.monotonic() + 10
+        while True:
+            status, pending = local.call("GET", f"/spaces/{space_id}/requests", "u-alice")
+            assert status == 200, pending
+            if any(item["user_id"] == "u-bob" for item in pending["items"]):
+                break
+            assert time.monotonic() < deadline, f"bob's request never arrived: {pending}"
+            time.sleep(0.1)
         status, approved = local.call("POST", f"/spaces/{space_id}/requests/u-bob/approve",
                                       "u-alice")
         assert status == 200, approved
