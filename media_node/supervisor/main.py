@@ -46,6 +46,8 @@ STATUS_SECONDS = 1.0
 RESTART_BACKOFF_SECONDS = (0.0, 1.0, 2.0, 5.0, 10.0, 30.0)
 # A worker that ran this long before dying starts again without waiting.
 STABLE_SECONDS = 60.0
+# Past the workers' own drain timeout, how long to wait before killing them.
+EXIT_GRACE_SECONDS = 15.0
 
 
 class RestartBackoff:
@@ -60,8 +62,6 @@ class RestartBackoff:
         delay = RESTART_BACKOFF_SECONDS[min(self.deaths_in_a_row, len(RESTART_BACKOFF_SECONDS) - 1)]
         self.deaths_in_a_row += 1
         return delay
-# Past the workers' own drain timeout, how long to wait before killing them.
-EXIT_GRACE_SECONDS = 15.0
 
 
 class Supervisor:
