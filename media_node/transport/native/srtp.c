@@ -111,7 +111,10 @@ static int protect_gcm(Stream *self, uint8_t *datagram, int *length, uint16_t se
     int header = (int)self->header_size, out;
     uint8_t *payload = datagram + header;
     int size = *length - header;
-    if (!EVP_EncryptInit_ex(self->gcm, NULL, NULL, NULL, iv) ||
+    /* The whole IV by the AEAD control (a length of -1), not EVP_EncryptInit_ex: that
+     * re-runs the context's initialisation, asking the provider for the IV length
+     * through a parameter lookup, on every packet. */
+    if (!EVP_CIPHER_CTX_ctrl(self->gcm, EVP_CTRL_GCM_SET_IV_FIXED, -1, iv) ||
         !EVP_EncryptUpdate(self->gcm, NULL, &out, datagram, header) ||
         !EVP_EncryptUpdate(self->gcm, payload, &out, payload, size) ||
         !EVP_EncryptFinal_ex(self->gcm, payload + size, &out) ||
