@@ -197,6 +197,8 @@ def test_an_hls_listener_hears_sees_the_stage_and_is_brought_on_stage(
         expect(status_text).to_have_text(
             "You are listening over HLS, a few seconds behind the room.", timeout=20_000)
         assert bob.page.evaluate("window.parlorRoom.connection") is None
+        # No node connection to carry a reaction: the buttons are not offered.
+        expect(bob.page.get_by_role("group", name="Reactions")).to_be_hidden()
         _plays(bob.page)
         _hears_440(bob.page)
         # The stage as the playlist's date ranges say: only they tell an HLS listener
@@ -223,6 +225,7 @@ def test_an_hls_listener_hears_sees_the_stage_and_is_brought_on_stage(
         expect(bob.page.get_by_role("button", name="Mute")).to_be_visible(timeout=15_000)
         expect(status_text).to_have_text("You are in the audio.", timeout=20_000)
         assert bob.page.evaluate("window.parlorRoom.player") is None
+        expect(bob.page.get_by_role("group", name="Reactions")).to_be_visible()
         bob.hears_audio()
     finally:
         local.call("POST", f"/spaces/{space_id}/end", "u-alice")

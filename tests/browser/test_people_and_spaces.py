@@ -154,8 +154,14 @@ def test_the_bar_lives_orders_and_rings_who_speaks(
         # Pressing the avatar opens the Space; listening, carol sees who speaks there too.
         alice_item.get_by_role("link").click()
         expect(page.get_by_role("heading", name="Two you follow")).to_be_visible()
+        # Reactions go over the node connection: none to press before there is one.
+        reactions = page.get_by_role("group", name="Reactions")
+        expect(reactions).to_be_hidden()
         page.get_by_role("button", name="Listen", exact=True).click()
         expect(page.get_by_text("You are in the audio.")).to_be_visible(timeout=20_000)
+        # The node passes a reaction to everyone in the room, its sender too.
+        reactions.get_by_role("button", name="Clap").click()
+        expect(page.locator("[data-reactions]")).to_contain_text("👏", timeout=5_000)
         expect(page.locator("[data-stage] li.speaking", has_text="@alice")).to_be_visible(
             timeout=10_000)
         expect(page.locator("[data-stage] li.speaking .ring.speaking")).to_have_count(2)

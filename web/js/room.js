@@ -402,6 +402,9 @@ export class Room {
     $("[data-moderation]", view).hidden = !(live && this.moderator);
     $("[data-cohost-form]", view).hidden = me.role !== "host";
     show("end", live && me.role === "host");
+    // Reactions travel on the node connection's data channel: without one (before
+    // Listen, or listening over HLS) a press would go nowhere.
+    $("[data-reaction-buttons]", view).hidden = !(live && this.connection);
   }
 
   // Over HLS, the stage the date ranges say, which is the one heard now (the API's is a
